@@ -1,0 +1,158 @@
+"""`sendit`: the command line. Subcommands are thin: parse, build options, call the domain.
+
+Exit codes: 0 every image was anonymized or deliberately withheld; 1 some failed;
+2 usage or configuration error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+from .errors import ConfigError
+from .identifiers import IdentifierSource, ServiceIdentifiers
+from .logs import quiet_libraries
+from .pipeline import RunOptions, available_cpus, run
+from .pseudonyms import Pseudonymizer, load_key
+from .spec import Batch, identifier_service, load_file
+
+log = logging.getLogger("sendit")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.WARNING if args.quiet else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    quiet_libraries()
+    try:
+        return args.command(args)
+    except ConfigError as exc:
+        print(f"sendit: {exc}", file=sys.stderr)
+        return 2
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="sendit", description=__doc__.splitlines()[0])
+    parser.add_argument("-q", "--quiet", action="store_true", help="warnings and errors only")
+    sub = parser.add_subparsers(required=True, metavar="COMMAND")
+
+    r = sub.add_parser("run", help="de-identify DICOM folders into a local folder")
+    r.add_argument("folders", nargs="*", type=Path, metavar="FOLDER")
+    r.add_argument("-f", "--file", type=Path, help="a SenditBatch manifest")
+    r.add_argument("-o", "--output", type=Path, help="where de-identified files go")
+    r.add_argument("--report", type=Path, help="write the JSON run report here")
+    r.add_argument("--key-file", type=Path, help="the pseudonym key (else $SENDIT_PSEUDONYM_KEY)")
+    r.add_argument("--recipe", type=Path, help="a deid recipe applied on top of the profile")
+    r.add_argument(
+        "--filter", type=Path, action="append", default=[], help="an extra deid filter file"
+    )
+    r.add_argument("--identifier-service", metavar="URL", help="a DASHER-style service")
+    r.add_argument("--workers", type=int, default=0, help=f"processes (default {available_cpus()})")
+    r.set_defaults(command=_run)
+
+    s = sub.add_parser("sample", help="make identified-looking sample folders to try Sendit on")
+    s.add_argument("output", type=Path, metavar="DIR")
+    s.add_argument("--patients", type=int, default=5)
+    s.add_argument("--files", type=int, default=40)
+    s.set_defaults(command=_sample)
+
+    loc = sub.add_parser("locate", help="find the file behind a reference from a report")
+    loc.add_argument("ref", help="a reference such as 0:ABCDEFGHIJ")
+    loc.add_argument("folders", nargs="+", type=Path, metavar="FOLDER")
+    loc.add_argument("--key-file", type=Path)
+    loc.set_defaults(command=_locate)
+    return parser
+
+
+def _run(args: argparse.Namespace) -> int:
+    if args.file and args.folders:
+        raise ConfigError("give folders or -f MANIFEST, not both")
+    batch = load_file(args.file) if args.file else None
+    folders = batch.folders() if batch else args.folders
+    if not folders:
+        raise ConfigError("nothing to do: give one or more folders, or -f MANIFEST")
+    output = args.output or (batch.output() if batch else None)
+    if output is None:
+        raise ConfigError("give --output DIR (or destinations.local.path in the manifest)")
+    if any(_overlaps(output, folder) for folder in folders):
+        raise ConfigError("the output folder must be outside every input folder")
+    if args.report and args.report.resolve().is_relative_to(output.resolve()):
+        raise ConfigError("the report must be written outside the output folder")
+    key, created = load_key(args.key_file, create_default=True)
+    if created:
+        log.warning(created)
+    recipe = args.recipe or (
+        batch.local_file(batch.spec["deidentify"].get("recipe")) if batch else None
+    )
+    filters = list(args.filter)
+    if batch:
+        filters += [
+            batch.local_file(f) for f in batch.spec["deidentify"]["pixels"].get("filters", [])
+        ]
+    options = RunOptions(
+        folders=folders,
+        output=output,
+        key=key,
+        workers=args.workers,
+        identifiers=_identifier_source(args, batch),
+        recipe=recipe,
+        filters=tuple(filters),
+    )
+    report = run(options)
+    print(f"sendit: {report.summary()}", file=sys.stderr)
+    for error in report.errors[:20]:
+        print(f"  {error.ref}: {error.reason}", file=sys.stderr)
+    if len(report.errors) > 20:
+        print(f"  ... and {len(report.errors) - 20} more (see --report)", file=sys.stderr)
+    if args.report:
+        report.write(args.report)
+    return report.exit_code
+
+
+def _identifier_source(args: argparse.Namespace, batch: Batch | None) -> IdentifierSource | None:
+    if args.identifier_service:
+        service = identifier_service({"url": args.identifier_service})
+    else:
+        service = batch.spec["deidentify"].get("identifierService") if batch else None
+    if not service:
+        return None
+    return ServiceIdentifiers(
+        service["url"], timeout=service["timeoutSeconds"], retries=service["retries"]
+    )
+
+
+def _overlaps(a: Path, b: Path) -> bool:
+    a, b = a.resolve(), b.resolve()
+    return a == b or a.is_relative_to(b) or b.is_relative_to(a)
+
+
+def _sample(args: argparse.Namespace) -> int:
+    from .sample import make_sample
+
+    n = make_sample(args.output, patients=args.patients, files=args.files)
+    print(f"sendit: wrote {n} sample files for {args.patients} patients", file=sys.stderr)
+    return 0
+
+
+def _locate(args: argparse.Namespace) -> int:
+    """Print the local path behind a report's reference: for the person who ran the batch."""
+    key, _ = load_key(args.key_file, create_default=False)
+    folder, _, token = args.ref.partition(":")
+    try:
+        root = args.folders[int(folder)].resolve()
+    except (ValueError, IndexError):
+        raise ConfigError(
+            "the reference's folder number does not match the folders given"
+        ) from None
+    pseudonymizer = Pseudonymizer(key)
+    for path in sorted(root.rglob("*")):
+        if pseudonymizer.token("file", str(path.relative_to(root)), 10) == token:
+            print(path)
+            return 0
+    print("sendit: no file under that folder has this reference", file=sys.stderr)
+    return 1

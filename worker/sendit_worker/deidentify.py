@@ -1,0 +1,230 @@
+"""Header de-identification of one dataset: the compiled profile applied element by element.
+
+Elements the profile keeps are never decoded, so they (and the pixel data) are written back
+byte for byte; only what must change is touched.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from pydicom import Dataset
+from pydicom.datadict import dictionary_VR
+from pydicom.dataelem import DataElement
+from pydicom.sequence import Sequence
+from pydicom.uid import UID
+from pydicom.multival import MultiValue
+
+from .identifiers import PatientIdentifiers
+from .profile import METHOD_CODES, METHOD_TEXT, SAFE_PRIVATE, Op, Profile
+
+_DUMMY_TEXT = "ANONYMIZED"
+_TEXT_VRS = frozenset({"AE", "LO", "LT", "PN", "SH", "ST", "UC", "UT", "UR"})
+_BINARY_VRS = frozenset({"OB", "OD", "OF", "OL", "OV", "OW", "UN"})
+_NUMBER_VRS = frozenset({"US", "SS", "UL", "SL", "FL", "FD", "UV", "SV"})
+# Name parts too common to be identifying on their own (PN prefixes and suffixes are skipped).
+MIN_TOKEN = 3
+PIXEL_DATA = 0x7FE00010
+BIRTH_DATE = 0x00100030
+
+
+@dataclass(frozen=True)
+class Replacements:
+    """What one file's identifying values become."""
+
+    ids: PatientIdentifiers
+    item_key: str
+    map_uid: Callable[[str], str]
+    identifying: frozenset[str]  # lower-cased values to cut out of descriptors
+
+
+def identifying_values(ds: Dataset, profile: Profile) -> frozenset[str]:
+    """Values in the header that identify someone: names, IDs, addresses, the birth date...
+
+    Collected from every element (nested sequences included) whose value the profile removes or
+    replaces, plus every person name; the same set drives Clean Descriptors and verification.
+    """
+    found: set[str] = set()
+
+    def visit(d: Dataset) -> None:
+        for tag in list(d.keys()):
+            if tag & 0x10000 or tag == PIXEL_DATA:
+                continue  # private values are removed wholesale; pixel data is not header
+            vr = d.get_item(tag).VR or _dictionary_vr(tag)
+            if vr == "SQ":
+                for item in d[tag].value or ():
+                    visit(item)
+            elif vr == "PN":
+                found.update(_name_tokens(d[tag].value))
+            elif tag == BIRTH_DATE or (
+                vr in _TEXT_VRS and profile.op_for(tag, vr) in _IDENTIFYING_OPS
+            ):
+                found.update(_strings(d[tag].value))
+
+    visit(ds)
+    return frozenset(v.lower() for v in found if len(v) >= MIN_TOKEN)
+
+
+_IDENTIFYING_OPS = frozenset({Op.REMOVE, Op.EMPTY, Op.DUMMY, Op.PATIENT_ID, Op.ACCESSION})
+
+
+def _strings(value: object) -> list[str]:
+    if value is None:
+        return []
+    values = value if isinstance(value, list | tuple | MultiValue) else [value]
+    return [str(v).strip() for v in values if str(v).strip()]
+
+
+def _name_tokens(value: object) -> list[str]:
+    tokens: list[str] = []
+    for name in _strings(value):
+        for group in name.split("="):
+            parts = group.split("^")
+            for part in parts[:3]:  # family, given, middle: not prefix or suffix
+                tokens.extend(t for t in re.split(r"[\s,]+", part) if t)
+            tokens.append(" ".join(p for p in parts[:3][::-1] if p).strip())
+    return tokens
+
+
+def clean_text(text: str, identifying: frozenset[str]) -> str:
+    """Cut every identifying value out of free text (whole words, any case)."""
+    for value in sorted(identifying, key=len, reverse=True):
+        text = re.sub(rf"(?<![0-9a-z]){re.escape(value)}(?![0-9a-z])", "", text, flags=re.I)
+    return re.sub(r"\s{2,}", " ", text).strip(" ,;:-^")
+
+
+def shift_date(value: str, days: int) -> str | None:
+    """Shift a DA or the date part of a DT; None when it is not a full date."""
+    if len(value) < 8 or not value[:8].isdigit():
+        return None
+    try:
+        shifted = dt.date(int(value[:4]), int(value[4:6]), int(value[6:8])) + dt.timedelta(days)
+    except ValueError:
+        return None
+    return shifted.strftime("%Y%m%d") + value[8:]
+
+
+def deidentify(ds: Dataset, profile: Profile, repl: Replacements) -> None:
+    """De-identify a dataset in place: the profile, then the de-identification method record."""
+    _apply(ds, profile, repl)
+    meta = getattr(ds, "file_meta", None)
+    if meta is not None and "MediaStorageSOPInstanceUID" in meta:
+        meta.MediaStorageSOPInstanceUID = UID(ds.SOPInstanceUID)
+    ds.PatientIdentityRemoved = "YES"
+    ds.DeidentificationMethod = METHOD_TEXT
+    ds.LongitudinalTemporalInformationModified = "MODIFIED"
+    codes = []
+    for value, meaning in METHOD_CODES:
+        item = Dataset()
+        item.CodeValue = value
+        item.CodingSchemeDesignator = "DCM"
+        item.CodeMeaning = meaning
+        codes.append(item)
+    ds.DeidentificationMethodCodeSequence = Sequence(codes)
+
+
+def _apply(ds: Dataset, profile: Profile, repl: Replacements) -> None:
+    safe_blocks: set[int] = set()
+    for tag in list(ds.keys()):
+        raw = ds.get_item(tag)
+        vr = raw.VR or _dictionary_vr(tag)
+        if tag & 0x10000:
+            if 0x10 <= (tag & 0xFFFF) <= 0xFF:
+                continue  # a private creator: decided below, once its block is known
+            if _is_safe_private(ds, tag):
+                safe_blocks.add((tag >> 16, (tag & 0xFF00) >> 8))
+            else:
+                del ds[tag]
+            continue
+        op = profile.op_for(tag, vr)
+        if op is Op.KEEP:
+            continue
+        if op is Op.REMOVE:
+            del ds[tag]
+            continue
+        elem = ds[tag]
+        _transform(ds, elem, op, profile, repl)
+    # Private creators stay only for blocks that kept a safe element.
+    creators = [t for t in ds.keys() if t & 0x10000 and 0x10 <= (t & 0xFFFF) <= 0xFF]  # noqa: SIM118
+    for tag in creators:
+        if (tag >> 16, tag & 0xFF) not in safe_blocks:
+            del ds[tag]
+
+
+def _transform(
+    ds: Dataset, elem: DataElement, op: Op, profile: Profile, repl: Replacements
+) -> None:
+    vr = elem.VR
+    if op is Op.RECURSE:
+        for item in elem.value or ():
+            _apply(item, profile, repl)
+    elif op is Op.EMPTY:
+        elem.value = Sequence() if vr == "SQ" else None
+    elif op is Op.DUMMY:
+        elem.value = _dummy(vr)
+    elif op is Op.UID:
+        _map_values(elem, repl.map_uid)
+    elif op is Op.SHIFT:
+        _shift(ds, elem, repl.ids.jitter_days)
+    elif op is Op.CLEAN:
+        _map_values(elem, lambda v: clean_text(v, repl.identifying))
+    elif op is Op.PATIENT_ID or op is Op.PATIENT_NAME:
+        elem.value = repl.ids.patient
+    elif op is Op.ACCESSION:
+        elem.value = repl.ids.studies.get(repl.item_key, "") if elem.value else ""
+
+
+def _map_values(elem: DataElement, fn: Callable[[str], str]) -> None:
+    value = elem.value
+    if value is None or value == "":
+        return
+    if isinstance(value, str):
+        elem.value = fn(value)
+    else:
+        elem.value = [fn(str(v)) for v in value]
+
+
+def _shift(ds: Dataset, elem: DataElement, days: int) -> None:
+    values = _strings(elem.value)
+    if not values:
+        return
+    shifted = [shift_date(v, days) for v in values]
+    if any(s is None for s in shifted):
+        elem.value = None  # not a date we can shift: it goes, rather than stay as it was
+    else:
+        elem.value = shifted if len(shifted) > 1 else shifted[0]
+
+
+def _dummy(vr: str) -> object:
+    if vr in _TEXT_VRS or vr == "CS":
+        return _DUMMY_TEXT
+    if vr in ("IS", "DS"):
+        return "0"
+    if vr in _NUMBER_VRS:
+        return 0
+    if vr == "AS":
+        return "000D"
+    if vr == "TM":
+        return "000000"
+    return None  # binary and anything else: empty
+
+
+def _is_safe_private(ds: Dataset, tag: int) -> bool:
+    element = tag & 0xFFFF
+    if element < 0x1000:
+        return False
+    group, block = tag >> 16, element >> 8
+    creator = ds.get((group << 16) | block)
+    if creator is None:
+        return False
+    return (str(creator.value).strip(), group, element & 0xFF) in SAFE_PRIVATE
+
+
+def _dictionary_vr(tag: int) -> str:
+    try:
+        return dictionary_VR(tag)
+    except KeyError:
+        return "UN"

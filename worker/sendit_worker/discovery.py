@@ -1,0 +1,182 @@
+"""Discovery: which files under the input folders are DICOM instances, grouped by study and series.
+
+Walking is cheap and single-threaded (`candidate_files`); reading headers is the costly part and
+runs in the worker pool (`read_header`), one file at a time, returning a small `Instance` or a
+`Problem`. Nothing here keeps a dataset: only the identifiers needed to group and pseudonymize.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pydicom
+
+DICOMDIR_CLASS = "1.2.840.10008.1.3.10"
+HEADER_TAGS = [
+    "SOPClassUID",
+    "SOPInstanceUID",
+    "StudyInstanceUID",
+    "SeriesInstanceUID",
+    "PatientID",
+    "AccessionNumber",
+    "StudyDate",
+    "StudyTime",
+]
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """A file to look at. `root` is its input folder: refs are made relative to it."""
+
+    path: Path
+    root: Path
+
+
+@dataclass(frozen=True)
+class Instance:
+    path: Path
+    root: Path
+    patient_key: str
+    item_key: str
+    study_uid: str
+    series_uid: str
+    sop_uid: str
+    timestamp: str | None
+
+
+@dataclass(frozen=True)
+class Problem:
+    """A file or folder that was not processed, and why. `path` never leaves this machine."""
+
+    path: Path
+    root: Path
+    reason: str
+
+
+def is_unfinished(name: str) -> bool:
+    """An exporter writes `ST-000001.tmp2343/` and renames it when complete."""
+    return any(part.lower().startswith("tmp") for part in name.split(".")[1:])
+
+
+def candidate_files(roots: Iterable[Path]) -> Iterator[Candidate | Problem]:
+    """Every regular file under the roots, in a stable order; problems for what is skipped."""
+    for root in roots:
+        root = root.resolve()
+        if not root.is_dir():
+            yield Problem(root, root, "input folder does not exist or is not a folder")
+            continue
+        if is_unfinished(root.name):
+            yield Problem(root, root, "unfinished folder (its name ends in .tmp*): skipped")
+            continue
+        yield from _walk(root)
+
+
+def _walk(root: Path) -> Iterator[Candidate | Problem]:
+    found = False
+    for dirpath, dirnames, filenames in os.walk(root, onerror=None):
+        here = Path(dirpath)
+        dirnames.sort()
+        for name in list(dirnames):
+            sub = here / name
+            if is_unfinished(name):
+                dirnames.remove(name)
+                yield Problem(sub, root, "unfinished folder (its name ends in .tmp*): skipped")
+            elif sub.is_symlink() and not _inside(sub, root):
+                # (A link to a folder inside the input is not followed: it would repeat files.)
+                yield Problem(sub, root, "symlink points outside the input: skipped")
+        for name in sorted(filenames):
+            path = here / name
+            if path.is_symlink() and not _inside(path, root):
+                yield Problem(path, root, "symlink points outside the input: skipped")
+                continue
+            found = True
+            yield Candidate(path, root)
+    if not found:
+        yield Problem(root, root, "folder holds no files")
+
+
+def _inside(path: Path, root: Path) -> bool:
+    try:
+        return path.resolve().is_relative_to(root)
+    except (OSError, RuntimeError):  # a loop of links
+        return False
+
+
+def read_header(candidate: Candidate) -> Instance | Problem:
+    """Recognise a DICOM instance by its content and read what grouping needs."""
+    path, root = candidate.path, candidate.root
+    try:
+        if path.stat().st_size == 0:
+            return Problem(path, root, "empty file")
+        ds, has_preamble = _read(path)
+    except PermissionError:
+        return Problem(path, root, "unreadable: permission denied")
+    except FileNotFoundError:
+        return Problem(path, root, "vanished while reading")
+    except OSError as exc:
+        return Problem(path, root, f"unreadable: {exc.strerror or type(exc).__name__}")
+    except NotDicom as exc:
+        return Problem(path, root, str(exc))
+    meta = getattr(ds, "file_meta", None) or {}
+    if meta.get("MediaStorageSOPClassUID") == DICOMDIR_CLASS or "DirectoryRecordSequence" in ds:
+        return Problem(path, root, "DICOMDIR (a media index, not an image): skipped")
+    missing = [
+        k for k in ("SOPInstanceUID", "StudyInstanceUID", "SeriesInstanceUID") if k not in ds
+    ]
+    if missing:
+        reason = f"DICOM but not an image instance: no {missing[0]}"
+        return Problem(path, root, reason if has_preamble else "not a DICOM file")
+    study_uid = str(ds.StudyInstanceUID)
+    patient = str(ds.get("PatientID", "") or "") or f"study:{study_uid}"
+    item = str(ds.get("AccessionNumber", "") or "") or f"study:{study_uid}"
+    return Instance(
+        path=path,
+        root=root,
+        patient_key=patient,
+        item_key=item,
+        study_uid=study_uid,
+        series_uid=str(ds.SeriesInstanceUID),
+        sop_uid=str(ds.SOPInstanceUID),
+        timestamp=_timestamp(ds.get("StudyDate"), ds.get("StudyTime")),
+    )
+
+
+class NotDicom(Exception):
+    pass
+
+
+def _read(path: Path) -> tuple[pydicom.Dataset, bool]:
+    """The header, and whether the file has the DICM preamble (files without it are read only
+    if their content parses as a dataset with instance UIDs)."""
+    with path.open("rb") as f:
+        head = f.read(132)
+    has_preamble = len(head) == 132 and head[128:132] == b"DICM"
+    try:
+        ds = pydicom.dcmread(
+            path, stop_before_pixels=True, specific_tags=HEADER_TAGS, force=not has_preamble
+        )
+    except OSError:
+        raise
+    except Exception as exc:  # pydicom raises many kinds on garbage; the batch goes on
+        kind = "truncated or corrupt DICOM" if has_preamble else "not a DICOM file"
+        raise NotDicom(f"{kind} ({type(exc).__name__})") from None
+    return ds, has_preamble
+
+
+def _timestamp(date: object, time: object) -> str | None:
+    d = str(date or "")
+    if len(d) != 8 or not d.isdigit():
+        return None
+    t = "".join(c for c in str(time or "") if c.isdigit())[:6].ljust(6, "0")
+    return f"{d[:4]}-{d[4:6]}-{d[6:]}T{t[:2]}:{t[2:4]}:{t[4:6]}Z"
+
+
+def group(instances: Iterable[Instance]) -> dict[str, dict[str, list[Instance]]]:
+    """Study > Series > Image, in a stable order."""
+    studies: dict[str, dict[str, list[Instance]]] = {}
+    for inst in sorted(instances, key=lambda i: (i.study_uid, i.series_uid, i.sop_uid)):
+        studies.setdefault(inst.study_uid, {}).setdefault(inst.series_uid, []).append(inst)
+    return studies

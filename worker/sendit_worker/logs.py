@@ -1,0 +1,21 @@
+"""Logging rules: Sendit's own messages carry counts and pseudonymous references only.
+
+pydicom's and deid's warnings and log records can quote element values (a name, an ID), so
+they are silenced wherever Sendit reads DICOM; outcomes and reports say what went wrong instead.
+"""
+
+from __future__ import annotations
+
+import logging
+import warnings
+from collections import deque
+
+from deid.logger import bot
+from deid.logger.message import QUIET
+
+
+def quiet_libraries() -> None:
+    warnings.filterwarnings("ignore", module=r"(pydicom|deid)(\.|$)")
+    logging.getLogger("pydicom").setLevel(logging.CRITICAL + 1)
+    bot.level = QUIET
+    bot.history = deque(maxlen=0)  # deid keeps every message it ever emitted, values included

@@ -1,0 +1,193 @@
+"""The pipeline: discover, resolve identifiers, de-identify series in a process pool, report.
+
+`run` is the one entry point for `sendit run`, the Kubernetes worker and the tests. Progress goes
+to a callback per finished series, so destinations can deliver series by series while the rest
+is still being de-identified.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+from collections.abc import Callable, Iterator
+from concurrent.futures import Executor, ProcessPoolExecutor
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from tqdm import tqdm
+
+from .discovery import Candidate, Instance, Problem, candidate_files, group, read_header
+from .identifiers import IdentifierSource, LocalIdentifiers
+from .process import Outcome, Settings, init_process, process_series
+from .pseudonyms import Pseudonymizer
+from .report import FileError, Report
+
+log = logging.getLogger("sendit")
+
+# Reasons a file is counted as failed (an image that did not make it) rather than skipped.
+FAILED_PREFIXES = ("truncated", "unreadable", "vanished")
+
+
+@dataclass(frozen=True)
+class SeriesDone:
+    """One series finished: its outcomes, in the order of its files."""
+
+    outcomes: list[Outcome]
+
+
+@dataclass
+class RunOptions:
+    folders: list[Path]
+    output: Path
+    key: bytes
+    workers: int = 0  # 0: every CPU this process may use
+    identifiers: IdentifierSource | None = None  # default: LocalIdentifiers from the key
+    recipe: Path | None = None
+    filters: tuple[Path, ...] = ()
+    shard: tuple[int, int] = (0, 1)  # (index, count): which series this process takes
+    progress: bool | None = None  # None: a bar only on a terminal
+    on_series: Callable[[SeriesDone], None] | None = None
+
+
+def run(options: RunOptions) -> Report:
+    report = Report()
+    pseudonymizer = Pseudonymizer(options.key)
+    ref = _referencer(pseudonymizer, options.folders)
+    settings = Settings(
+        key=options.key,
+        output=options.output,
+        recipe=options.recipe,
+        filters=tuple(options.filters) + ((options.recipe,) if options.recipe else ()),
+    )
+    workers = options.workers or available_cpus()
+    with _pool(workers, settings) as pool:
+        instances = _discover(pool, options, report, ref)
+        studies = group(instances)
+        mine = {
+            (study, series): files
+            for study, series_map in studies.items()
+            for series, files in series_map.items()
+            if shard_of(series, options.shard[1]) == options.shard[0]
+        }
+        report.studies = len({study for study, _ in mine})
+        report.series = len(mine)
+        report.discovered = sum(len(files) for files in mine.values())
+        source = options.identifiers or LocalIdentifiers(pseudonymizer)
+        ids = source.resolve(_entities(mine.values()))
+        tasks = [
+            ([(ref(i.path), i) for i in files], ids[files[0].patient_key])
+            for files in mine.values()
+        ]
+        log.info("de-identifying %d images in %d series", report.discovered, len(tasks))
+        disable = None if options.progress is None else not options.progress
+        bar = tqdm(total=report.discovered, unit="img", disable=disable)
+        with bar:
+            for outcomes in pool.map(process_series, tasks):
+                _tally(report, outcomes)
+                bar.update(len(outcomes))
+                if options.on_series:
+                    options.on_series(SeriesDone(outcomes))
+    log.info("done: %s", report.summary())
+    return report
+
+
+def _discover(pool: Executor, options: RunOptions, report: Report, ref) -> list[Instance]:
+    candidates: list[Candidate] = []
+    for found in candidate_files(options.folders):
+        if isinstance(found, Problem):
+            _problem(report, ref, found)
+        else:
+            candidates.append(found)
+    log.info("reading %d files", len(candidates))
+    instances: list[Instance] = []
+    seen: set[str] = set()
+    for result in pool.map(read_header, candidates, chunksize=64):
+        if isinstance(result, Problem):
+            _problem(report, ref, result)
+        elif result.sop_uid in seen:
+            _problem(
+                report,
+                ref,
+                Problem(result.path, result.root, "duplicate SOP Instance UID: skipped"),
+            )
+        else:
+            seen.add(result.sop_uid)
+            instances.append(result)
+    return instances
+
+
+def _problem(report: Report, ref, problem: Problem) -> None:
+    if problem.reason.startswith(FAILED_PREFIXES):
+        report.failed += 1
+    else:
+        report.skipped += 1
+    report.errors.append(FileError(ref(problem.path), problem.reason))
+
+
+def _tally(report: Report, outcomes: list[Outcome]) -> None:
+    for o in outcomes:
+        if o.status == "anonymized":
+            report.anonymized += 1
+        elif o.status == "withheld":
+            report.withheld += 1
+            report.withheld_files.append(FileError(o.ref, o.reason))
+        else:
+            report.failed += 1
+            report.errors.append(FileError(o.ref, o.reason))
+
+
+def _entities(series: Iterator[list[Instance]]) -> dict[str, dict[str, str | None]]:
+    entities: dict[str, dict[str, str | None]] = {}
+    for files in series:
+        for inst in files:
+            entities.setdefault(inst.patient_key, {}).setdefault(inst.item_key, inst.timestamp)
+    return entities
+
+
+def _referencer(pseudonymizer: Pseudonymizer, folders: list[Path]) -> Callable[[Path], str]:
+    """A file's pseudonymous reference: folder number and a keyed hash of its relative path."""
+    roots = [f.resolve() for f in folders]
+
+    def ref(path: Path) -> str:
+        for n, root in enumerate(roots):
+            if path == root or path.is_relative_to(root):
+                return f"{n}:{pseudonymizer.token('file', str(path.relative_to(root)), 10)}"
+        return f"?:{pseudonymizer.token('file', str(path), 10)}"
+
+    return ref
+
+
+def shard_of(series_uid: str, count: int) -> int:
+    """A stable shard for a series: the same in every process and every run."""
+    return int.from_bytes(hashlib.sha256(series_uid.encode()).digest()[:8], "big") % count
+
+
+def available_cpus() -> int:
+    """CPUs this process may use: the affinity mask, capped by a cgroup CPU quota."""
+    cpus = len(os.sched_getaffinity(0))
+    try:
+        quota, period = Path("/sys/fs/cgroup/cpu.max").read_text().split()
+        if quota != "max":
+            cpus = min(cpus, max(1, int(int(quota) // int(period))))
+    except (OSError, ValueError):
+        pass
+    return cpus
+
+
+class _InlineExecutor(Executor):
+    """One worker: everything in this process, no pickling, easiest to debug."""
+
+    def map(self, fn, *iterables, timeout=None, chunksize=1):
+        return map(fn, *iterables)
+
+
+@contextmanager
+def _pool(workers: int, settings: Settings) -> Iterator[Executor]:
+    if workers <= 1:
+        init_process(settings)
+        yield _InlineExecutor()
+        return
+    with ProcessPoolExecutor(workers, initializer=init_process, initargs=(settings,)) as pool:
+        yield pool

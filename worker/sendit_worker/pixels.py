@@ -1,0 +1,71 @@
+"""Pixel policy: images that may show a patient's identity in their pixels are withheld.
+
+An image is withheld when its header says BurnedInAnnotation=YES, or when deid's filters (the
+default filter file shipped with deid, plus any the user names) put it on a graylist or
+blacklist and no whitelist clears it. Pixel data itself is never decoded here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+from deid.config import DeidRecipe
+from deid.dicom.pixels.detect import has_burned_pixels
+from pydicom import Dataset
+from pydicom.dataset import FileDataset, FileMetaDataset
+
+CLEARING_GROUPS = frozenset({"whitelist"})
+CACHE_SIZE = 4096
+BURNED_IN_HEADER = "burned-in annotation: the header says BurnedInAnnotation=YES"
+
+
+class PixelScreen:
+    """deid's filters, parsed once per process.
+
+    deid interprets some 350 rule lines per image; the verdict depends only on the few header
+    fields the rules name, and those repeat across a series, so verdicts are memoized on them.
+    """
+
+    def __init__(self, extra_filters: Sequence[Path] = ()) -> None:
+        if extra_filters:
+            self.recipe = DeidRecipe([str(p) for p in extra_filters], base=True)
+        else:
+            self.recipe = DeidRecipe()
+        fields: set[str] = set()
+        for items in (self.recipe.get_filters() or {}).values():
+            for item in items:
+                for group in item.get("filters") or ():
+                    fields.update(group["field"])
+        self.fields = tuple(sorted(fields))
+        self._verdicts: dict[tuple, str | None] = {}
+
+    def withheld_reason(self, ds: Dataset) -> str | None:
+        """Why this image must not leave, or None when it may.
+
+        Reasons name the rule group, never a value from the image.
+        """
+        if str(ds.get("BurnedInAnnotation", "")).strip().upper() == "YES":
+            return BURNED_IN_HEADER
+        key = tuple((f, _key(ds.get(f))) for f in self.fields if f in ds)
+        if key not in self._verdicts:
+            if len(self._verdicts) >= CACHE_SIZE:
+                self._verdicts.clear()
+            self._verdicts[key] = self._evaluate(key, ds)
+        return self._verdicts[key]
+
+    def _evaluate(self, key: tuple, ds: Dataset) -> str | None:
+        probe = FileDataset("screen", Dataset(), file_meta=FileMetaDataset())
+        for field, _ in key:
+            probe[field] = ds[field]
+        results = has_burned_pixels(probe, deid=self.recipe)["results"]
+        if any(r["group"] in CLEARING_GROUPS for r in results):
+            return None
+        flagged = [r["group"] for r in results if r["group"] not in CLEARING_GROUPS]
+        return f"possible burned-in text: deid {flagged[0]} rule matched" if flagged else None
+
+
+def _key(value: object) -> object:
+    if isinstance(value, str | int | float | bytes) or value is None:
+        return value
+    return repr(value)

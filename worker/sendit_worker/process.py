@@ -1,0 +1,160 @@
+"""One series, file by file: read, screen pixels, de-identify, verify, write. Runs in the pool.
+
+Each pool process builds its `Context` once (the compiled profile, the pixel filters, the user's
+recipe); tasks carry only paths and the patient's identifiers. No dataset outlives its file.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import pydicom
+from pydicom import Dataset
+from pydicom._uid_dict import UID_dictionary
+from pydicom.encaps import generate_fragments
+
+from .deidentify import Replacements, deidentify, identifying_values
+from .discovery import Instance
+from .identifiers import PatientIdentifiers
+from .logs import quiet_libraries
+from .pixels import PixelScreen
+from .profile import Profile, default_profile
+from .pseudonyms import Pseudonymizer
+from .recipe import UserRecipe
+from .verify import VerificationError, verify
+
+
+@dataclass(frozen=True)
+class Settings:
+    """What every pool process needs; picklable, sent once per process."""
+
+    key: bytes
+    output: Path
+    recipe: Path | None = None
+    filters: tuple[Path, ...] = ()
+
+
+@dataclass(frozen=True)
+class Outcome:
+    ref: str
+    status: str  # anonymized | withheld | failed
+    reason: str = ""
+    output: str = ""  # path relative to the output folder, from new UIDs only
+
+
+class Context:
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.profile: Profile = default_profile()
+        self.pseudonymizer = Pseudonymizer(settings.key)
+        self.screen = PixelScreen(settings.filters)
+        self.recipe = UserRecipe.load(settings.recipe) if settings.recipe else None
+
+    def map_uid(self, uid: str) -> str:
+        return uid if uid in UID_dictionary else self.pseudonymizer.uid(uid)
+
+
+_context: Context | None = None
+
+
+def init_process(settings: Settings) -> None:
+    global _context
+    quiet_libraries()
+    _context = Context(settings)
+
+
+def process_series(
+    task: tuple[list[tuple[str, Instance]], PatientIdentifiers],
+) -> list[Outcome]:
+    assert _context is not None, "init_process first"
+    instances, ids = task
+    return [process_file(_context, ref, inst, ids) for ref, inst in instances]
+
+
+def process_file(ctx: Context, ref: str, inst: Instance, ids: PatientIdentifiers) -> Outcome:
+    try:
+        ds = pydicom.dcmread(inst.path, force=True)
+        problem = _integrity_problem(ds)
+        if problem:
+            return Outcome(ref, "failed", problem)
+        reason = ctx.screen.withheld_reason(ds)
+        if reason:
+            return Outcome(ref, "withheld", reason)
+        data, relative = _deidentified_bytes(ctx, ds, inst, ids)
+    except VerificationError as exc:
+        return Outcome(ref, "failed", f"verification: {exc}")
+    except OSError as exc:
+        return Outcome(ref, "failed", f"unreadable: {exc.strerror or type(exc).__name__}")
+    except Exception as exc:  # one bad file never stops the batch
+        return Outcome(ref, "failed", f"could not de-identify ({type(exc).__name__})")
+    _write_atomically(ctx.settings.output / relative, data)
+    return Outcome(ref, "anonymized", output=relative)
+
+
+def _deidentified_bytes(
+    ctx: Context, ds: Dataset, inst: Instance, ids: PatientIdentifiers
+) -> tuple[bytes, str]:
+    transfer_syntax = _transfer_syntax(ds)
+    had_pixels = 0x7FE00010 in ds
+    identifying = identifying_values(ds, ctx.profile)
+    repl = Replacements(ids, inst.item_key, ctx.map_uid, identifying)
+    deidentify(ds, ctx.profile, repl)
+    if ctx.recipe is not None:
+        ctx.recipe.apply(ds)
+    ds.file_meta.TransferSyntaxUID = transfer_syntax
+    buffer = io.BytesIO()
+    ds.save_as(buffer, enforce_file_format=True)
+    data = buffer.getvalue()
+    verify(data, transfer_syntax=transfer_syntax, had_pixels=had_pixels, identifying=identifying)
+    relative = f"{ds.StudyInstanceUID}/{ds.SeriesInstanceUID}/{ds.SOPInstanceUID}.dcm"
+    return data, relative
+
+
+def _transfer_syntax(ds: Dataset) -> pydicom.uid.UID:
+    meta = getattr(ds, "file_meta", None)
+    if meta is not None and "TransferSyntaxUID" in meta:
+        return meta.TransferSyntaxUID
+    # No file meta: say what the body was read as.
+    if ds.original_encoding[1]:
+        return pydicom.uid.ImplicitVRLittleEndian
+    if ds.original_encoding[0]:
+        return pydicom.uid.ExplicitVRLittleEndian
+    return pydicom.uid.ExplicitVRBigEndian
+
+
+def _integrity_problem(ds: Dataset) -> str | None:
+    """Truncation shows up as pixel data shorter than its header promises."""
+    if 0x7FE00010 not in ds:
+        return None
+    raw = ds.get_item(0x7FE00010)
+    value = raw.value or b""
+    meta = getattr(ds, "file_meta", None)
+    if meta is not None and meta.get("TransferSyntaxUID") and meta.TransferSyntaxUID.is_compressed:
+        try:
+            for _ in generate_fragments(value):
+                pass
+        except (ValueError, EOFError):
+            return "truncated pixel data"
+        return None
+    try:
+        expected = (
+            int(ds.Rows)
+            * int(ds.Columns)
+            * int(ds.get("SamplesPerPixel", 1))
+            * int(ds.get("NumberOfFrames", 1) or 1)
+            * int(ds.BitsAllocated)
+        ) // 8
+    except (AttributeError, TypeError, ValueError):
+        return "pixel data without a usable image description"
+    return "truncated pixel data" if len(value) < expected else None
+
+
+def _write_atomically(path: Path, data: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(f".{path.name}.partial")
+    with open(partial, "wb") as f:
+        f.write(data)
+    os.replace(partial, path)

@@ -1,0 +1,187 @@
+"""The built-in de-identification profile: DICOM PS3.15 Annex E, compiled once into a tag table.
+
+The Basic Application Level Confidentiality Profile's action table (current edition) comes from
+the `dicom-anonymizer` package, which tracks the standard; this module resolves each action,
+together with the options Sendit applies, into one concrete operation per tag:
+
+- Retain Longitudinal Temporal Information with Modified Dates: dates are shifted, not removed.
+- Retain Patient Characteristics: age, sex, size, weight and the like are kept.
+- Clean Descriptors: descriptions are kept after identifying values are cut out of them;
+  free-text comments are removed.
+
+Anything the table does not name follows the same rules everywhere: private tags are removed
+unless on the safe list, overlays and curves are removed, UIDs that are not registered
+(class UIDs, transfer syntaxes) are remapped, dates are shifted, sequences are walked.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+from functools import cache
+
+from dicomanonymizer.dicom_anonymization_databases import dicomfields_2026c as annex_e
+from pydicom.datadict import dictionary_VR, keyword_for_tag, tag_for_keyword
+
+EDITION = "2026c"
+
+
+class Op(enum.Enum):
+    KEEP = "keep"
+    REMOVE = "remove"
+    EMPTY = "empty"  # zero-length value: the attribute stays, as Type 2 attributes must
+    DUMMY = "dummy"  # a fixed, non-identifying value of the right VR
+    UID = "uid"  # consistent remapping
+    SHIFT = "shift"  # dates moved by the patient's jitter
+    CLEAN = "clean"  # identifying values cut out of free text
+    RECURSE = "recurse"  # a sequence whose items get the same profile
+    PATIENT_ID = "patient-id"
+    PATIENT_NAME = "patient-name"
+    ACCESSION = "accession"
+
+
+# Codes of CID 7050 (De-identification Method) naming what this profile does.
+METHOD_CODES = (
+    ("113100", "Basic Application Confidentiality Profile"),
+    ("113105", "Clean Descriptors Option"),
+    ("113107", "Retain Longitudinal Temporal Information Modified Dates Option"),
+    ("113108", "Retain Patient Characteristics Option"),
+)
+# De-identification Method is LO: several values, each at most 64 characters.
+METHOD_TEXT = [f"Sendit PS3.15 Annex E Basic Profile {EDITION}"] + [
+    name.removesuffix(" Option") for _, name in METHOD_CODES[1:]
+]
+
+# Retain Patient Characteristics Option: kept as they are.
+PATIENT_CHARACTERISTICS = frozenset(
+    tag_for_keyword(k)
+    for k in (
+        "PatientAge",
+        "PatientSex",
+        "PatientSexNeutered",
+        "PatientSize",
+        "PatientWeight",
+        "EthnicGroup",
+        "EthnicGroups",
+        "EthnicGroupCodeSequence",
+        "SmokingStatus",
+        "PregnancyStatus",
+    )
+)
+
+# Never shifted: the birth date is emptied and the birth time removed, as the basic profile says.
+NOT_SHIFTED = frozenset(tag_for_keyword(k) for k in ("PatientBirthDate", "PatientBirthTime"))
+
+# Private attributes known to carry no identity (a subset of PS3.15 Table E.3.10-1):
+# (private creator, group, element offset within the block).
+SAFE_PRIVATE = frozenset(
+    {
+        ("SIEMENS MR HEADER", 0x0019, 0x0C),  # B_value
+        ("SIEMENS MR HEADER", 0x0019, 0x0D),  # DiffusionDirectionality
+        ("SIEMENS MR HEADER", 0x0019, 0x0E),  # DiffusionGradientDirection
+        ("SIEMENS MR HEADER", 0x0019, 0x27),  # B_matrix
+        ("GEMS_PARM_01", 0x0043, 0x39),  # slop_int_6..9 (b-value)
+        ("Philips Imaging DD 001", 0x2001, 0x03),  # Diffusion B-Factor
+    }
+)
+
+_PSEUDONYMS = {
+    tag_for_keyword("PatientID"): Op.PATIENT_ID,
+    tag_for_keyword("PatientName"): Op.PATIENT_NAME,
+    tag_for_keyword("AccessionNumber"): Op.ACCESSION,
+}
+_TEXT_VRS = frozenset({"LO", "SH", "ST", "LT", "UT", "UC"})
+_DATE_VRS = frozenset({"DA", "DT"})
+# What the table's compound actions resolve to (where a choice is allowed, the one that keeps
+# the object conformant: an empty Type 2 attribute rather than none).
+_BASIC = {
+    "D_TAGS": Op.DUMMY,
+    "Z_TAGS": Op.EMPTY,
+    "X_TAGS": Op.REMOVE,
+    "U_TAGS": Op.UID,
+    "Z_D_TAGS": Op.EMPTY,
+    "X_Z_TAGS": Op.EMPTY,
+    "X_D_TAGS": Op.REMOVE,
+    "X_Z_D_TAGS": Op.EMPTY,
+    "X_Z_U_STAR_TAGS": Op.RECURSE,
+}
+
+
+def _vr(tag: int) -> str:
+    try:
+        return dictionary_VR(tag)
+    except KeyError:
+        return "UN"
+
+
+def _is_descriptor(tag: int) -> bool:
+    keyword = keyword_for_tag(tag)
+    return keyword.endswith("Description") or keyword == "ProtocolName"
+
+
+def _resolve(tag: int, basic: Op) -> Op:
+    """The operation for a tag the Annex E table names, with Sendit's options applied."""
+    vr = _vr(tag)
+    if tag in _PSEUDONYMS:
+        return _PSEUDONYMS[tag]
+    if tag in PATIENT_CHARACTERISTICS:
+        return Op.KEEP
+    if vr in _DATE_VRS and tag not in NOT_SHIFTED:
+        return Op.SHIFT
+    if vr == "UI":
+        return Op.UID
+    if vr == "SQ":
+        # A sequence cannot hold a dummy value: its content goes; an empty one keeps Type 2.
+        return {Op.DUMMY: Op.REMOVE, Op.UID: Op.RECURSE}.get(basic, basic)
+    if _is_descriptor(tag) and vr in _TEXT_VRS:
+        return Op.CLEAN
+    return basic
+
+
+@dataclass(frozen=True)
+class Profile:
+    """Compiled tag table: one operation per public tag the table names; rules for the rest."""
+
+    table: dict[int, Op]
+
+    def op_for(self, tag: int, vr: str) -> Op:
+        op = self.table.get(tag)
+        if op is not None:
+            return op
+        group = tag >> 16
+        if group & 1:
+            return Op.REMOVE  # private: the caller keeps those on SAFE_PRIVATE
+        if 0x5000 <= group <= 0x50FF or 0x6000 <= group <= 0x60FF:
+            return Op.REMOVE  # curves and overlays can carry burned-in text
+        if (tag & 0xFFFF) == 0 or tag > 0x7FE00010:
+            return Op.REMOVE  # group lengths, trailing padding and signatures
+        if vr == "UI":
+            return _uid_op(tag)
+        if vr == "PN":
+            return Op.REMOVE  # a name the table does not list is still a name
+        if vr in _DATE_VRS:
+            return Op.SHIFT
+        if vr == "SQ":
+            return Op.RECURSE
+        return Op.KEEP
+
+
+@cache
+def _uid_op(tag: int) -> Op:
+    """Class UIDs and transfer syntaxes name kinds of things, not instances: they stay."""
+    keyword = keyword_for_tag(tag)
+    return Op.KEEP if keyword.endswith(("ClassUID", "SyntaxUID")) else Op.UID
+
+
+@cache
+def default_profile() -> Profile:
+    table: dict[int, Op] = {}
+    for category, basic in _BASIC.items():
+        for entry in getattr(annex_e, category):
+            if len(entry) != 2:
+                continue  # repeating groups (curves, overlays): covered by Profile.op_for
+            tag = (entry[0] << 16) | entry[1]
+            table[tag] = _resolve(tag, basic)
+    for tag, op in _PSEUDONYMS.items():
+        table[tag] = op
+    return Profile(table)

@@ -1,0 +1,116 @@
+"""`sendit sample`: a corpus of identified-looking DICOM folders made from pydicom's bundled files.
+
+For trying Sendit, its tests and its benchmark, without real patient data. Every patient gets a
+made-up name, ID, birth date, accession number and address, planted in the places real exports
+carry them: top-level attributes, nested sequences, private blocks, descriptions, and the
+folder names themselves. The images are marked ORIGINAL/PRIMARY with no burned-in annotation,
+so deid's default filters let them through and the sample exercises the whole pipeline.
+"""
+
+from __future__ import annotations
+
+import copy
+import random
+from dataclasses import dataclass
+from pathlib import Path
+
+import pydicom
+from pydicom.data import get_testdata_file
+from pydicom.dataset import Dataset
+from pydicom.sequence import Sequence
+from pydicom.uid import generate_uid
+
+# Bundled with pydicom (no download): CT and MR in several transfer syntaxes, NM, US.
+SOURCES = (
+    "CT_small.dcm",  # explicit VR little endian
+    "MR_small.dcm",  # explicit VR little endian
+    "MR_small_implicit.dcm",  # implicit VR little endian
+    "MR_small_bigendian.dcm",  # explicit VR big endian
+    "MR_small_RLE.dcm",  # RLE lossless
+    "MR_small_jp2klossless.dcm",  # JPEG 2000 lossless
+    "JPEG2000.dcm",  # NM, JPEG 2000
+    "ExplVR_BigEnd.dcm",  # US, big endian
+)
+FAMILY = ("Garcia", "Okafor", "Lindqvist", "Tanaka", "Moreau", "Kowalski", "Haddad", "Brennan")
+GIVEN = ("Maria", "Chidi", "Astrid", "Haruto", "Elodie", "Piotr", "Layla", "Declan")
+
+
+@dataclass(frozen=True)
+class Patient:
+    name: str
+    patient_id: str
+    birth_date: str
+    accession: str
+    address: str
+
+
+def make_patient(n: int, rng: random.Random) -> Patient:
+    family = f"{rng.choice(FAMILY)}{n:03d}x"
+    given = rng.choice(GIVEN)
+    return Patient(
+        name=f"{family}^{given}",
+        patient_id=f"MRN{rng.randrange(10**7, 10**8)}",
+        birth_date=f"19{rng.randrange(30, 99)}{rng.randrange(1, 13):02d}{rng.randrange(1, 28):02d}",
+        accession=f"ACC{rng.randrange(10**6, 10**7)}",
+        address=f"{rng.randrange(1, 999)} Elm Street, Springfield",
+    )
+
+
+def identify(ds: Dataset, patient: Patient, study_uid: str, series_uid: str) -> None:
+    """Plant the patient's identity everywhere a real export might carry it."""
+    ds.PatientName = patient.name
+    ds.PatientID = patient.patient_id
+    ds.PatientBirthDate = patient.birth_date
+    ds.PatientAddress = patient.address
+    ds.AccessionNumber = patient.accession
+    ds.InstitutionName = "Springfield General Hospital"
+    ds.ReferringPhysicianName = "Hibbert^Julius"
+    ds.OtherPatientIDs = patient.patient_id + "-OLD"
+    ds.StudyDescription = f"CT chest for {patient.name.split('^')[0]}"
+    ds.ImageComments = f"patient {patient.patient_id} tolerated well"
+    ds.StudyInstanceUID = study_uid
+    ds.SeriesInstanceUID = series_uid
+    ds.SOPInstanceUID = generate_uid()
+    ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
+    ds.ImageType = ["ORIGINAL", "PRIMARY", "AXIAL"]
+    ds.BurnedInAnnotation = "NO"
+    ds.Manufacturer = "Sendit Sample"
+    ref = Dataset()
+    ref.ReferencedSOPClassUID = ds.SOPClassUID
+    ref.ReferencedSOPInstanceUID = ds.SOPInstanceUID
+    ds.ReferencedImageSequence = Sequence([ref])
+    request = Dataset()
+    request.AccessionNumber = patient.accession
+    request.RequestingPhysician = "Riviera^Nick"
+    request.RequestedProcedureDescription = f"follow-up {patient.patient_id}"
+    ds.RequestAttributesSequence = Sequence([request])
+    block = ds.private_block(0x0011, "ACME HOSPITAL", create=True)
+    block.add_new(0x01, "LO", patient.name)
+
+
+def make_sample(
+    out: Path, *, patients: int = 5, files: int = 40, seed: int = 7, sources=SOURCES
+) -> int:
+    """Write `files` identified DICOM files for `patients` patients under `out`; return count.
+
+    Folders are named after the patient, as some exports do, so that a leak of a source folder
+    name into the output would be caught.
+    """
+    rng = random.Random(seed)
+    templates = [pydicom.dcmread(get_testdata_file(name)) for name in sources]
+    people = [make_patient(n, rng) for n in range(patients)]
+    studies = {p.patient_id: generate_uid() for p in people}
+    written = 0
+    for i in range(files):
+        patient = people[i % patients]
+        template_index = (i // patients) % len(templates)
+        ds = copy.deepcopy(templates[template_index])
+        series_uid = pydicom.uid.UID(
+            generate_uid(entropy_srcs=[patient.patient_id, str(template_index)])
+        )
+        identify(ds, patient, studies[patient.patient_id], series_uid)
+        folder = out / patient.name.replace("^", "_") / f"{patient.accession}"
+        folder.mkdir(parents=True, exist_ok=True)
+        ds.save_as(folder / f"{patient.patient_id}_{i:05d}.dcm", enforce_file_format=True)
+        written += 1
+    return written
