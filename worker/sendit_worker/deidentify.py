@@ -14,9 +14,9 @@ from dataclasses import dataclass
 from pydicom import Dataset
 from pydicom.datadict import dictionary_VR
 from pydicom.dataelem import DataElement
+from pydicom.multival import MultiValue
 from pydicom.sequence import Sequence
 from pydicom.uid import UID
-from pydicom.multival import MultiValue
 
 from .identifiers import PatientIdentifiers
 from .profile import METHOD_CODES, METHOD_TEXT, SAFE_PRIVATE, Op, Profile

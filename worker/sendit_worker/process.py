@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import io
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pydicom
 from pydicom import Dataset
@@ -35,6 +36,7 @@ class Settings:
     output: Path
     recipe: Path | None = None
     filters: tuple[Path, ...] = ()
+    header_json: bool = False  # also return each output's header as DICOM JSON (for BigQuery)
 
 
 @dataclass(frozen=True)
@@ -43,6 +45,9 @@ class Outcome:
     status: str  # anonymized | withheld | failed
     reason: str = ""
     output: str = ""  # path relative to the output folder, from new UIDs only
+    size: int = 0
+    # Searchable metadata of the de-identified output (new UIDs, pseudonyms, shifted dates).
+    metadata: dict[str, Any] = field(default_factory=dict)
 
 
 class Context:
@@ -84,6 +89,7 @@ def process_file(ctx: Context, ref: str, inst: Instance, ids: PatientIdentifiers
         if reason:
             return Outcome(ref, "withheld", reason)
         data, relative = _deidentified_bytes(ctx, ds, inst, ids)
+        metadata = _metadata(ds, ctx.settings.header_json)
     except VerificationError as exc:
         return Outcome(ref, "failed", f"verification: {exc}")
     except OSError as exc:
@@ -91,7 +97,7 @@ def process_file(ctx: Context, ref: str, inst: Instance, ids: PatientIdentifiers
     except Exception as exc:  # one bad file never stops the batch
         return Outcome(ref, "failed", f"could not de-identify ({type(exc).__name__})")
     _write_atomically(ctx.settings.output / relative, data)
-    return Outcome(ref, "anonymized", output=relative)
+    return Outcome(ref, "anonymized", output=relative, size=len(data), metadata=metadata)
 
 
 def _deidentified_bytes(
@@ -111,6 +117,41 @@ def _deidentified_bytes(
     verify(data, transfer_syntax=transfer_syntax, had_pixels=had_pixels, identifying=identifying)
     relative = f"{ds.StudyInstanceUID}/{ds.SeriesInstanceUID}/{ds.SOPInstanceUID}.dcm"
     return data, relative
+
+
+METADATA = {
+    "patient": "PatientID",
+    "study": "StudyInstanceUID",
+    "series": "SeriesInstanceUID",
+    "sop": "SOPInstanceUID",
+    "sop_class": "SOPClassUID",
+    "modality": "Modality",
+    "body_part": "BodyPartExamined",
+    "study_date": "StudyDate",
+    "patient_age": "PatientAge",
+    "patient_sex": "PatientSex",
+    "rows": "Rows",
+    "columns": "Columns",
+    "manufacturer_model": "ManufacturerModelName",
+    "series_description": "SeriesDescription",
+}
+
+
+def _metadata(ds: Dataset, header_json: bool) -> dict[str, Any]:
+    """Read from the de-identified dataset only: nothing here can identify anyone."""
+    out: dict[str, Any] = {}
+    for name, keyword in METADATA.items():
+        value = ds.get(keyword)
+        out[name] = (
+            None if value in (None, "") else (value if isinstance(value, int) else str(value))
+        )
+    if header_json:
+        out["header"] = ds.to_json(bulk_data_threshold=1024, bulk_data_element_handler=_no_bulk)
+    return out
+
+
+def _no_bulk(_elem: object) -> str:
+    return ""  # bulk values (pixel data, large binaries) are not metadata
 
 
 def _transfer_syntax(ds: Dataset) -> pydicom.uid.UID:
