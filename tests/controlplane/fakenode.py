@@ -1,0 +1,818 @@
+"""TEST DOUBLE: a stand-in for a Kubernetes node (kubelet + container runtime).
+
+It is NOT a kubelet and runs NO containers. It exists so that the real Job
+controller and garbage collector of the test control plane see Pods run to
+completion. What it does:
+
+* registers the Node ``sendit-fake-node`` (condition Ready=True);
+* binds every unscheduled Pod (any schedulerName) to that Node through the
+  Binding subresource -- it is also the scheduler;
+* for each Pod bound to it, runs the FIRST container's ``command`` + ``args`` as
+  a local subprocess (image and entrypoint are ignored; a container without an
+  explicit ``command`` fails the Pod), then reports the Pod's status through the
+  API: ``Running``, then ``Succeeded`` / ``Failed`` with
+  ``containerStatuses[0].state.terminated.exitCode``. ``restartPolicy``
+  OnFailure/Always restart the process in place (restartCount goes up);
+* kills the process when the Pod is deleted (or gets a deletionTimestamp, as
+  when the Job controller suspends a Job) and then finalises the deletion like a
+  kubelet would (delete with gracePeriodSeconds=0).
+
+The process's environment
+    the test process's own environment (so PATH, virtualenvs and PYTHONPATH
+    work), minus ``KUBERNETES_*``, plus the container's ``env``/``envFrom``:
+    plain values, ``$(VAR)`` expansion, ``fieldRef`` (metadata.name, namespace,
+    uid, labels['k'], annotations['k'], spec.nodeName, spec.serviceAccountName,
+    status.podIP, status.hostIP -- so ``JOB_COMPLETION_INDEX`` of Indexed Jobs
+    resolves), ``resourceFieldRef`` (the request/limit value, or "0"),
+    ``secretKeyRef`` and ``configMapKeyRef``; plus
+    ``KUBECONFIG`` = a kubeconfig holding a fresh TokenRequest token of the
+    Pod's ServiceAccount (so the process talks to the API as that SA and RBAC
+    applies), ``HOSTNAME`` = the Pod name, and ``SENDIT_PATH_MAP`` (below).
+
+Volumes (we cannot chroot, so mounts become local directories)
+    ``hostPath`` -> its path as-is; ``persistentVolumeClaim`` -> the local
+    directory registered with ``fake_node.map_claim(namespace, claim, path)``
+    (the Pod waits, Pending, until the claim is mapped); ``emptyDir`` -> a fresh
+    temp dir; ``secret`` / ``configMap`` / ``downwardAPI`` / ``projected``
+    (including the ServiceAccount token volume that admission adds) -> a temp
+    dir populated with the keys. A ``subPath`` is appended to the local dir.
+
+    Paths inside the container are translated two ways:
+      1. env ``SENDIT_PATH_MAP`` = JSON ``{mountPath: localDir}``, and
+      2. in ``command``, ``args``, env values and ``workingDir``, every literal
+         occurrence of a mountPath that starts a string or follows ``=``, ``:``,
+         ``,`` or whitespace, and ends at ``/``, the end or such a separator, is
+         replaced by its local directory (longest mountPath first).
+    ``workingDir`` not under a mount -> a per-Pod temp dir.
+
+Logs: stdout+stderr of each Pod go to one file per Pod;
+``fake_node.logs(namespace, pod_name)`` returns it.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import datetime as dt
+import json
+import logging
+import os
+import re
+import shutil
+import signal
+import subprocess
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+from kubernetes import client, config, watch
+from kubernetes.client.rest import ApiException
+
+log = logging.getLogger(__name__)
+
+NODE_NAME = "sendit-fake-node"
+_VAR_REF = re.compile(r"\$\$|\$\(([A-Za-z_][A-Za-z0-9_.-]*)\)")
+_FIELD_KEY = re.compile(r"^metadata\.(labels|annotations)\['(.+)'\]$")
+
+
+class PodSetupError(Exception):
+    """The Pod cannot be run by the fake node (reported as a failed Pod)."""
+
+
+class _NotReady(Exception):
+    """Something the Pod needs (claim mapping, Secret, ConfigMap) is not there yet."""
+
+
+def _now() -> str:
+    return dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def expand_vars(value: str, env: dict[str, str]) -> str:
+    """Kubernetes ``$(VAR)`` expansion: known vars are replaced, ``$$`` -> ``$``."""
+
+    def repl(match: re.Match) -> str:
+        if match.group(0) == "$$":
+            return "$"
+        name = match.group(1)
+        return env.get(name, match.group(0))
+
+    return _VAR_REF.sub(repl, value)
+
+
+def translate_paths(value: str, path_map: dict[str, str]) -> str:
+    """Replace container mount paths by local directories (see module doc)."""
+    for mount in sorted(path_map, key=len, reverse=True):
+        mount_norm = mount.rstrip("/") or "/"
+        pattern = re.compile(r"(^|(?<=[=:,\s]))" + re.escape(mount_norm) + r"(?=/|$|[\s:,])")
+        value = pattern.sub(lambda _m, d=path_map[mount]: d, value)
+    return value
+
+
+class _PodRunner(threading.Thread):
+    """Runs one Pod: prepares env and volumes, runs the process, reports status."""
+
+    def __init__(self, node: FakeNode, pod: dict[str, Any]):
+        meta = pod["metadata"]
+        super().__init__(name=f"fakenode-{meta['namespace']}/{meta['name']}", daemon=True)
+        self.node = node
+        self.pod = pod
+        self.namespace = meta["namespace"]
+        self.pod_name = meta["name"]
+        self.uid = meta["uid"]
+        self.stop_requested = threading.Event()
+        self.proc: subprocess.Popen | None = None
+        self.workdir = Path(tempfile.mkdtemp(prefix=f"{self.pod_name}-", dir=node.workdir))
+        self.log_path = node.log_path(self.namespace, self.pod_name)
+        self.grace = min(int(pod["spec"].get("terminationGracePeriodSeconds") or 30), 10)
+        self._lock = threading.Lock()
+
+    # -- API helpers -------------------------------------------------------
+    def _patch_status(self, status: dict[str, Any]) -> None:
+        try:
+            self.node.core.patch_namespaced_pod_status(
+                self.pod_name, self.namespace, {"metadata": {"uid": self.uid}, "status": status}
+            )
+        except ApiException as exc:
+            if exc.status not in (404, 409, 422):
+                log.warning("fake node: status patch of %s failed: %s", self.pod_name, exc)
+
+    def _container_status(self, state: dict, restarts: int, ready: bool) -> dict:
+        c = self.pod["spec"]["containers"][0]
+        status = {
+            "name": c["name"],
+            "image": c.get("image", ""),
+            "imageID": "fake://" + c.get("image", ""),
+            "containerID": f"fake://{self.uid}/{restarts}",
+            "ready": ready,
+            "started": "running" in state,
+            "restartCount": restarts,
+            "state": state,
+        }
+        return status
+
+    def _conditions(self, ready: bool, reason: str | None = None) -> list[dict]:
+        t = _now()
+        value = "True" if ready else "False"
+        conds = [
+            {"type": "PodScheduled", "status": "True", "lastTransitionTime": t},
+            {"type": "Initialized", "status": "True", "lastTransitionTime": t},
+            {"type": "ContainersReady", "status": value, "lastTransitionTime": t},
+            {"type": "Ready", "status": value, "lastTransitionTime": t},
+        ]
+        if reason and not ready:
+            for cond in conds[2:]:
+                cond["reason"] = reason
+        return conds
+
+    def _report_setup_failure(self, message: str) -> None:
+        self.node._append_log(self.log_path, f"[fake node] pod setup failed: {message}\n")
+        t = _now()
+        self._patch_status(
+            {
+                "phase": "Failed",
+                "reason": "FakeNodeSetupError",
+                "message": message,
+                "hostIP": "127.0.0.1",
+                "podIP": "127.0.0.1",
+                "startTime": t,
+                "conditions": self._conditions(False, "PodFailed"),
+                "containerStatuses": [
+                    self._container_status(
+                        {
+                            "terminated": {
+                                "exitCode": 128,
+                                "reason": "ContainerCannotRun",
+                                "message": message,
+                                "startedAt": t,
+                                "finishedAt": t,
+                            }
+                        },
+                        0,
+                        False,
+                    )
+                ],
+            }
+        )
+
+    # -- env & volumes -----------------------------------------------------
+    def _secret(self, name: str, optional: bool) -> dict[str, str] | None:
+        try:
+            secret = self.node.core.read_namespaced_secret(name, self.namespace)
+        except ApiException as exc:
+            if exc.status == 404:
+                if optional:
+                    return None
+                raise _NotReady(f"secret {name} not found") from exc
+            raise
+        return {
+            k: base64.b64decode(v).decode("utf-8", "replace")
+            for k, v in (secret.data or {}).items()
+        }
+
+    def _config_map(self, name: str, optional: bool) -> dict[str, str] | None:
+        try:
+            cm = self.node.core.read_namespaced_config_map(name, self.namespace)
+        except ApiException as exc:
+            if exc.status == 404:
+                if optional:
+                    return None
+                raise _NotReady(f"configmap {name} not found") from exc
+            raise
+        return dict(cm.data or {})
+
+    def _field(self, path: str) -> str:
+        meta, spec = self.pod["metadata"], self.pod["spec"]
+        simple = {
+            "metadata.name": meta.get("name"),
+            "metadata.namespace": meta.get("namespace"),
+            "metadata.uid": meta.get("uid"),
+            "spec.nodeName": self.node.name,
+            "spec.serviceAccountName": spec.get("serviceAccountName", "default"),
+            "status.podIP": "127.0.0.1",
+            "status.podIPs": "127.0.0.1",
+            "status.hostIP": "127.0.0.1",
+            "status.hostIPs": "127.0.0.1",
+        }
+        if path in simple:
+            return simple[path] or ""
+        m = _FIELD_KEY.match(path)
+        if m:
+            return (meta.get(m.group(1)) or {}).get(m.group(2), "")
+        if path in ("metadata.labels", "metadata.annotations"):
+            items = meta.get(path.split(".")[1]) or {}
+            return "\n".join(f'{k}="{v}"' for k, v in sorted(items.items()))
+        raise PodSetupError(f"unsupported fieldRef {path!r}")
+
+    def _resource(self, ref: dict) -> str:
+        c = self.pod["spec"]["containers"][0]
+        kind, _, res = ref.get("resource", "").partition(".")
+        value = ((c.get("resources") or {}).get(kind) or {}).get(res)
+        return str(value) if value is not None else "0"
+
+    def _build_env(self, container: dict) -> dict[str, str]:
+        env: dict[str, str] = {}
+        for source in container.get("envFrom") or []:
+            prefix = source.get("prefix", "")
+            if "configMapRef" in source:
+                ref = source["configMapRef"]
+                data = self._config_map(ref["name"], ref.get("optional", False)) or {}
+            elif "secretRef" in source:
+                ref = source["secretRef"]
+                data = self._secret(ref["name"], ref.get("optional", False)) or {}
+            else:
+                continue
+            env.update({prefix + k: v for k, v in data.items()})
+        for item in container.get("env") or []:
+            name = item["name"]
+            if "valueFrom" not in item:
+                env[name] = expand_vars(item.get("value", ""), env)
+                continue
+            vf = item["valueFrom"]
+            if "fieldRef" in vf:
+                env[name] = self._field(vf["fieldRef"]["fieldPath"])
+            elif "resourceFieldRef" in vf:
+                env[name] = self._resource(vf["resourceFieldRef"])
+            elif "secretKeyRef" in vf:
+                ref = vf["secretKeyRef"]
+                data = self._secret(ref["name"], ref.get("optional", False))
+                if data is None or ref["key"] not in data:
+                    if ref.get("optional"):
+                        continue
+                    raise _NotReady(f"key {ref['key']} of secret {ref['name']} not found")
+                env[name] = data[ref["key"]]
+            elif "configMapKeyRef" in vf:
+                ref = vf["configMapKeyRef"]
+                data = self._config_map(ref["name"], ref.get("optional", False))
+                if data is None or ref["key"] not in data:
+                    if ref.get("optional"):
+                        continue
+                    raise _NotReady(f"key {ref['key']} of configmap {ref['name']} not found")
+                env[name] = data[ref["key"]]
+            else:
+                raise PodSetupError(f"unsupported valueFrom in env {name}: {vf}")
+        return env
+
+    @staticmethod
+    def _write_items(directory: Path, data: dict[str, str], items: list | None) -> None:
+        directory.mkdir(parents=True, exist_ok=True)
+        pairs = (
+            [(i["key"], i.get("path", i["key"])) for i in items]
+            if items
+            else [(k, k) for k in data]
+        )
+        for key, rel in pairs:
+            if key not in data:
+                continue
+            target = directory / rel
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_text(data[key])
+
+    def _token_dir(self, directory: Path, rel_path: str, expiration: int | None) -> None:
+        sa = self.pod["spec"].get("serviceAccountName") or "default"
+        body = {"spec": {"expirationSeconds": max(int(expiration or 3600), 600)}}
+        token = self.node.core.create_namespaced_service_account_token(
+            sa, self.namespace, body
+        ).status.token
+        target = directory / rel_path
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text(token)
+
+    def _volume_dir(self, vol: dict) -> Path:
+        name = vol["name"]
+        if "hostPath" in vol:
+            path = Path(vol["hostPath"]["path"])
+            if (vol["hostPath"].get("type") or "") in ("DirectoryOrCreate",):
+                path.mkdir(parents=True, exist_ok=True)
+            return path
+        if "persistentVolumeClaim" in vol:
+            claim = vol["persistentVolumeClaim"]["claimName"]
+            local = self.node.claim_path(self.namespace, claim)
+            if local is None:
+                raise _NotReady(
+                    f"claim {self.namespace}/{claim} is not mapped: call "
+                    "fake_node.map_claim(namespace, claim, local_path)"
+                )
+            return local
+        directory = self.workdir / "volumes" / name
+        if directory.exists():
+            shutil.rmtree(directory)
+        directory.mkdir(parents=True)
+        if "emptyDir" in vol:
+            return directory
+        if "secret" in vol:
+            src = vol["secret"]
+            data = self._secret(src["secretName"], src.get("optional", False)) or {}
+            self._write_items(directory, data, src.get("items"))
+            return directory
+        if "configMap" in vol:
+            src = vol["configMap"]
+            data = self._config_map(src["name"], src.get("optional", False)) or {}
+            self._write_items(directory, data, src.get("items"))
+            return directory
+        if "downwardAPI" in vol:
+            for item in vol["downwardAPI"].get("items") or []:
+                if "fieldRef" in item:
+                    value = self._field(item["fieldRef"]["fieldPath"])
+                else:
+                    value = self._resource(item.get("resourceFieldRef") or {})
+                self._write_items(directory, {"v": value}, [{"key": "v", "path": item["path"]}])
+            return directory
+        if "projected" in vol:
+            for source in vol["projected"].get("sources") or []:
+                if "serviceAccountToken" in source:
+                    src = source["serviceAccountToken"]
+                    self._token_dir(directory, src["path"], src.get("expirationSeconds"))
+                elif "configMap" in source:
+                    src = source["configMap"]
+                    data = self._config_map(src["name"], src.get("optional", False)) or {}
+                    self._write_items(directory, data, src.get("items"))
+                elif "secret" in source:
+                    src = source["secret"]
+                    data = self._secret(src["name"], src.get("optional", False)) or {}
+                    self._write_items(directory, data, src.get("items"))
+                elif "downwardAPI" in source:
+                    for item in source["downwardAPI"].get("items") or []:
+                        value = self._field(item["fieldRef"]["fieldPath"])
+                        self._write_items(
+                            directory, {"v": value}, [{"key": "v", "path": item["path"]}]
+                        )
+            return directory
+        raise PodSetupError(f"volume {name}: unsupported volume source {sorted(vol)}")
+
+    def _prepare(self) -> tuple[list[str], dict[str, str], Path, dict[str, str]]:
+        spec = self.pod["spec"]
+        container = spec["containers"][0]
+        command = list(container.get("command") or [])
+        if not command:
+            raise PodSetupError(
+                "the fake node runs the container's explicit `command`; "
+                f"container {container['name']!r} has none (image entrypoints are not known)"
+            )
+        argv = command + list(container.get("args") or [])
+
+        volumes = {v["name"]: v for v in spec.get("volumes") or []}
+        vol_dirs: dict[str, Path] = {}
+        path_map: dict[str, str] = {}
+        for mount in container.get("volumeMounts") or []:
+            vname = mount["name"]
+            if vname not in volumes:
+                raise PodSetupError(f"volumeMount {vname} has no volume")
+            if vname not in vol_dirs:
+                vol_dirs[vname] = self._volume_dir(volumes[vname])
+            local = vol_dirs[vname]
+            if mount.get("subPath"):
+                local = local / mount["subPath"]
+                local.mkdir(parents=True, exist_ok=True)
+            path_map[mount["mountPath"]] = str(local)
+
+        pod_env = self._build_env(container)
+        env = {k: v for k, v in os.environ.items() if not k.startswith("KUBERNETES_")}
+        env.pop("KUBECONFIG", None)
+        env["HOSTNAME"] = self.pod_name
+        for key, value in pod_env.items():
+            env[key] = translate_paths(value, path_map)
+        sa = spec.get("serviceAccountName") or "default"
+        env["KUBECONFIG"] = str(
+            self.node.cluster.token_kubeconfig(
+                self.namespace, sa, path=self.workdir / "sa.kubeconfig"
+            )
+        )
+        env["SENDIT_PATH_MAP"] = json.dumps(path_map)
+
+        argv = [translate_paths(expand_vars(a, pod_env), path_map) for a in argv]
+        wd = container.get("workingDir")
+        cwd = Path(translate_paths(wd, path_map)) if wd else None
+        if cwd is None or not cwd.is_dir():
+            cwd = self.workdir / "cwd"
+            cwd.mkdir(exist_ok=True)
+        return argv, env, cwd, path_map
+
+    # -- main loop ---------------------------------------------------------
+    def run(self) -> None:
+        try:
+            self._run()
+        except Exception:  # never let a runner thread die silently
+            log.exception("fake node: runner for %s/%s crashed", self.namespace, self.pod_name)
+            self.node._append_log(self.log_path, "[fake node] runner crashed; see test log\n")
+        finally:
+            self.node._runner_done(self)
+
+    def _run(self) -> None:
+        # Wait (Pending) for what the pod needs, like a kubelet waits for volumes.
+        last_wait = ""
+        while True:
+            if self.stop_requested.is_set():
+                return
+            try:
+                argv, env, cwd, path_map = self._prepare()
+                break
+            except _NotReady as exc:
+                if str(exc) != last_wait:
+                    last_wait = str(exc)
+                    self.node._append_log(self.log_path, f"[fake node] waiting: {exc}\n")
+                    self._patch_status(
+                        {
+                            "phase": "Pending",
+                            "hostIP": "127.0.0.1",
+                            "conditions": self._conditions(False, "ContainersNotReady"),
+                            "message": f"fake node waiting: {exc}",
+                        }
+                    )
+                time.sleep(0.3)
+            except PodSetupError as exc:
+                self._report_setup_failure(str(exc))
+                return
+            except ApiException as exc:
+                if exc.status == 404:
+                    return
+                self._report_setup_failure(f"API error while preparing: {exc.status} {exc.reason}")
+                return
+
+        restart_policy = self.pod["spec"].get("restartPolicy", "Always")
+        restarts = 0
+        start_time = _now()
+        while True:
+            started_at = _now()
+            self.node._append_log(
+                self.log_path, f"[fake node] run {json.dumps(argv)} cwd={cwd} map={path_map}\n"
+            )
+            with self._lock:
+                if self.stop_requested.is_set():
+                    return
+                with open(self.log_path, "ab") as out:
+                    self.proc = subprocess.Popen(
+                        argv,
+                        env=env,
+                        cwd=cwd,
+                        stdin=subprocess.DEVNULL,
+                        stdout=out,
+                        stderr=subprocess.STDOUT,
+                        start_new_session=True,
+                    )
+            self._patch_status(
+                {
+                    "phase": "Running",
+                    "hostIP": "127.0.0.1",
+                    "podIP": "127.0.0.1",
+                    "podIPs": [{"ip": "127.0.0.1"}],
+                    "startTime": start_time,
+                    "conditions": self._conditions(True),
+                    "containerStatuses": [
+                        self._container_status(
+                            {"running": {"startedAt": started_at}}, restarts, True
+                        )
+                    ],
+                }
+            )
+            code = self.proc.wait()
+            if code < 0:  # killed by a signal: report like a container runtime does
+                code = 128 - code
+            self.node._append_log(self.log_path, f"[fake node] exit code {code}\n")
+            terminated = {
+                "terminated": {
+                    "exitCode": code,
+                    "reason": "Completed" if code == 0 else "Error",
+                    "startedAt": started_at,
+                    "finishedAt": _now(),
+                    "containerID": f"fake://{self.uid}/{restarts}",
+                }
+            }
+            again = not self.stop_requested.is_set() and (
+                restart_policy == "Always" or (restart_policy == "OnFailure" and code != 0)
+            )
+            if again:
+                restarts += 1
+                status = self._container_status(
+                    {"waiting": {"reason": "CrashLoopBackOff"}}, restarts, False
+                )
+                status["lastState"] = terminated
+                self._patch_status(
+                    {
+                        "phase": "Running",
+                        "conditions": self._conditions(False, "ContainersNotReady"),
+                        "containerStatuses": [status],
+                    }
+                )
+                if self.stop_requested.wait(min(0.5 * restarts, 5)):
+                    return
+                continue
+            self._patch_status(
+                {
+                    "phase": "Succeeded" if code == 0 else "Failed",
+                    "conditions": self._conditions(
+                        False, "PodCompleted" if code == 0 else "PodFailed"
+                    ),
+                    "containerStatuses": [self._container_status(terminated, restarts, False)],
+                }
+            )
+            return
+
+    def kill(self) -> None:
+        """Stop the process (SIGTERM, then SIGKILL after the grace period)."""
+        self.stop_requested.set()
+        with self._lock:
+            proc = self.proc
+        if proc is None or proc.poll() is not None:
+            return
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(self.grace)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(5)
+
+
+class FakeNode:
+    """The ``fake_node`` fixture's object. See the module docstring."""
+
+    def __init__(self, cluster, name: str = NODE_NAME, workdir: Path | None = None):
+        self.cluster = cluster
+        self.name = name
+        self.workdir = Path(workdir or tempfile.mkdtemp(prefix="sendit-fakenode-"))
+        (self.workdir / "logs").mkdir(parents=True, exist_ok=True)
+        self._watch_api = config.new_client_from_config(config_file=str(cluster.kubeconfig))
+        self._api = config.new_client_from_config(config_file=str(cluster.kubeconfig))
+        self._api.rest_client.pool_manager.connection_pool_kw["maxsize"] = 16
+        self.core = client.CoreV1Api(self._api)
+        self._claims: dict[tuple[str, str], Path] = {}
+        self._runners: dict[str, _PodRunner] = {}
+        self._finalised: set[str] = set()
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.errors: list[str] = []
+
+    # -- public API ----------------------------------------------------------
+    def map_claim(self, namespace: str, claim: str, local_path: str | os.PathLike) -> Path:
+        """Mount ``local_path`` wherever Pods in ``namespace`` use PVC ``claim``."""
+        path = Path(local_path)
+        path.mkdir(parents=True, exist_ok=True)
+        with self._lock:
+            self._claims[(namespace, claim)] = path
+        return path
+
+    def unmap_claim(self, namespace: str, claim: str) -> None:
+        with self._lock:
+            self._claims.pop((namespace, claim), None)
+
+    def claim_path(self, namespace: str, claim: str) -> Path | None:
+        with self._lock:
+            return self._claims.get((namespace, claim))
+
+    def log_path(self, namespace: str, pod_name: str) -> Path:
+        return self.workdir / "logs" / f"{namespace}_{pod_name}.log"
+
+    def logs(self, namespace: str, pod_name: str) -> str:
+        """stdout+stderr of the Pod's process (plus ``[fake node]`` lines)."""
+        path = self.log_path(namespace, pod_name)
+        return path.read_text(errors="replace") if path.exists() else ""
+
+    def running_pods(self) -> list[str]:
+        with self._lock:
+            return sorted(f"{r.namespace}/{r.pod_name}" for r in self._runners.values())
+
+    # -- lifecycle -----------------------------------------------------------
+    def start(self) -> FakeNode:
+        self._register_node()
+        self._thread = threading.Thread(target=self._loop, name="fakenode-watch", daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        with self._lock:
+            runners = list(self._runners.values())
+        for runner in runners:
+            runner.kill()
+        for runner in runners:
+            runner.join(15)
+        if self._thread:
+            self._thread.join(15)
+
+    def _register_node(self) -> None:
+        t = _now()
+        body = {
+            "apiVersion": "v1",
+            "kind": "Node",
+            "metadata": {
+                "name": self.name,
+                "labels": {
+                    "kubernetes.io/hostname": self.name,
+                    "kubernetes.io/os": "linux",
+                    "sendit.test/fake-node": "true",
+                },
+                "annotations": {"sendit.test/note": "test double: runs pods as local processes"},
+            },
+        }
+        try:
+            self.core.create_node(body)
+        except ApiException as exc:
+            if exc.status != 409:
+                raise
+        cap = {"cpu": "16", "memory": "64Gi", "pods": "500", "ephemeral-storage": "100Gi"}
+        self.core.patch_node_status(
+            self.name,
+            {
+                "status": {
+                    "capacity": cap,
+                    "allocatable": cap,
+                    "addresses": [
+                        {"type": "InternalIP", "address": "127.0.0.1"},
+                        {"type": "Hostname", "address": self.name},
+                    ],
+                    "conditions": [
+                        {
+                            "type": "Ready",
+                            "status": "True",
+                            "reason": "FakeNodeReady",
+                            "message": "sendit fake node (test double)",
+                            "lastHeartbeatTime": t,
+                            "lastTransitionTime": t,
+                        }
+                    ],
+                    "nodeInfo": {
+                        "kubeletVersion": "fake",
+                        "containerRuntimeVersion": "fake://local-process",
+                        "operatingSystem": "linux",
+                        "architecture": "amd64",
+                        "osImage": "local processes",
+                        "kernelVersion": "",
+                        "kubeProxyVersion": "",
+                        "machineID": "",
+                        "systemUUID": "",
+                        "bootID": "",
+                    },
+                }
+            },
+        )
+
+    # -- watch loop ----------------------------------------------------------
+    def _loop(self) -> None:
+        api = client.CoreV1Api(self._watch_api)
+        rv = None
+        while not self._stop.is_set():
+            try:
+                if rv is None:
+                    listing = api.list_pod_for_all_namespaces(_preload_content=False)
+                    data = json.loads(listing.data)
+                    rv = data["metadata"]["resourceVersion"]
+                    for pod in data.get("items") or []:
+                        self._handle("ADDED", pod)
+                w = watch.Watch()
+                for event in w.stream(
+                    api.list_pod_for_all_namespaces,
+                    resource_version=rv,
+                    timeout_seconds=3,
+                    allow_watch_bookmarks=True,
+                    _preload_content=False,
+                ):
+                    if self._stop.is_set():
+                        w.stop()
+                        break
+                    obj = event["raw_object"]
+                    if event["type"] == "ERROR":
+                        rv = None
+                        break
+                    rv = obj.get("metadata", {}).get("resourceVersion", rv)
+                    if event["type"] != "BOOKMARK":
+                        self._handle(event["type"], obj)
+            except ApiException as exc:
+                if exc.status == 410:
+                    rv = None
+                    continue
+                self._record_error(f"watch: {exc}")
+                time.sleep(0.5)
+            except Exception as exc:
+                if self._stop.is_set():
+                    break
+                self._record_error(f"watch: {exc!r}")
+                rv = None
+                time.sleep(0.5)
+
+    def _record_error(self, message: str) -> None:
+        log.warning("fake node: %s", message)
+        self.errors.append(message)
+        del self.errors[:-50]
+
+    def _handle(self, kind: str, pod: dict[str, Any]) -> None:
+        meta, spec = pod["metadata"], pod.get("spec") or {}
+        uid = meta["uid"]
+        node = spec.get("nodeName")
+        deleting = meta.get("deletionTimestamp") is not None
+        if kind == "DELETED":
+            with self._lock:
+                runner = self._runners.get(uid)
+            if runner:
+                threading.Thread(target=runner.kill, daemon=True).start()
+            return
+        if not node:
+            if not deleting:
+                self._bind(meta["namespace"], meta["name"])
+            return
+        if node != self.name:
+            return
+        phase = (pod.get("status") or {}).get("phase")
+        with self._lock:
+            runner = self._runners.get(uid)
+            if runner is None and not deleting and phase not in ("Succeeded", "Failed"):
+                if uid in self._finalised:
+                    return
+                runner = _PodRunner(self, pod)
+                self._runners[uid] = runner
+                self._finalised.add(uid)  # never start the same pod twice
+                runner.start()
+                return
+        if deleting:
+            threading.Thread(
+                target=self._finalise_deletion, args=(runner, pod), daemon=True
+            ).start()
+
+    def _bind(self, namespace: str, name: str) -> None:
+        body = {
+            "apiVersion": "v1",
+            "kind": "Binding",
+            "metadata": {"name": name, "namespace": namespace},
+            "target": {"apiVersion": "v1", "kind": "Node", "name": self.name},
+        }
+        try:
+            self.core.create_namespaced_pod_binding(name, namespace, body, _preload_content=False)
+        except ApiException as exc:
+            if exc.status not in (404, 409):
+                self._record_error(f"bind {namespace}/{name}: {exc.status} {exc.body}")
+
+    def _finalise_deletion(self, runner: _PodRunner | None, pod: dict[str, Any]) -> None:
+        """Kill the process, then complete the graceful deletion as a kubelet does."""
+        meta = pod["metadata"]
+        key = "deleted:" + meta["uid"]
+        with self._lock:
+            if key in self._finalised:
+                return
+            self._finalised.add(key)
+        if runner is not None:
+            runner.kill()
+            runner.join(15)
+        try:
+            self.core.delete_namespaced_pod(
+                meta["name"],
+                meta["namespace"],
+                grace_period_seconds=0,
+                body=client.V1DeleteOptions(
+                    grace_period_seconds=0, preconditions=client.V1Preconditions(uid=meta["uid"])
+                ),
+            )
+        except ApiException as exc:
+            if exc.status not in (404, 409):
+                self._record_error(f"delete {meta['namespace']}/{meta['name']}: {exc}")
+
+    def _runner_done(self, runner: _PodRunner) -> None:
+        with self._lock:
+            self._runners.pop(runner.uid, None)
+
+    @staticmethod
+    def _append_log(path: Path, text: str) -> None:
+        with open(path, "a") as out:
+            out.write(text)

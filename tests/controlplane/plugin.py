@@ -1,0 +1,69 @@
+"""pytest fixtures for the real test control plane (loaded via ``pytest_plugins``).
+
+``kube_cluster`` (session): etcd + kube-apiserver (RBAC on) + kube-controller-
+manager built from Go modules; attributes ``kubeconfig``, ``server``,
+``ca_file``; methods ``kubectl(*args, check=True, input=None)``,
+``token_kubeconfig(namespace, service_account)``, ``api_client()``.
+
+``fake_node`` (session): the node TEST DOUBLE of ``fakenode.py`` (binds Pods to
+``sendit-fake-node`` and runs them as local processes); methods
+``map_claim(namespace, claim, local_path)`` and ``logs(namespace, pod_name)``.
+
+The binaries are built on first use (see ``build.py``); if they cannot be
+built, the fixtures FAIL with the build error -- they never skip.
+
+Environment knobs: ``SENDIT_CACHE_DIR`` (binary cache root),
+``SENDIT_CONTROLPLANE_KEEP=1`` (keep the temp dirs with all logs after the
+session, and print where they are).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+import pytest
+
+from . import build
+from .fakenode import FakeNode
+from .harness import ControlPlane, ControlPlaneError
+
+
+@pytest.fixture(scope="session")
+def controlplane_bin_dir():
+    """The directory holding etcd, kube-apiserver and kube-controller-manager."""
+    try:
+        return build.ensure_built()
+    except build.BuildError as exc:
+        pytest.fail(f"cannot build the test control plane: {exc}", pytrace=False)
+
+
+@pytest.fixture(scope="session")
+def kube_cluster(controlplane_bin_dir):
+    keep = os.environ.get("SENDIT_CONTROLPLANE_KEEP") == "1"
+    cluster = ControlPlane(bin_dir=controlplane_bin_dir, keep=keep)
+    try:
+        cluster.start()
+    except ControlPlaneError as exc:
+        pytest.fail(f"the test control plane did not start: {exc}", pytrace=False)
+    print(
+        f"\ncontrolplane: ready in {cluster.ready_seconds:.1f}s at {cluster.server} "
+        f"(workdir {cluster.workdir})",
+        file=sys.stderr,
+    )
+    try:
+        yield cluster
+    finally:
+        cluster.stop()
+        if keep:
+            print(f"\ncontrolplane: kept {cluster.workdir}", file=sys.stderr)
+
+
+@pytest.fixture(scope="session")
+def fake_node(kube_cluster, tmp_path_factory):
+    node = FakeNode(kube_cluster, workdir=tmp_path_factory.mktemp("fakenode"))
+    node.start()
+    try:
+        yield node
+    finally:
+        node.stop()
