@@ -1,8 +1,9 @@
 """Pixel policy: images that may show a patient's identity in their pixels are withheld.
 
-An image is withheld when its header says BurnedInAnnotation=YES, or when deid's filters (the
-default filter file shipped with deid, plus any the user names) put it on a graylist or
-blacklist and no whitelist clears it. Pixel data itself is never decoded here.
+An image is withheld when its header says BurnedInAnnotation=YES, or when a filter file puts it
+on a graylist or blacklist and no whitelist of the same file clears it. The filter files are the
+default one shipped with deid, and each one the user names: a user's rule is never cleared by
+deid's default whitelist. Pixel data itself is never decoded here.
 """
 
 from __future__ import annotations
@@ -28,15 +29,13 @@ class PixelScreen:
     """
 
     def __init__(self, extra_filters: Sequence[Path] = ()) -> None:
-        if extra_filters:
-            self.recipe = DeidRecipe([str(p) for p in extra_filters], base=True)
-        else:
-            self.recipe = DeidRecipe()
+        self.recipes = [DeidRecipe()] + [DeidRecipe(str(p), base=False) for p in extra_filters]
         fields: set[str] = set()
-        for items in (self.recipe.get_filters() or {}).values():
-            for item in items:
-                for group in item.get("filters") or ():
-                    fields.update(group["field"])
+        for recipe in self.recipes:
+            for items in (recipe.get_filters() or {}).values():
+                for item in items:
+                    for group in item.get("filters") or ():
+                        fields.update(group["field"])
         self.fields = tuple(sorted(fields))
         self._verdicts: dict[tuple, str | None] = {}
 
@@ -58,11 +57,16 @@ class PixelScreen:
         probe = FileDataset("screen", Dataset(), file_meta=FileMetaDataset())
         for field, _ in key:
             probe[field] = ds[field]
-        results = has_burned_pixels(probe, deid=self.recipe)["results"]
-        if any(r["group"] in CLEARING_GROUPS for r in results):
-            return None
-        flagged = [r["group"] for r in results if r["group"] not in CLEARING_GROUPS]
-        return f"possible burned-in text: deid {flagged[0]} rule matched" if flagged else None
+        for recipe in self.recipes:
+            if not recipe.get_filters():
+                continue  # a recipe of header actions only
+            results = has_burned_pixels(probe, deid=recipe)["results"]
+            if any(r["group"] in CLEARING_GROUPS for r in results):
+                continue
+            flagged = [r["group"] for r in results if r["group"] not in CLEARING_GROUPS]
+            if flagged:
+                return f"possible burned-in text: deid {flagged[0]} rule matched"
+        return None
 
 
 def _key(value: object) -> object:

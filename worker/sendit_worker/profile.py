@@ -125,7 +125,7 @@ def _resolve(tag: int, basic: Op) -> Op:
     if tag in _PSEUDONYMS:
         return _PSEUDONYMS[tag]
     if tag in PATIENT_CHARACTERISTICS:
-        return Op.KEEP
+        return Op.RECURSE if vr == "SQ" else Op.KEEP  # kept, yet a name inside still goes
     if vr in _DATE_VRS and tag not in NOT_SHIFTED:
         return Op.SHIFT
     if vr == "UI":

@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# Run Sendit's checks and tests on a fresh machine: installs what they need, then runs them.
+# System packages (Debian): dciodvfy (dicom3tools) and dcmtk validate outputs; Java runs the
+# Pub/Sub emulator. Python packages go into .venv. The Kubernetes control plane used by the
+# operator tests is built from Go modules by the test setup itself (cached outside the tree).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+need_apt=()
+command -v dciodvfy >/dev/null || need_apt+=(dicom3tools)
+command -v dcmdump >/dev/null || need_apt+=(dcmtk)
+if ((${#need_apt[@]})); then
+  if [ "$(id -u)" = 0 ]; then sudo=""; else sudo="sudo"; fi
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${need_apt[@]}" >/dev/null
+fi
+
+python3 -m venv .venv
+.venv/bin/python -m pip install -q --upgrade pip
+.venv/bin/python -m pip install -q -e '.[test]'
+export PATH="$PWD/.venv/bin:$PATH"
+
+ruff check .
+ruff format --check .
+python -m pytest "$@"

@@ -1,0 +1,124 @@
+"""The header transform: what each Annex E action and option does to one dataset."""
+
+from __future__ import annotations
+
+import copy
+
+import pydicom
+from dicomdata import PLANTED, bundled, make_clean_image, plant_phi
+
+from sendit_worker.deidentify import (
+    Replacements,
+    clean_text,
+    deidentify,
+    identifying_values,
+    shift_date,
+)
+from sendit_worker.identifiers import PatientIdentifiers
+from sendit_worker.profile import default_profile
+
+IDS = PatientIdentifiers(patient="PSEUDO123", jitter_days=-10, studies={"ACCX-5512": "SNEWACC"})
+
+
+def _deidentified(ds: pydicom.Dataset | None = None) -> tuple[pydicom.Dataset, pydicom.Dataset]:
+    source = ds or plant_phi(make_clean_image(pydicom.dcmread(bundled("CT_small.dcm"))))
+    original = copy.deepcopy(source)
+    identifying = identifying_values(source, default_profile())
+    repl = Replacements(IDS, "ACCX-5512", lambda uid: "2.25." + str(abs(hash(uid))), identifying)
+    deidentify(source, default_profile(), repl)
+    return original, source
+
+
+def test_patient_gets_the_pseudonym_and_the_study_its_accession() -> None:
+    _, ds = _deidentified()
+    assert ds.PatientID == "PSEUDO123"
+    assert str(ds.PatientName) == "PSEUDO123"
+    assert ds.AccessionNumber == "SNEWACC"
+
+
+def test_dates_shift_by_the_jitter_and_birth_date_is_emptied() -> None:
+    original, ds = _deidentified()
+    assert original.StudyDate == "20040119"
+    assert ds.StudyDate == "20040109"
+    assert ds.PatientBirthDate in (None, "")
+    assert ds.LongitudinalTemporalInformationModified == "MODIFIED"
+
+
+def test_patient_characteristics_are_retained() -> None:
+    original, ds = _deidentified()
+    assert ds.PatientSex == original.PatientSex
+    assert ds.get("PatientAge") == original.get("PatientAge")
+
+
+def test_names_addresses_and_ids_are_gone_everywhere_nested_included() -> None:
+    _, ds = _deidentified()
+    for keyword in ("InstitutionName", "ReferringPhysicianName", "StationName"):
+        assert ds.get(keyword) in (None, ""), keyword
+    for keyword in ("PatientAddress", "OtherPatientIDs", "PatientMotherBirthName",
+                    "PatientTelephoneNumbers", "InstitutionAddress", "PatientComments",
+                    "ImageComments"):
+        assert keyword not in ds, keyword
+    assert "RequestAttributesSequence" not in ds
+    inner = ds.ReferencedImageSequence[0]
+    assert inner.PatientID == "PSEUDO123"
+    assert str(inner.PatientName) == "PSEUDO123"
+    assert inner.get("ReferringPhysicianName") in (None, "")
+    assert inner.ReferencedSOPInstanceUID == ds.SOPInstanceUID
+
+
+def test_private_tags_are_removed_unless_on_the_safe_list() -> None:
+    ds = make_clean_image(pydicom.dcmread(bundled("CT_small.dcm")))
+    unsafe = ds.private_block(0x0009, "HOSPITAL PRIVATE", create=True)
+    unsafe.add_new(0x10, "LO", "Somebody^Named")
+    safe = ds.private_block(0x0019, "SIEMENS MR HEADER", create=True)
+    safe.add_new(0x0C, "IS", "1000")
+    _, out = _deidentified(ds)
+    assert all(not (t.group & 1) or t.group == 0x0019 for t in out.keys())
+    assert out.private_block(0x0019, "SIEMENS MR HEADER")[0x0C].value == "1000"
+    assert 0x00090010 not in out  # the unsafe block's creator went with it
+
+
+def test_descriptions_are_cleaned_of_identifying_values_not_dropped() -> None:
+    _, ds = _deidentified()
+    family = PLANTED["PatientName"].split("^")[0]
+    assert family not in ds.StudyDescription
+    assert "Feelgood" not in ds.StudyDescription
+    assert ds.StudyDescription.startswith("Head CT for")
+    assert PLANTED["PatientID"] not in ds.SeriesDescription
+
+
+def test_uids_are_remapped_but_class_uids_kept() -> None:
+    original, ds = _deidentified()
+    assert ds.SOPInstanceUID != original.SOPInstanceUID
+    assert ds.StudyInstanceUID != original.StudyInstanceUID
+    assert ds.SOPClassUID == original.SOPClassUID
+    assert ds.file_meta.MediaStorageSOPInstanceUID == ds.SOPInstanceUID
+
+
+def test_method_is_recorded_with_codes_of_the_options() -> None:
+    _, ds = _deidentified()
+    assert ds.PatientIdentityRemoved == "YES"
+    codes = {item.CodeValue for item in ds.DeidentificationMethodCodeSequence}
+    assert codes == {"113100", "113105", "113107", "113108"}
+
+
+def test_shift_date_handles_dates_datetimes_and_nonsense() -> None:
+    assert shift_date("20200301", -1) == "20200229"
+    assert shift_date("20200301120000.5+0100", -1) == "20200229120000.5+0100"
+    assert shift_date("2020", -1) is None
+    assert shift_date("20201340", -1) is None
+
+
+def test_clean_text_removes_whole_words_in_any_case() -> None:
+    ids = frozenset({"smith", "mrn123"})
+    assert clean_text("CT for SMITH (MRN123)", ids) == "CT for ()"
+    assert clean_text("Smithfield protocol", ids) == "Smithfield protocol"
+
+
+def test_identifying_values_are_collected_from_nested_sequences() -> None:
+    ds = plant_phi(make_clean_image(pydicom.dcmread(bundled("CT_small.dcm"))))
+    values = identifying_values(ds, default_profile())
+    assert "zyxwvutson" in values
+    assert PLANTED["PatientID"].lower() in values
+    assert PLANTED["PatientBirthDate"] in values
+    assert "saint elsewhere infirmary" in values

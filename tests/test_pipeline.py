@@ -1,0 +1,195 @@
+"""End to end: `pipeline.run` over folders of identified files, as `sendit run` uses it."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pydicom
+import pytest
+from dicomdata import DISTINCT, KEY, KINDS, copy_bundled, identified_file, leaks, planted_tokens
+
+from sendit_worker.pipeline import RunOptions, run, shard_of
+
+
+def _run(folders: list[Path], out: Path, key: bytes = KEY, **kw) -> object:
+    return run(RunOptions(folders=folders, output=out, key=key, workers=1, progress=False, **kw))
+
+
+def _outputs(out: Path) -> list[Path]:
+    return sorted(out.rglob("*.dcm"))
+
+
+def test_every_bundled_kind_is_anonymized_withheld_or_reported(tmp_path: Path) -> None:
+    src = tmp_path / "in"
+    copy_bundled(src, [KINDS[k] for k in DISTINCT])
+    report = _run([src], tmp_path / "out")
+    assert report.discovered == len(DISTINCT)
+    assert report.anonymized + report.withheld + report.failed == report.discovered
+    assert report.failed == 0, report.errors
+    # deid's default filters withhold derived/secondary images and objects without ImageType.
+    assert report.withheld >= 1
+    outputs = _outputs(tmp_path / "out")
+    assert len(outputs) == report.anonymized
+    for path in outputs:
+        ds = pydicom.dcmread(path)
+        assert ds.PatientIdentityRemoved == "YES"
+        assert path.name == f"{ds.SOPInstanceUID}.dcm"
+        assert path.parent.name == ds.SeriesInstanceUID
+        assert path.parent.parent.name == ds.StudyInstanceUID
+
+
+def test_compressed_pixel_data_passes_through_byte_for_byte(tmp_path: Path) -> None:
+    src = tmp_path / "in"
+    for name in ("JPEG2000.dcm", "CT_small.dcm"):
+        identified_file(src / name, source=name)
+    _run([src], tmp_path / "out")
+    outputs = {pydicom.dcmread(p).Modality: pydicom.dcmread(p) for p in _outputs(tmp_path / "out")}
+    originals = {pydicom.dcmread(p).Modality: pydicom.dcmread(p) for p in src.iterdir()}
+    assert set(outputs) == {"NM", "CT"}
+    for modality, ds in outputs.items():
+        assert ds.PixelData == originals[modality].PixelData
+        assert ds.file_meta.TransferSyntaxUID == originals[modality].file_meta.TransferSyntaxUID
+
+
+def test_planted_identifiers_do_not_reach_outputs_or_paths(tmp_path: Path) -> None:
+    name_folder = tmp_path / "in" / "Zyxwvutson_Quintessa" / "PID-7734129"
+    identified_file(name_folder / "Zyxwvutson_1.dcm")
+    identified_file(name_folder / "Zyxwvutson_2.dcm", source="MR_small.dcm")
+    report = _run([tmp_path / "in"], tmp_path / "out")
+    assert report.anonymized == 2
+    tokens = planted_tokens() + ["Zyxwvutson_Quintessa", "Zyxwvutson_1"]
+    for path in _outputs(tmp_path / "out"):
+        assert not leaks(path.read_bytes(), tokens)
+        assert not leaks(str(path.relative_to(tmp_path)).encode(), tokens)
+
+
+def test_same_key_gives_same_pseudonyms_and_uids_different_key_differs(tmp_path: Path) -> None:
+    identified_file(tmp_path / "in" / "a.dcm")
+    _run([tmp_path / "in"], tmp_path / "one")
+    _run([tmp_path / "in"], tmp_path / "two")
+    _run([tmp_path / "in"], tmp_path / "other", key=b"another-key-0123456789abcdef")
+    one, two, other = (
+        [pydicom.dcmread(p) for p in _outputs(tmp_path / d)] for d in ("one", "two", "other")
+    )
+    assert [p.relative_to(tmp_path / "one") for p in _outputs(tmp_path / "one")] == [
+        p.relative_to(tmp_path / "two") for p in _outputs(tmp_path / "two")
+    ]
+    for a, b, c in zip(one, two, other, strict=True):
+        assert (a.PatientID, a.SOPInstanceUID, a.StudyDate) == (b.PatientID, b.SOPInstanceUID, b.StudyDate)
+        assert a.PatientID != c.PatientID
+        assert a.SOPInstanceUID != c.SOPInstanceUID
+
+
+def test_series_stay_together_and_references_follow(tmp_path: Path) -> None:
+    src = tmp_path / "in"
+    first = identified_file(src / "1.dcm")
+    ds = pydicom.dcmread(first)
+    ds.SOPInstanceUID = ds.SOPInstanceUID + ".2"
+    ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
+    ref = pydicom.Dataset()
+    ref.ReferencedSOPClassUID = ds.SOPClassUID
+    ref.ReferencedSOPInstanceUID = pydicom.dcmread(first).SOPInstanceUID
+    ds.ReferencedImageSequence = pydicom.Sequence([ref])
+    ds.save_as(src / "2.dcm")
+    report = _run([src], tmp_path / "out")
+    assert (report.studies, report.series, report.anonymized) == (1, 1, 2)
+    outs = {pydicom.dcmread(p).SOPInstanceUID: pydicom.dcmread(p) for p in _outputs(tmp_path / "out")}
+    second = next(d for d in outs.values() if "ReferencedImageSequence" in d and
+                  d.ReferencedImageSequence[0].ReferencedSOPInstanceUID in outs and
+                  d.ReferencedImageSequence[0].ReferencedSOPInstanceUID != d.SOPInstanceUID)
+    assert second.ReferencedImageSequence[0].ReferencedSOPInstanceUID in outs
+
+
+def test_bad_inputs_are_reported_per_file_and_the_batch_goes_on(tmp_path: Path) -> None:
+    src = tmp_path / "in"
+    identified_file(src / "good.dcm")
+    (src / "notes.txt").write_text("not dicom")
+    (src / "empty.dcm").write_bytes(b"")
+    data = (src / "good.dcm").read_bytes()
+    truncated = identified_file(tmp_path / "t.dcm", source="MR_small.dcm").read_bytes()
+    (src / "truncated.dcm").write_bytes(truncated[: len(truncated) - 2000])
+    copy_bundled(src / "dicomdir", [])
+    (src / "dicomdir" / "DICOMDIR").write_bytes((Path(pydicom.data.__file__).parent / "test_files" / "dicomdirtests" / "DICOMDIR").read_bytes())
+    (src / "ST-000001.tmp2343").mkdir()
+    (src / "ST-000001.tmp2343" / "x.dcm").write_bytes(data)
+    outside = tmp_path / "outside.dcm"
+    outside.write_bytes(data)
+    (src / "link.dcm").symlink_to(outside)
+    report = _run([src], tmp_path / "out")
+    reasons = sorted(e.reason for e in report.errors)
+    assert report.anonymized == 1
+    assert report.failed == 1  # the truncated image
+    assert any("truncated" in r for r in reasons)
+    assert any(r == "empty file" for r in reasons)
+    assert any(r.startswith("not a DICOM file") for r in reasons)
+    assert any(r.startswith("DICOMDIR") for r in reasons)
+    assert any(r.startswith("unfinished folder") for r in reasons)
+    assert any(r.startswith("symlink points outside") for r in reasons)
+    # The source is never modified.
+    assert (src / "good.dcm").read_bytes() == data
+    # References are pseudonymous: a folder number and a keyed hash, never a source name.
+    assert all(re.fullmatch(r"0:[A-Z2-7]{10}", e.ref) for e in report.errors)
+
+
+def test_duplicate_sop_instance_is_reported_once(tmp_path: Path) -> None:
+    src = tmp_path / "in"
+    identified_file(src / "a.dcm")
+    (src / "b.dcm").write_bytes((src / "a.dcm").read_bytes())
+    report = _run([src], tmp_path / "out")
+    assert report.anonymized == 1
+    assert [e.reason for e in report.errors] == ["duplicate SOP Instance UID: skipped"]
+
+
+def test_burned_in_annotation_is_withheld(tmp_path: Path) -> None:
+    src = tmp_path / "in"
+    path = identified_file(src / "a.dcm")
+    ds = pydicom.dcmread(path)
+    ds.BurnedInAnnotation = "YES"
+    ds.save_as(path)
+    report = _run([src], tmp_path / "out")
+    assert (report.withheld, report.anonymized, report.exit_code) == (1, 0, 0)
+    assert _outputs(tmp_path / "out") == []
+
+
+def test_shards_partition_the_series(tmp_path: Path) -> None:
+    src = tmp_path / "in"
+    for n, source in enumerate(["CT_small.dcm", "MR_small.dcm", "JPEG2000.dcm", "ExplVR_BigEnd.dcm"]):
+        identified_file(src / f"{n}.dcm", source=source)
+    totals = [_run([src], tmp_path / f"out{i}", shard=(i, 2)).discovered for i in range(2)]
+    assert sum(totals) == 4
+    assert shard_of("1.2.3", 2) == shard_of("1.2.3", 2)
+
+
+def test_pool_of_processes_gives_the_same_result_as_inline(tmp_path: Path) -> None:
+    src = tmp_path / "in"
+    for n, source in enumerate(["CT_small.dcm", "MR_small.dcm", "JPEG2000.dcm"]):
+        identified_file(src / f"{n}.dcm", source=source)
+    inline = _run([src], tmp_path / "inline")
+    pooled = run(RunOptions(folders=[src], output=tmp_path / "pool", key=KEY, workers=2, progress=False))
+    assert inline.counts() == pooled.counts()
+    assert [p.relative_to(tmp_path / "inline") for p in _outputs(tmp_path / "inline")] == [
+        p.relative_to(tmp_path / "pool") for p in _outputs(tmp_path / "pool")
+    ]
+
+
+def test_an_image_without_file_meta_gets_one(tmp_path: Path) -> None:
+    path = identified_file(tmp_path / "src.dcm")
+    ds = pydicom.dcmread(path)
+    del ds.file_meta
+    ds.preamble = None
+    (tmp_path / "in").mkdir()
+    ds.save_as(tmp_path / "in" / "bare.dcm", implicit_vr=True, little_endian=True)
+    report = _run([tmp_path / "in"], tmp_path / "out")
+    assert report.anonymized == 1, report.errors
+    out = pydicom.dcmread(_outputs(tmp_path / "out")[0])
+    assert out.file_meta.TransferSyntaxUID == pydicom.uid.ImplicitVRLittleEndian
+    assert out.file_meta.MediaStorageSOPInstanceUID == out.SOPInstanceUID
+
+
+@pytest.mark.parametrize("kind", sorted(KINDS))
+def test_each_kind_alone(kind: str, tmp_path: Path) -> None:
+    copy_bundled(tmp_path / "in", [KINDS[kind]])
+    report = _run([tmp_path / "in"], tmp_path / "out")
+    assert report.failed == 0, report.errors
+    assert report.anonymized + report.withheld == 1

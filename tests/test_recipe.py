@@ -1,0 +1,33 @@
+"""A user's deid recipe on top of the built-in profile."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pydicom
+import pytest
+from dicomdata import KEY, identified_file
+
+from sendit_worker.errors import ConfigError
+from sendit_worker.pipeline import RunOptions, run
+from sendit_worker.recipe import UserRecipe
+
+
+def test_a_recipe_runs_after_the_profile(tmp_path: Path) -> None:
+    recipe = tmp_path / "r.deid"
+    recipe.write_text("FORMAT dicom\n\n%header\n\nREPLACE BodyPartExamined CHEST\n"
+                      "ADD ClinicalTrialSponsorName Sendit Study\n")
+    identified_file(tmp_path / "in" / "a.dcm")
+    report = run(RunOptions(folders=[tmp_path / "in"], output=tmp_path / "out", key=KEY,
+                            workers=1, progress=False, recipe=recipe))
+    assert report.anonymized == 1, report.errors
+    out = pydicom.dcmread(next((tmp_path / "out").rglob("*.dcm")))
+    assert out.ClinicalTrialSponsorName == "Sendit Study"
+
+
+def test_a_file_that_is_not_a_recipe_is_a_configuration_error(tmp_path: Path) -> None:
+    (tmp_path / "r.deid").write_text("hello")
+    with pytest.raises(ConfigError, match="not a deid recipe"):
+        UserRecipe.load(tmp_path / "r.deid")
+    with pytest.raises(ConfigError, match="cannot read"):
+        UserRecipe.load(tmp_path / "missing.deid")

@@ -1,0 +1,90 @@
+"""Fail closed: the final check refuses bytes that still identify or do not hold together."""
+
+from __future__ import annotations
+
+import io
+
+import pydicom
+import pytest
+from dicomdata import bundled
+from pydicom.uid import DeflatedExplicitVRLittleEndian
+
+from sendit_worker.verify import VerificationError, verify
+
+
+def _bytes(ds: pydicom.Dataset) -> bytes:
+    buffer = io.BytesIO()
+    ds.save_as(buffer)  # as is: pydicom must not mend what the check is meant to catch
+    return buffer.getvalue()
+
+
+def _clean(name: str = "CT_small.dcm") -> pydicom.Dataset:
+    ds = pydicom.dcmread(bundled(name))
+    ds.PatientIdentityRemoved = "YES"
+    return ds
+
+
+def _verify(ds: pydicom.Dataset, identifying: frozenset[str] = frozenset()) -> None:
+    verify(
+        _bytes(ds),
+        transfer_syntax=ds.file_meta.TransferSyntaxUID,
+        had_pixels=True,
+        identifying=identifying,
+    )
+
+
+def test_a_clean_file_passes() -> None:
+    _verify(_clean(), frozenset({"nobody-here"}))
+
+
+def test_an_identifying_value_anywhere_in_the_header_fails() -> None:
+    ds = _clean()
+    item = pydicom.Dataset()
+    item.CodeMeaning = "seen by Quintessa"
+    ds.ProcedureCodeSequence = pydicom.Sequence([item])
+    with pytest.raises(VerificationError, match="identifying value"):
+        _verify(ds, frozenset({"quintessa"}))
+
+
+def test_matching_is_by_whole_word_so_uids_do_not_trip_on_short_ids() -> None:
+    ds = _clean()
+    ds.SOPInstanceUID = "2.25.1234567"
+    ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
+    _verify(ds, frozenset({"1234"}))
+
+
+def test_pixel_data_is_not_searched_but_must_survive() -> None:
+    ds = _clean()
+    data = _bytes(ds)
+    with pytest.raises(VerificationError, match="pixel data lost"):
+        del ds.PixelData
+        verify(_bytes(ds), transfer_syntax=ds.file_meta.TransferSyntaxUID, had_pixels=True,
+               identifying=frozenset())
+    assert data
+
+
+def test_file_meta_must_match_the_dataset() -> None:
+    ds = _clean()
+    ds.file_meta.MediaStorageSOPInstanceUID = "1.2.3.4"
+    with pytest.raises(VerificationError, match="SOP Instance UID"):
+        _verify(ds)
+
+
+def test_identity_removed_flag_is_required() -> None:
+    ds = pydicom.dcmread(bundled("CT_small.dcm"))
+    with pytest.raises(VerificationError, match="PatientIdentityRemoved"):
+        _verify(ds)
+
+
+def test_unreadable_bytes_fail() -> None:
+    with pytest.raises(VerificationError, match="does not re-read"):
+        verify(b"\0" * 200, transfer_syntax="1.2.840.10008.1.2.1", had_pixels=False,
+               identifying=frozenset())
+
+
+def test_deflated_files_are_searched_after_inflating() -> None:
+    ds = _clean("image_dfl.dcm")
+    assert ds.file_meta.TransferSyntaxUID == DeflatedExplicitVRLittleEndian
+    ds.StudyDescription = "scan of Quintessa"
+    with pytest.raises(VerificationError, match="identifying value"):
+        _verify(ds, frozenset({"quintessa"}))
