@@ -29,6 +29,7 @@ from .errors import ConfigError
 from .identifiers import IdentifierServiceError, ServiceIdentifiers
 from .pipeline import RunOptions, SeriesDone, run
 from .pseudonyms import load_key
+from .report import Report
 from .spec import API_VERSION, Batch, load
 
 log = logging.getLogger("sendit")
@@ -89,23 +90,55 @@ def work(
     shard: tuple[int, int],
     paths: Paths,
     progress: ShardProgress,
-) -> None:
-    """Run this pod's part of the batch; raises ConfigError for a permanent problem."""
+) -> int:
+    """Run this pod's part of the batch: the exit code; raises ConfigError when permanent."""
     batch = load(body, paths.source)
     if shard[1] != batch.spec["parallelism"]:
         raise ConfigError("the Job's completions do not match spec.parallelism")
+    if not batch.spec["destinations"]:
+        raise ConfigError("the batch has no destinations: nothing would be delivered")
     workspace = shard_dir(paths.work, body["metadata"]["uid"], shard[0])
     if stage == "process":
-        _process(batch, shard, paths, workspace, progress)
-    if stage == "send" or send:
+        report, hook = _process(batch, shard, paths, workspace, progress, send)
+        if hook is not None:
+            if send:
+                progress.update(force=True, stage="sending")
+            if hook.finish(report):  # AutoRun delivers; ManualStage records the staging
+                raise RetryableError("delivery incomplete")
+        if not send:
+            return EXIT_OK
+        sent = report.sent if hook is not None else None
+    else:
         progress.update(force=True, stage="sending")
-        outputs = deliver(batch, workspace, paths)
-        progress.update(force=True, stage="sent", sent=sum(outputs.values()), outputs=outputs)
+        sent = _send_staged(batch, workspace) if _remote(batch) else None
+    outputs = _deliver_local(batch, workspace, paths)
+    remote = [k for k in batch.spec["destinations"] if k != "local"]
+    if sent is not None:
+        outputs.update(dict.fromkeys(remote, sent))
+    total = sent if sent is not None else outputs.get("local", 0)
+    progress.update(force=True, stage="sent", sent=total, outputs=outputs)
+    return EXIT_OK
+
+
+class RetryableError(Exception):
+    """Worth another attempt within backoffLimit (a destination or service was unavailable)."""
+
+
+def _remote(batch: Batch) -> bool:
+    """Does the batch name a destination of issue 3's delivery (GCS, BigQuery, Pub/Sub)?"""
+    from .destinations.modes import wants_delivery
+
+    return wants_delivery(batch)
 
 
 def _process(
-    batch: Batch, shard: tuple[int, int], paths: Paths, out: Path, progress: ShardProgress
-) -> None:
+    batch: Batch,
+    shard: tuple[int, int],
+    paths: Paths,
+    out: Path,
+    progress: ShardProgress,
+    send: bool,
+) -> tuple[Report, Any]:
     key, _ = load_key(None, create_default=False)
     deid = batch.spec["deidentify"]
     recipe = config_file(paths.config, deid["recipe"]) if deid.get("recipe") else None
@@ -123,6 +156,17 @@ def _process(
     )
     if out.exists():  # an earlier attempt of this shard: start clean, outputs are reproducible
         shutil.rmtree(out)
+    hook = None
+    if _remote(batch):
+        from .destinations.modes import AutoRun, ManualStage
+
+        hook = AutoRun(batch, out) if send else ManualStage(batch, out)
+
+    def on_series(done: SeriesDone) -> None:
+        if hook is not None:
+            hook.on_series(done)
+        progress.series(done)
+
     progress.update(force=True, stage="processing", anonymized=0, withheld=0, failed=0)
     folders = [paths.source / f.lstrip("/") for f in batch.spec["source"]["folders"]]
     report = run(
@@ -135,32 +179,32 @@ def _process(
             filters=filters,
             shard=shard,
             progress=False,
-            on_series=progress.series,
+            on_series=on_series,
+            header_json=bool(hook and hook.header_json),
         )
     )
     progress.update(force=True, stage="processed", **report.counts())
+    return report, hook
 
 
-def deliver(batch: Batch, workspace: Path, paths: Paths) -> dict[str, int]:
-    """Deliver the shard's files to every destination; images delivered, by destination kind."""
-    destinations = batch.spec["destinations"]
-    if not destinations:
-        raise ConfigError("the batch has no destinations: nothing would be delivered")
-    outputs: dict[str, int] = {}
-    if "local" in destinations:
-        if paths.local is None:
-            raise ConfigError("destinations.local is set but no local folder was mounted")
-        outputs["local"] = _copy_tree(workspace, paths.local)
-    remote = {k: v for k, v in destinations.items() if k != "local"}
-    if remote:
-        try:
-            from .destinations import deliver as deliver_remote  # issue 3's delivery
-        except ImportError:
-            raise ConfigError(
-                f"this worker cannot deliver to {', '.join(sorted(remote))} (no delivery module)"
-            ) from None
-        outputs.update(deliver_remote(remote, workspace))
-    return outputs
+def _send_staged(batch: Batch, workspace: Path) -> int:
+    from .destinations.errors import DeliveryError
+    from .destinations.modes import send
+
+    try:
+        _, report = send(batch, workspace)
+    except DeliveryError as exc:
+        raise RetryableError(str(exc)) from None
+    return report.sent
+
+
+def _deliver_local(batch: Batch, workspace: Path, paths: Paths) -> dict[str, int]:
+    """`destinations.local`: a folder mounted into the pod; the shard's files are copied there."""
+    if "local" not in batch.spec["destinations"]:
+        return {}
+    if paths.local is None:
+        raise ConfigError("destinations.local is set but no local folder was mounted")
+    return {"local": _copy_tree(workspace, paths.local)}
 
 
 def _copy_tree(src: Path, dst: Path) -> int:
@@ -197,13 +241,13 @@ def main(args: Any) -> int:
     paths = Paths(args.source, args.work, args.config, args.local)
     progress = ShardProgress(patch, index)
     try:
-        work(body, args.stage, args.send, (index, args.shards), paths, progress)
-    except IdentifierServiceError as exc:
-        # Down or confused: worth another attempt within backoffLimit.
+        code = work(body, args.stage, args.send, (index, args.shards), paths, progress)
+    except (IdentifierServiceError, RetryableError) as exc:
+        # A service down or confused: worth another attempt within backoffLimit.
         log.error("shard %d: %s", index, exc)
         return EXIT_RETRY
     except ConfigError as exc:
         log.error("shard %d: configuration error: %s", index, exc)
         return EXIT_CONFIG
     log.info("shard %d: %s done", index, args.stage)
-    return EXIT_OK
+    return code
