@@ -61,6 +61,35 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--files", type=int, default=40)
     s.set_defaults(command=_sample)
 
+    w = sub.add_parser("worker", help="one pod of a batch's Job (run by the operator)")
+    w.add_argument("--namespace", required=True)
+    w.add_argument("--batch", required=True, help="the SenditBatch's name")
+    w.add_argument("--stage", choices=["process", "send"], default="process")
+    w.add_argument("--send", action="store_true", help="process, then deliver from this pod")
+    w.add_argument("--shards", type=int, required=True, help="the Job's completions")
+    w.add_argument("--source", type=Path, required=True, help="where the source is mounted")
+    w.add_argument("--work", type=Path, required=True, help="the workspace mount")
+    w.add_argument("--config", type=Path, required=True, help="where ConfigMaps are mounted")
+    w.add_argument("--local", type=Path, help="the local destination's mount")
+    w.set_defaults(command=_worker)
+
+    op = sub.add_parser("operator", help="run the Kubernetes operator (kopf)")
+    op.add_argument(
+        "--namespace", action="append", help="a namespace to watch (repeat; default: all)"
+    )
+    op.add_argument("--max-running", type=int, default=10, help="batches running at once")
+    op.add_argument("--worker-image", default="sendit:latest", help="the workers' image")
+    op.add_argument("--liveness-port", type=int, default=8080, help="0: no /healthz")
+    op.add_argument("--metrics-port", type=int, default=9090, help="0: no /metrics")
+    op.add_argument("--resync-seconds", type=float, default=30.0)
+    op.set_defaults(command=_operator)
+
+    wa = sub.add_parser("watch", help="one scan of a SenditWatch (run by its CronJob)")
+    wa.add_argument("--namespace", required=True)
+    wa.add_argument("--watch", required=True, help="the SenditWatch's name")
+    wa.add_argument("--source", type=Path, required=True, help="where the volume is mounted")
+    wa.set_defaults(command=_watch)
+
     loc = sub.add_parser("locate", help="find the file behind a reference from a report")
     loc.add_argument("ref", help="a reference such as 0:ABCDEFGHIJ")
     loc.add_argument("folders", nargs="+", type=Path, metavar="FOLDER")
@@ -137,6 +166,24 @@ def _sample(args: argparse.Namespace) -> int:
     n = make_sample(args.output, patients=args.patients, files=args.files)
     print(f"sendit: wrote {n} sample files for {args.patients} patients", file=sys.stderr)
     return 0
+
+
+def _worker(args: argparse.Namespace) -> int:
+    from .cluster import main as worker_main
+
+    return worker_main(args)
+
+
+def _operator(args: argparse.Namespace) -> int:
+    from sendit_operator.main import main as operator_main
+
+    return operator_main(args)
+
+
+def _watch(args: argparse.Namespace) -> int:
+    from sendit_operator.watch import main as watch_main
+
+    return watch_main(args)
 
 
 def _locate(args: argparse.Namespace) -> int:
