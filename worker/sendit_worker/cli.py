@@ -61,6 +61,12 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--files", type=int, default=40)
     s.set_defaults(command=_sample)
 
+    snd = sub.add_parser("send", help="deliver a batch staged with send: manual (stage two)")
+    snd.add_argument("-f", "--file", type=Path, required=True, help="the SenditBatch manifest")
+    snd.add_argument("--staging", type=Path, help="the staging folder (default: as stage one)")
+    snd.add_argument("--report", type=Path, help="write the JSON report here")
+    snd.set_defaults(command=_send)
+
     w = sub.add_parser("worker", help="one pod of a batch's Job (run by the operator)")
     w.add_argument("--namespace", required=True)
     w.add_argument("--batch", required=True, help="the SenditBatch's name")
@@ -106,6 +112,8 @@ def _run(args: argparse.Namespace) -> int:
     if not folders:
         raise ConfigError("nothing to do: give one or more folders, or -f MANIFEST")
     output = args.output or (batch.output() if batch else None)
+    if output is None and _wants_delivery(batch):
+        output = _default_workdir(batch)
     if output is None:
         raise ConfigError("give --output DIR (or destinations.local.path in the manifest)")
     if any(_overlaps(output, folder) for folder in folders):
@@ -123,6 +131,7 @@ def _run(args: argparse.Namespace) -> int:
         filters += [
             batch.local_file(f) for f in batch.spec["deidentify"]["pixels"].get("filters", [])
         ]
+    hook = _delivery_hook(batch, output)
     options = RunOptions(
         folders=folders,
         output=output,
@@ -131,8 +140,11 @@ def _run(args: argparse.Namespace) -> int:
         identifiers=_identifier_source(args, batch),
         recipe=recipe,
         filters=tuple(filters),
+        on_series=hook.on_series if hook else None,
+        header_json=bool(hook and hook.header_json),
     )
     report = run(options)
+    delivered = hook.finish(report) if hook else 0
     print(f"sendit: {report.summary()}", file=sys.stderr)
     for error in report.errors[:20]:
         print(f"  {error.ref}: {error.reason}", file=sys.stderr)
@@ -140,7 +152,48 @@ def _run(args: argparse.Namespace) -> int:
         print(f"  ... and {len(report.errors) - 20} more (see --report)", file=sys.stderr)
     if args.report:
         report.write(args.report)
-    return report.exit_code
+    return max(report.exit_code, delivered)
+
+
+def _wants_delivery(batch: Batch | None) -> bool:
+    from .destinations.modes import wants_delivery
+
+    return wants_delivery(batch)
+
+
+def _default_workdir(batch: Batch) -> Path:
+    from .destinations.modes import default_workdir
+
+    return default_workdir(batch)
+
+
+def _delivery_hook(batch: Batch | None, output: Path):
+    """Delivery (send: auto) or staging (send: manual) around the run; None without destinations."""
+    if batch is None or not _wants_delivery(batch):
+        return None
+    from .destinations.modes import hook_for
+
+    return hook_for(batch, output)
+
+
+def _send(args: argparse.Namespace) -> int:
+    """Stage two of send: manual: deliver a staged batch, then remove the staging data."""
+    from .destinations.errors import DeliveryError
+    from .destinations.modes import default_workdir, send
+
+    batch = load_file(args.file)
+    if not _wants_delivery(batch):
+        raise ConfigError("the manifest names no destination (gcs, bigquery or pubsub)")
+    staging = args.staging or batch.output() or default_workdir(batch)
+    try:
+        code, report = send(batch, staging)
+    except DeliveryError as exc:
+        print(f"sendit: delivery incomplete: {exc}", file=sys.stderr)
+        return 1
+    print(f"sendit: SENT: {report.summary()}", file=sys.stderr)
+    if args.report:
+        report.write(args.report)
+    return code
 
 
 def _identifier_source(args: argparse.Namespace, batch: Batch | None) -> IdentifierSource | None:

@@ -49,6 +49,7 @@ class RunOptions:
     shard: tuple[int, int] = (0, 1)  # (index, count): which series this process takes
     progress: bool | None = None  # None: a bar only on a terminal
     on_series: Callable[[SeriesDone], None] | None = None
+    header_json: bool = False  # outcomes carry the header as DICOM JSON (for BigQuery rows)
 
 
 def run(options: RunOptions) -> Report:
@@ -60,6 +61,7 @@ def run(options: RunOptions) -> Report:
         output=options.output,
         recipe=options.recipe,
         filters=tuple(options.filters) + ((options.recipe,) if options.recipe else ()),
+        header_json=options.header_json,
     )
     workers = options.workers or available_cpus()
     with _pool(workers, settings) as pool:

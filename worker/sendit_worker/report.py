@@ -20,6 +20,7 @@ class Report:
     withheld: int = 0
     failed: int = 0
     skipped: int = 0  # files and folders that were not DICOM instances, or were duplicates
+    sent: int = 0  # images delivered to every configured destination (this run or an earlier)
     studies: int = 0
     series: int = 0
     errors: list[FileError] = field(default_factory=list)  # failed and skipped, with reasons

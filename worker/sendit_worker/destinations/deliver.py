@@ -1,0 +1,234 @@
+"""Delivery of de-identified series to the configured destinations, series by series.
+
+Per series: build the layout's artifacts, upload them concurrently (verified, idempotent),
+load the series' rows into BigQuery (deterministic job ids), publish `series.delivered`, then
+record the series in the ledger and (unless asked to keep them) remove its local files. A
+failed series is left in place and reported; the batch then ends failed, and a rerun delivers
+what is missing and nothing twice.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import threading
+from collections.abc import Iterable
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ..process import Outcome
+from ..report import Report
+from . import layouts
+from .bigquery import BigQuerySink, row
+from .config import Destinations
+from .errors import DeliveryError
+from .gcs import GcsSink
+from .layouts import Image
+from .ledger import Ledger, series_key
+from .pubsub import PubSubSink, make_event
+
+log = logging.getLogger("sendit.deliver")
+
+STATE_DIR = ".sendit"
+
+
+@dataclass(frozen=True)
+class SeriesResult:
+    images: int
+    uploaded: int  # objects sent in this run
+    present: int  # objects already there with the same checksum
+    jobs: tuple[str, ...] = ()
+    skipped: bool = False  # the ledger listed the series as delivered
+
+
+def images_of(outcomes: Iterable[Outcome], root: Path) -> list[Image]:
+    return [
+        Image(root / o.output, o.size, o.metadata)
+        for o in outcomes
+        if o.status == "anonymized" and o.output
+    ]
+
+
+class Delivery:
+    def __init__(
+        self,
+        batch: str,
+        destinations: Destinations,
+        root: Path,
+        *,
+        keep_files: bool,
+        gcs: GcsSink | None = None,
+        bigquery: BigQuerySink | None = None,
+        pubsub: PubSubSink | None = None,
+    ) -> None:
+        self.batch = batch
+        self.destinations = destinations
+        self.root = root
+        self.keep_files = keep_files
+        d = destinations
+        self.gcs = gcs or (GcsSink(d.gcs) if d.gcs else None)
+        self.bigquery = bigquery or (BigQuerySink(d.bigquery) if d.bigquery else None)
+        self.pubsub = pubsub or (PubSubSink(d.pubsub) if d.pubsub else None)
+        self.ledger = Ledger(root / STATE_DIR / "ledger.jsonl")
+        concurrency = d.gcs.concurrency if d.gcs else 4
+        self._uploads = ThreadPoolExecutor(concurrency, thread_name_prefix="upload")
+        self._series = ThreadPoolExecutor(concurrency, thread_name_prefix="series")
+        self._pending: list[Future[SeriesResult]] = []
+        self._lock = threading.Lock()
+        self.sent = 0
+        self.uploaded = 0
+        self.present = 0
+        self.failed_series = 0
+
+    @property
+    def header_json(self) -> bool:
+        return self.bigquery is not None
+
+    # -- the batch --------------------------------------------------------------------------
+
+    def preflight(self) -> None:
+        """Every destination exists and is usable: raises DestinationError naming the first that
+        is not, before any data moves."""
+        for sink in (self.gcs, self.bigquery, self.pubsub):
+            if sink is not None:
+                sink.preflight()
+
+    def started(self) -> None:
+        if self.pubsub:
+            self.pubsub.publish(make_event("batch.started", self.batch))
+
+    def on_series(self, done: Any) -> None:
+        """The pipeline's callback (main process): hand the series over and return at once."""
+        images = images_of(done.outcomes, self.root)
+        if images:
+            self.submit(images)
+
+    def submit(self, images: list[Image]) -> None:
+        self._pending.append(self._series.submit(self.deliver, images))
+
+    def finish(self, report: Report) -> None:
+        """Wait for every series; set report.sent; publish batch.done or batch.failed."""
+        for future in self._pending:
+            try:
+                future.result()
+            except Exception as exc:
+                self.failed_series += 1
+                log.error("a series was not delivered: %s", _describe(exc))
+        self._pending.clear()
+        report.sent = self.sent
+        counts = report.counts()
+        if self.failed_series:
+            message = f"{self.failed_series} series not delivered; rerun to complete"
+            self._publish_end("batch.failed", counts, message)
+            raise DeliveryError(message)
+        self._publish_end("batch.done", counts, None)
+        log.info(
+            "delivered %d images (%d objects uploaded, %d already present)",
+            self.sent,
+            self.uploaded,
+            self.present,
+        )
+
+    def close(self) -> None:
+        self._series.shutdown(wait=True, cancel_futures=True)
+        self._uploads.shutdown(wait=True, cancel_futures=True)
+
+    # -- one series -------------------------------------------------------------------------
+
+    def deliver(self, images: list[Image]) -> SeriesResult:
+        images = sorted(images, key=lambda i: i.sop)
+        first = images[0].metadata
+        key = series_key(str(first["series"]), [i.sop for i in images])
+        if self.ledger.done(key):
+            self._done(images, SeriesResult(len(images), 0, 0, skipped=True))
+            return SeriesResult(len(images), 0, 0, skipped=True)
+        work = self.root / STATE_DIR / "artifacts"
+        where: dict[str, tuple[str, str | None]] = {}
+        uploaded = present = 0
+        artifacts: list[layouts.Artifact] = []
+        try:
+            if self.gcs:
+                cfg = self.gcs.config
+                artifacts = layouts.build(cfg.layout, cfg.prefix, images, work)
+                futures = [self._uploads.submit(self.gcs.upload, a, self.batch) for a in artifacts]
+                results = [f.result() for f in futures]
+                uploaded = sum(not r.already_present for r in results)
+                present = sum(r.already_present for r in results)
+                where = layouts.locations(cfg.bucket, artifacts)
+            jobs: tuple[str, ...] = ()
+            if self.bigquery:
+                rows = [row(i, self.batch, *where.get(i.sop, (None, None))) for i in images]
+                jobs = tuple(self.bigquery.load(self.batch, rows))
+            if self.pubsub:
+                self.pubsub.publish(self._series_event(images, len(artifacts), len(jobs)))
+        finally:
+            for a in artifacts:  # built archives and volumes (never the images themselves)
+                if a.path.is_relative_to(work):
+                    a.path.unlink(missing_ok=True)
+        self.ledger.record(
+            key, series=first["series"], images=len(images), objects=len(artifacts), jobs=jobs
+        )
+        result = SeriesResult(len(images), uploaded, present, jobs)
+        self._done(images, result)
+        return result
+
+    def _series_event(self, images: list[Image], objects: int, jobs: int) -> Any:
+        m = images[0].metadata
+        fields: dict[str, Any] = {
+            "patient": m["patient"],
+            "study": m["study"],
+            "series": m["series"],
+            "modality": m.get("modality"),
+            "images": len(images),
+            "objects": objects,
+            "rows": len(images) if jobs else 0,
+        }
+        if self.gcs:
+            cfg = self.gcs.config
+            fields["uri"] = f"gs://{cfg.bucket}/{layouts.series_prefix(cfg.prefix, m)}"
+            fields["layout"] = cfg.layout
+        return make_event("series.delivered", self.batch, str(m["series"]), **fields)
+
+    def _done(self, images: list[Image], result: SeriesResult) -> None:
+        with self._lock:
+            self.sent += result.images
+            self.uploaded += result.uploaded
+            self.present += result.present
+        if not self.keep_files:
+            for image in images:
+                image.path.unlink(missing_ok=True)
+            _remove_empty(images[0].path.parent)
+
+    def _publish_end(self, type_: str, counts: dict[str, int], message: str | None) -> None:
+        if not self.pubsub:
+            return
+        fields: dict[str, Any] = {"counts": counts}
+        if message:
+            fields["message"] = message
+        try:
+            self.pubsub.publish(make_event(type_, self.batch, **fields))
+        except Exception as exc:
+            log.error("could not publish %s: %s", type_, _describe(exc))
+            if type_ == "batch.done":
+                raise DeliveryError("the batch.done event could not be published") from None
+
+
+def _remove_empty(folder: Path) -> None:
+    """A delivered series' folder (the pipeline may still be writing into its study folder)."""
+    with contextlib.suppress(OSError):
+        folder.rmdir()
+
+
+def prune(root: Path) -> None:
+    """Remove empty folders under root once the pipeline is done (never root itself)."""
+    for folder in sorted((p for p in root.rglob("*") if p.is_dir()), reverse=True):
+        if folder.name != STATE_DIR and not folder.is_relative_to(root / STATE_DIR):
+            _remove_empty(folder)
+
+
+def _describe(exc: BaseException) -> str:
+    # Library errors name URLs of pseudonymous objects at most; never a source path.
+    text = str(exc).splitlines()[0] if str(exc) else ""
+    return f"{type(exc).__name__}: {text[:300]}"
