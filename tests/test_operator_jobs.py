@@ -1,0 +1,113 @@
+"""Rendering a batch's children: the Indexed Job, the workers' RBAC, the SenditWatch CronJob."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from sendit_operator.jobs import render_job, render_worker_rbac
+from sendit_operator.validate import problem
+from sendit_operator.watch import render_children
+from sendit_worker.spec import load
+
+
+def batch(**spec) -> dict:
+    manifest = {
+        "apiVersion": "sendit.dev/v1alpha1",
+        "kind": "SenditBatch",
+        "metadata": {"name": "b1", "namespace": "ns", "uid": "u-1", "generation": 1},
+        "spec": {
+            "source": {
+                "volume": {"persistentVolumeClaim": {"claimName": "pacs"}},
+                "folders": ["a"],
+            },
+            "deidentify": {
+                "pseudonymKey": {"secretKeyRef": {"name": "key", "key": "k"}},
+                "recipe": {"configMapKeyRef": {"name": "recipes", "key": "r.txt"}},
+            },
+            "destinations": {"local": {"path": "/out"}},
+            "parallelism": 3,
+            **spec,
+        },
+    }
+    return {**manifest, "spec": load(manifest, Path(".")).spec}
+
+
+def test_process_job_is_indexed_owned_read_only_and_fails_fast_on_config_errors():
+    job = render_job(batch(ttlSecondsAfterFinished=60), "process", "img:1")
+    spec, pod = job["spec"], job["spec"]["template"]["spec"]
+    assert job["metadata"]["name"] == "b1-process"
+    assert job["metadata"]["ownerReferences"][0]["uid"] == "u-1"
+    assert (spec["completionMode"], spec["completions"], spec["parallelism"]) == ("Indexed", 3, 3)
+    assert spec["backoffLimit"] == 3 and spec["ttlSecondsAfterFinished"] == 60
+    rule = spec["podFailurePolicy"]["rules"][0]
+    assert rule["action"] == "FailJob" and rule["onExitCodes"]["values"] == [2]
+    assert pod["restartPolicy"] == "Never" and pod["serviceAccountName"] == "b1-worker"
+    (container,) = pod["containers"]
+    assert container["image"] == "img:1"
+    source = next(m for m in container["volumeMounts"] if m["name"] == "source")
+    assert source["readOnly"] is True
+    assert pod["volumes"][0]["persistentVolumeClaim"] == {"claimName": "pacs", "readOnly": True}
+    assert container["env"][0]["valueFrom"]["secretKeyRef"] == {"name": "key", "key": "k"}
+    args = container["args"]
+    assert args[:5] == ["worker", "--namespace", "ns", "--batch", "b1"]
+    assert "--send" in args and "--local" in args
+    config = next(v for v in pod["volumes"] if v["name"] == "config")
+    assert config["projected"]["sources"][0]["configMap"]["items"] == [
+        {"key": "r.txt", "path": "recipes/r.txt"}
+    ]
+
+
+def test_manual_process_job_does_not_send_and_send_job_has_no_key():
+    manual = batch(send="manual", workspace={"persistentVolumeClaim": {"claimName": "w"}})
+    process = render_job(manual, "process", "img")
+    assert "--send" not in process["spec"]["template"]["spec"]["containers"][0]["args"]
+    assert process["metadata"]["annotations"]["sendit.dev/sends"] == "false"
+    send = render_job(manual, "send", "img")
+    container = send["spec"]["template"]["spec"]["containers"][0]
+    assert container["env"] == [] and "--stage" in container["args"]
+    assert send["metadata"]["name"] == "b1-send"
+    assert {"name": "work", "persistentVolumeClaim": {"claimName": "w"}} in (
+        send["spec"]["template"]["spec"]["volumes"]
+    )
+
+
+def test_worker_rbac_is_this_batch_only():
+    sa, role, binding = render_worker_rbac(batch())
+    assert sa["kind"] == "ServiceAccount" and sa["metadata"]["name"] == "b1-worker"
+    assert all(rule["resourceNames"] == ["b1"] for rule in role["rules"])
+    verbs = {r["resources"][0]: r["verbs"] for r in role["rules"]}
+    assert verbs == {"senditbatches": ["get"], "senditbatches/status": ["get", "patch"]}
+    assert binding["subjects"][0]["name"] == "b1-worker"
+    _role, binding2 = render_worker_rbac(batch(serviceAccountName="gcs-writer"))
+    assert binding2["subjects"][0]["name"] == "gcs-writer"
+
+
+def test_validation_names_what_is_missing():
+    spec = batch()["spec"]
+    assert problem(spec, lambda kind, name: True) is None
+    missing = problem(spec, lambda kind, name: kind != "ConfigMap")
+    assert missing == "ConfigMap recipes not found"
+    assert "volume" in problem({**spec, "source": {"folders": ["a"]}}, lambda k, n: True)
+
+
+def test_watch_children_scan_read_only_and_may_only_create_batches():
+    watch = {
+        "apiVersion": "sendit.dev/v1alpha1",
+        "kind": "SenditWatch",
+        "metadata": {"name": "w", "namespace": "ns", "uid": "u-w"},
+        "spec": {
+            "volume": {"hostPath": {"path": "/data"}},
+            "schedule": "*/5 * * * *",
+            "template": {
+                "deidentify": {"pseudonymKey": {"secretKeyRef": {"name": "k", "key": "k"}}}
+            },
+        },
+    }
+    _sa, role, _binding, cron = render_children(watch, "img")
+    assert cron["spec"]["concurrencyPolicy"] == "Forbid"
+    pod = cron["spec"]["jobTemplate"]["spec"]["template"]["spec"]
+    assert pod["containers"][0]["volumeMounts"][0]["readOnly"] is True
+    creates = [r for r in role["rules"] if "create" in r["verbs"]]
+    assert creates == [
+        {"apiGroups": ["sendit.dev"], "resources": ["senditbatches"], "verbs": ["create"]}
+    ]

@@ -1,0 +1,144 @@
+"""The phase machine and the status roll-up: pure functions, no cluster."""
+
+from __future__ import annotations
+
+from sendit_operator.status import JobState, job_state, phase, rollup
+
+SPEC = {"parallelism": 2, "send": "auto", "suspend": False, "cancel": False}
+AT = "2026-01-01T00:00:00Z"
+
+
+def job(stage="process", state="Running", sends=True, reason="") -> JobState:
+    return JobState(f"b-{stage}", stage, sends, state, reason, created="2025-12-31T23:59:00Z")
+
+
+def shards(*stages: str, **counts: int) -> dict:
+    return {str(i): {"stage": s, **counts} for i, s in enumerate(stages)}
+
+
+def test_queued_processing_sent_with_auto_send():
+    assert phase(SPEC, None, {}, {}).phase == "Queued"
+    assert phase(SPEC, "Queued", {"process": job()}, {}).phase == "Processing"
+    assert phase(SPEC, "Processing", {"process": job()}, shards("sent", "sending")).phase == (
+        "Sending"
+    )
+    assert phase(SPEC, "Sending", {"process": job()}, shards("sent", "sent")).phase == "Sent"
+    assert phase(SPEC, "Sending", {"process": job(state="Complete")}, {}).phase == "Sent"
+
+
+def test_manual_send_stops_at_done_processing_then_sends():
+    manual = {**SPEC, "send": "manual"}
+    done = phase(manual, "Processing", {"process": job(sends=False)}, shards("processed"))
+    assert done.phase == "Processing"  # one of two shards
+    done = phase(
+        manual, "Processing", {"process": job(sends=False)}, shards("processed", "processed")
+    )
+    assert (done.phase, done.message) == (
+        "DoneProcessing",
+        "processed; set spec.send: auto to deliver",
+    )
+    # The process Job removed by its TTL: still DoneProcessing, not Queued.
+    assert phase(manual, "DoneProcessing", {}, shards("processed", "processed")).phase == (
+        "DoneProcessing"
+    )
+    sending = {"process": job(state="Complete", sends=False), "send": job("send", "Running")}
+    assert (
+        phase(SPEC, "DoneProcessing", sending, shards("processed", "processed")).phase == "Sending"
+    )
+    sending["send"] = job("send", "Complete")
+    assert phase(SPEC, "Sending", sending, shards("sent", "sent")).phase == "Sent"
+
+
+def test_failures_cancel_and_final_phases():
+    config = phase(
+        SPEC, "Processing", {"process": job(state="Failed", reason="PodFailurePolicy")}, {}
+    )
+    assert (config.phase, config.reason) == ("Failed", "ConfigurationError")
+    retries = phase(
+        SPEC, "Processing", {"process": job(state="Failed", reason="BackoffLimitExceeded")}, {}
+    )
+    assert retries.reason == "BackoffLimitExceeded"
+    assert (
+        phase({**SPEC, "cancel": True}, "Processing", {"process": job()}, {}).phase == "Cancelled"
+    )
+    for final in ("Sent", "Failed", "Cancelled"):
+        assert phase(SPEC, final, {"process": job(state="Running")}, {}).phase == final
+    stalled = phase(SPEC, None, {}, {}, problem="Secret key not found")
+    assert (stalled.phase, stalled.reason) == ("Queued", "InvalidReference")
+
+
+def test_job_state_reads_conditions_and_suspend():
+    base = {
+        "metadata": {
+            "name": "b-process",
+            "labels": {"sendit.dev/stage": "process"},
+            "annotations": {"sendit.dev/sends": "true"},
+        }
+    }
+    assert job_state({**base, "spec": {"suspend": True}}).state == "Suspended"
+    assert job_state({**base, "status": {"active": 2}}).state == "Running"
+    failed = {
+        **base,
+        "status": {
+            "conditions": [{"type": "Failed", "status": "True", "reason": "PodFailurePolicy"}]
+        },
+    }
+    assert (job_state(failed).state, job_state(failed).reason) == ("Failed", "PodFailurePolicy")
+    assert job_state(base).sends is True
+
+
+def body(status: dict | None = None, **spec) -> dict:
+    return {
+        "metadata": {"name": "b", "generation": 3},
+        "spec": {**SPEC, **spec},
+        "status": status or {},
+    }
+
+
+def test_rollup_sums_shards_and_sets_conditions():
+    status = {
+        "shards": {
+            "0": {
+                "stage": "sent",
+                "discovered": 3,
+                "anonymized": 2,
+                "withheld": 1,
+                "sent": 2,
+                "outputs": {"local": 2},
+            },
+            "1": {
+                "stage": "sent",
+                "discovered": 4,
+                "anonymized": 4,
+                "sent": 4,
+                "outputs": {"local": 4},
+            },
+        }
+    }
+    new = rollup(body(status), {"process": job(state="Complete")}, None, None, AT)
+    assert new["phase"] == "Sent"
+    assert new["counts"]["discovered"] == 7 and new["counts"]["sent"] == 6
+    assert new["outputs"] == {"local": 6}
+    assert new["observedGeneration"] == 3
+    conds = {c["type"]: c for c in new["conditions"]}
+    assert conds["Ready"]["status"] == "True" and conds["Delivered"]["status"] == "True"
+    assert conds["Stalled"]["status"] == "False" and conds["Reconciling"]["status"] == "False"
+    assert conds["Anonymized"]["message"] == "6 anonymized, 1 withheld, 0 failed"
+    assert new["startTime"] == "2025-12-31T23:59:00Z" and new["completionTime"] == AT
+
+
+def test_rollup_keeps_transition_times_and_freezes_final_status():
+    first = rollup(body(), {}, None, None, AT)
+    again = rollup(body({**first}), {}, None, None, "2026-01-02T00:00:00Z")
+    assert [c["lastTransitionTime"] for c in again["conditions"]] == [AT] * 5
+    stalled = rollup(body(), {}, "Secret key not found", None, AT)
+    conds = {c["type"]: c for c in stalled["conditions"]}
+    assert conds["Stalled"] == {**conds["Stalled"], "status": "True", "reason": "InvalidReference"}
+    final = {"phase": "Sent", "counts": {"sent": 1}, "shards": {}}
+    assert rollup(body(final), {}, None, None, AT) == {"phase": "Sent", "counts": {"sent": 1}}
+
+
+def test_suspended_batch_is_not_ready_nor_reconciling():
+    new = rollup(body(suspend=True), {"process": job(state="Suspended")}, None, None, AT)
+    conds = {c["type"]: c for c in new["conditions"]}
+    assert conds["Ready"]["reason"] == "Suspended" and conds["Reconciling"]["status"] == "False"
