@@ -18,6 +18,7 @@ from pydicom.multival import MultiValue
 from pydicom.sequence import Sequence
 from pydicom.uid import UID
 
+from . import words
 from .identifiers import PatientIdentifiers
 from .profile import METHOD_CODES, METHOD_TEXT, SAFE_PRIVATE, Op, Profile
 
@@ -91,9 +92,7 @@ def _name_tokens(value: object) -> list[str]:
 
 def clean_text(text: str, identifying: frozenset[str]) -> str:
     """Cut every identifying value out of free text (whole words, any case)."""
-    for value in sorted(identifying, key=len, reverse=True):
-        text = re.sub(rf"(?<![0-9a-z]){re.escape(value)}(?![0-9a-z])", "", text, flags=re.I)
-    return re.sub(r"\s{2,}", " ", text).strip(" ,;:-^")
+    return re.sub(r"\s{2,}", " ", words.remove(text, identifying)).strip(" ,;:-^")
 
 
 def shift_date(value: str, days: int) -> str | None:
@@ -113,45 +112,60 @@ def deidentify(ds: Dataset, profile: Profile, repl: Replacements) -> None:
     meta = getattr(ds, "file_meta", None)
     if meta is not None and "MediaStorageSOPInstanceUID" in meta:
         meta.MediaStorageSOPInstanceUID = UID(ds.SOPInstanceUID)
-    ds.PatientIdentityRemoved = "YES"
-    ds.DeidentificationMethod = METHOD_TEXT
-    ds.LongitudinalTemporalInformationModified = "MODIFIED"
+    ds.add_new(0x00120062, "CS", "YES")  # PatientIdentityRemoved
+    ds.add_new(0x00120063, "LO", METHOD_TEXT)  # DeidentificationMethod
+    ds.add_new(0x00280303, "CS", "MODIFIED")  # LongitudinalTemporalInformationModified
     codes = []
     for value, meaning in METHOD_CODES:
         item = Dataset()
-        item.CodeValue = value
-        item.CodingSchemeDesignator = "DCM"
-        item.CodeMeaning = meaning
+        item.add_new(0x00080100, "SH", value)  # CodeValue
+        item.add_new(0x00080102, "SH", "DCM")  # CodingSchemeDesignator
+        item.add_new(0x00080104, "LO", meaning)  # CodeMeaning
         codes.append(item)
-    ds.DeidentificationMethodCodeSequence = Sequence(codes)
+    ds.add_new(0x00120064, "SQ", Sequence(codes))  # DeidentificationMethodCodeSequence
 
 
 def _apply(ds: Dataset, profile: Profile, repl: Replacements) -> None:
-    safe_blocks: set[int] = set()
+    safe = _safe_private_blocks(ds)
+    kept_blocks: set[tuple[int, int]] = set()
     for tag in list(ds.keys()):
-        raw = ds.get_item(tag)
-        vr = raw.VR or _dictionary_vr(tag)
-        if tag & 0x10000:
-            if 0x10 <= (tag & 0xFFFF) <= 0xFF:
-                continue  # a private creator: decided below, once its block is known
-            if _is_safe_private(ds, tag):
-                safe_blocks.add((tag >> 16, (tag & 0xFF00) >> 8))
+        t = int(tag)
+        if t & 0x10000:  # private
+            element = t & 0xFFFF
+            if 0x10 <= element <= 0xFF:
+                continue  # a creator: decided below, once its block is known
+            block = (t >> 16, element >> 8)
+            if element >= 0x1000 and (*safe.get(block, ("",)), element & 0xFF) in SAFE_PRIVATE:
+                kept_blocks.add(block)
             else:
                 del ds[tag]
             continue
-        op = profile.op_for(tag, vr)
+        op = profile.op_for(t, ds.get_item(tag).VR or _dictionary_vr(t))
         if op is Op.KEEP:
             continue
         if op is Op.REMOVE:
             del ds[tag]
             continue
-        elem = ds[tag]
-        _transform(ds, elem, op, profile, repl)
+        _transform(ds, ds[tag], op, profile, repl)
     # Private creators stay only for blocks that kept a safe element.
-    creators = [t for t in ds.keys() if t & 0x10000 and 0x10 <= (t & 0xFFFF) <= 0xFF]  # noqa: SIM118
-    for tag in creators:
-        if (tag >> 16, tag & 0xFF) not in safe_blocks:
+    for tag in [t for t in ds.keys() if t & 0x10000 and 0x10 <= (t & 0xFFFF) <= 0xFF]:  # noqa: SIM118
+        if (tag >> 16, tag & 0xFF) not in kept_blocks:
             del ds[tag]
+
+
+_SAFE_CREATORS = frozenset(creator for creator, _, _ in SAFE_PRIVATE)
+
+
+def _safe_private_blocks(ds: Dataset) -> dict[tuple[int, int], tuple[str, int]]:
+    """(group, block) -> (creator, group) for the blocks whose creator has safe elements."""
+    blocks: dict[tuple[int, int], tuple[str, int]] = {}
+    for tag in ds.keys():  # noqa: SIM118 (iterating a Dataset yields elements, not tags)
+        if tag & 0x10000 and 0x10 <= (tag & 0xFFFF) <= 0xFF:
+            creator = ds[tag].value
+            creator = creator.strip() if isinstance(creator, str) else ""
+            if creator in _SAFE_CREATORS:
+                blocks[(tag >> 16, tag & 0xFF)] = (creator, tag >> 16)
+    return blocks
 
 
 def _transform(
@@ -210,17 +224,6 @@ def _dummy(vr: str) -> object:
     if vr == "TM":
         return "000000"
     return None  # binary and anything else: empty
-
-
-def _is_safe_private(ds: Dataset, tag: int) -> bool:
-    element = tag & 0xFFFF
-    if element < 0x1000:
-        return False
-    group, block = tag >> 16, element >> 8
-    creator = ds.get((group << 16) | block)
-    if creator is None:
-        return False
-    return (str(creator.value).strip(), group, element & 0xFF) in SAFE_PRIVATE
 
 
 def _dictionary_vr(tag: int) -> str:

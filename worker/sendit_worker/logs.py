@@ -10,11 +10,15 @@ import logging
 import warnings
 from collections import deque
 
+import pydicom.config
 from deid.logger import bot
 from deid.logger.message import QUIET
 
 
 def quiet_libraries() -> None:
+    # Values are checked where it matters (verify); pydicom's per-value checks only warn.
+    pydicom.config.settings.reading_validation_mode = pydicom.config.IGNORE
+    pydicom.config.settings.writing_validation_mode = pydicom.config.IGNORE
     warnings.filterwarnings("ignore", module=r"(pydicom|deid)(\.|$)")
     logging.getLogger("pydicom").setLevel(logging.CRITICAL + 1)
     bot.level = QUIET

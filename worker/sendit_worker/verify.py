@@ -9,10 +9,11 @@ header is searched, not a walk of elements that might miss one).
 from __future__ import annotations
 
 import io
-import re
 
 import pydicom
 from pydicom.uid import DeflatedExplicitVRLittleEndian, ExplicitVRLittleEndian
+
+from . import words
 
 PIXEL_DATA = 0x7FE00010
 
@@ -47,7 +48,9 @@ def verify(
     for reason, failed in checks.items():
         if failed:
             raise VerificationError(reason)
-    if identifying and _pattern(identifying).search(_header_bytes(data, ds).lower()):
+    if identifying and next(
+        words.spans(_header_bytes(data, ds).lower(), _encoded(identifying)), None
+    ):
         raise VerificationError("an identifying value of the source is still in the header")
 
 
@@ -71,13 +74,12 @@ def _plain_header(ds: pydicom.Dataset) -> bytes:
     return buffer.getvalue()
 
 
-def _pattern(identifying: frozenset[str]) -> re.Pattern[bytes]:
-    alternatives: set[bytes] = set()
+def _encoded(identifying: frozenset[str]) -> set[bytes]:
+    encoded: set[bytes] = set()
     for value in identifying:
         for encoding in ("utf-8", "latin-1"):
             try:
-                alternatives.add(re.escape(value.encode(encoding)))
+                encoded.add(value.encode(encoding))
             except UnicodeEncodeError:
                 continue
-    body = b"|".join(sorted(alternatives, key=len, reverse=True))
-    return re.compile(rb"(?<![0-9a-z])(?:" + body + rb")(?![0-9a-z])")
+    return encoded

@@ -1,0 +1,121 @@
+"""Benchmark of the worker core: `sendit run` against a floor and against deid, in one run.
+
+    python bench/worker.py --files 1000 [--files 5000]
+
+Builds a corpus from pydicom's bundled CT and MR files (several transfer syntaxes, 50 patients)
+and prints files/s for: `sendit run` end to end (wall clock, default workers), the floor (one
+process reading and writing the same files with pydicom), and deid's replace_identifiers with
+its parsed default recipe (on a subset: it is slow). Also the peak RSS of `sendit run`, for its
+process tree and for its largest process. Machines are shared and noisy: read the ratios.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import os
+import subprocess
+import sys
+import tempfile
+import time
+import warnings
+from pathlib import Path
+
+import psutil
+import pydicom
+
+from sendit_worker.sample import make_sample
+
+CT_AND_MR = (
+    "CT_small.dcm",
+    "MR_small.dcm",
+    "MR_small_implicit.dcm",
+    "MR_small_bigendian.dcm",
+    "MR_small_RLE.dcm",
+    "MR_small_jp2klossless.dcm",
+    "J2K_pixelrep_mismatch.dcm",
+)
+
+
+def sendit_run(corpus: Path, out: Path) -> tuple[float, int, int]:
+    """Wall seconds, peak PSS of the process tree, peak RSS of its largest process (bytes).
+
+    PSS (proportional set size) counts pages the forked pool shares with its parent once,
+    where a sum of RSS would count them in every process."""
+    env = {**os.environ, "SENDIT_PSEUDONYM_KEY": "bench-key-0123456789abcdef"}
+    start = time.perf_counter()
+    proc = psutil.Popen(
+        [Path(sys.executable).with_name("sendit"), "-q", "run", str(corpus), "-o", str(out)],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    peak_tree = peak_one = 0
+    while proc.poll() is None:
+        try:
+            procs = [proc, *proc.children(recursive=True)]
+            pss = sum(p.memory_full_info().pss for p in procs)
+            rss = max(p.memory_info().rss for p in procs)
+        except psutil.Error:
+            continue
+        peak_tree, peak_one = max(peak_tree, pss), max(peak_one, rss)
+        time.sleep(0.02)
+    wall = time.perf_counter() - start
+    if proc.returncode != 0:
+        raise SystemExit(f"sendit run failed: {proc.stderr.read().decode()[-2000:]}")
+    return wall, peak_tree, peak_one
+
+
+def floor(files: list[Path]) -> float:
+    start = time.perf_counter()
+    for f in files:
+        buffer = io.BytesIO()
+        pydicom.dcmread(f).save_as(buffer)
+    return time.perf_counter() - start
+
+
+def deid_rate(files: list[Path]) -> float:
+    from deid.config import DeidRecipe
+    from deid.dicom import replace_identifiers
+
+    from sendit_worker.logs import quiet_libraries
+
+    quiet_libraries()
+    recipe = DeidRecipe()  # parsed once
+    start = time.perf_counter()
+    for f in files:
+        replace_identifiers([str(f)], deid=recipe, save=False)
+    return len(files) / (time.perf_counter() - start)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--files", type=int, action="append", default=[])
+    parser.add_argument("--deid-subset", type=int, default=200)
+    args = parser.parse_args()
+    warnings.simplefilter("ignore")
+    for n in args.files or [1000]:
+        with tempfile.TemporaryDirectory() as tmp:
+            corpus, out = Path(tmp) / "corpus", Path(tmp) / "out"
+            make_sample(corpus, patients=50, files=n, sources=CT_AND_MR)
+            files = sorted(corpus.rglob("*.dcm"))
+            floor(files[:50])  # warm the page cache for both contenders
+            wall, tree, one = sendit_run(corpus, out)
+            written = sum(1 for _ in out.rglob("*.dcm"))
+            floor_s = floor(files)
+            deid = deid_rate(files[: args.deid_subset])
+            rate = n / wall
+            print(f"files={n} written={written} cpus={len(os.sched_getaffinity(0))}")
+            print(f"  sendit run : {rate:8.1f} files/s  wall {wall:6.2f}s")
+            print(f"  floor      : {n / floor_s:8.1f} files/s  wall {floor_s:6.2f}s")
+            print(f"  deid       : {deid:8.1f} files/s  (replace_identifiers, default recipe)")
+            print(f"  sendit wall / floor wall = {wall / floor_s:.2f} (target <= 1.25)")
+            print(f"  sendit rate / deid rate  = {rate / deid:.1f}x (target >= 5)")
+            print(
+                f"  peak memory: tree PSS {tree / 2**20:.0f} MB, largest process RSS"
+                f" {one / 2**20:.0f} MB (target < 150 MB)"
+            )
+
+
+if __name__ == "__main__":
+    main()

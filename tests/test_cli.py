@@ -1,0 +1,88 @@
+"""`sendit` as a user runs it: exit codes, the report, manifests, locating a bad file."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from dicomdata import KEY, identified_file, leaks, planted_tokens
+
+from sendit_worker.cli import main
+from sendit_worker.pseudonyms import KEY_ENV
+
+
+@pytest.fixture(autouse=True)
+def key(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(KEY_ENV, KEY.decode())
+
+
+def test_run_writes_outputs_and_a_report_with_counts(tmp_path: Path) -> None:
+    identified_file(tmp_path / "in" / "a.dcm")
+    (tmp_path / "in" / "junk.txt").write_text("x")
+    code = main(["run", str(tmp_path / "in"), "-o", str(tmp_path / "out"),
+                 "--report", str(tmp_path / "report.json"), "--workers", "1"])
+    assert code == 0
+    report = json.loads((tmp_path / "report.json").read_text())
+    assert (report["anonymized"], report["skipped"], report["failed"]) == (1, 1, 0)
+    assert report["errors"][0]["reason"] == "not a DICOM file"
+    assert not leaks((tmp_path / "report.json").read_bytes(), planted_tokens() + ["junk"])
+
+
+def test_exit_code_is_1_when_an_image_failed(tmp_path: Path) -> None:
+    data = identified_file(tmp_path / "src.dcm", source="MR_small.dcm").read_bytes()
+    (tmp_path / "in").mkdir()
+    (tmp_path / "in" / "cut.dcm").write_bytes(data[:-3000])
+    assert main(["run", str(tmp_path / "in"), "-o", str(tmp_path / "out"), "--workers", "1"]) == 1
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["run"],
+        ["run", "IN", "-o", "IN/out"],
+        ["run", "IN", "-o", "OUT", "--report", "OUT/r.json"],
+        ["run", "-f", "MISSING.yaml"],
+    ],
+)
+def test_usage_and_configuration_errors_exit_2(tmp_path: Path, args: list[str]) -> None:
+    (tmp_path / "IN").mkdir()
+    argv = [a.replace("IN", str(tmp_path / "IN")).replace("OUT", str(tmp_path / "OUT"))
+            .replace("MISSING", str(tmp_path / "missing")) for a in args]
+    assert main(argv) == 2
+
+
+def test_a_manifest_runs_locally(tmp_path: Path) -> None:
+    identified_file(tmp_path / "data" / "study1" / "a.dcm")
+    (tmp_path / "batch.yaml").write_text(
+        "apiVersion: sendit.dev/v1alpha1\nkind: SenditBatch\nmetadata: {name: local}\n"
+        "spec:\n  source:\n    volume: {hostPath: {path: data}}\n    folders: [study1]\n"
+        "  destinations: {local: {path: out}}\n"
+    )
+    assert main(["run", "-f", str(tmp_path / "batch.yaml"), "--workers", "1"]) == 0
+    assert len(list((tmp_path / "out").rglob("*.dcm"))) == 1
+
+
+def test_locate_finds_the_file_behind_a_reference(tmp_path: Path, capsys) -> None:
+    (tmp_path / "in" / "sub").mkdir(parents=True)
+    (tmp_path / "in" / "sub" / "bad.bin").write_bytes(b"\x00" * 10)
+    main(["run", str(tmp_path / "in"), "-o", str(tmp_path / "out"),
+          "--report", str(tmp_path / "r.json"), "--workers", "1"])
+    ref = json.loads((tmp_path / "r.json").read_text())["errors"][0]["ref"]
+    capsys.readouterr()
+    assert main(["locate", ref, str(tmp_path / "in")]) == 0
+    assert capsys.readouterr().out.strip() == str(tmp_path / "in" / "sub" / "bad.bin")
+
+
+def test_the_console_script_is_installed_and_logs_no_identifiers(tmp_path: Path) -> None:
+    identified_file(tmp_path / "Zyxwvutson_Quintessa" / "a.dcm")
+    result = subprocess.run(
+        [Path(sys.executable).with_name("sendit"), "run", str(tmp_path / "Zyxwvutson_Quintessa"),
+         "-o", str(tmp_path / "out")],
+        capture_output=True, text=True, check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "anonymized 1" in result.stderr
+    assert not leaks((result.stdout + result.stderr).encode(), planted_tokens() + ["Zyxwvutson"])

@@ -1,0 +1,39 @@
+"""Outputs stay valid DICOM: dciodvfy (dicom3tools) finds no new errors compared to inputs."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import pydicom
+import pytest
+from dicomdata import KEY, KINDS, bundled, make_clean_image, plant_phi
+
+from sendit_worker.pipeline import RunOptions, run
+
+DCIODVFY = shutil.which("dciodvfy")
+
+
+def _errors(path: Path) -> set[str]:
+    result = subprocess.run([DCIODVFY, "-new", str(path)], capture_output=True, text=True,
+                            check=False)
+    lines = (result.stdout + result.stderr).splitlines()
+    # Values differ between input and output by design; compare the kinds of error.
+    return {re.sub(r"<[^>]*>|\"[^\"]*\"|\d+", "#", line) for line in lines if line.startswith("Error")}
+
+
+@pytest.mark.parametrize("kind", ["ct", "mr", "us_big_endian", "nm_jpeg2000", "mr_rle"])
+def test_no_new_dciodvfy_errors(kind: str, tmp_path: Path) -> None:
+    assert DCIODVFY, "dciodvfy is missing: scripts/test.sh installs dicom3tools"
+    source = tmp_path / "in" / "a.dcm"
+    source.parent.mkdir()
+    plant_phi(make_clean_image(pydicom.dcmread(bundled(KINDS[kind])))).save_as(
+        source, enforce_file_format=True
+    )
+    report = run(RunOptions(folders=[source.parent], output=tmp_path / "out", key=KEY,
+                            workers=1, progress=False))
+    assert report.anonymized == 1, report.errors
+    output = next((tmp_path / "out").rglob("*.dcm"))
+    assert _errors(output) - _errors(source) == set()
