@@ -108,8 +108,12 @@ def identified_file(path: Path, source: str = "CT_small.dcm", **overrides: str) 
 def planted_tokens(values: dict[str, str] = PLANTED) -> list[str]:
     """Every planted value and each part of every planted name, for leak scans."""
     tokens = set(values.values())
-    for keyword in ("PatientName", "ReferringPhysicianName", "PatientMotherBirthName",
-                    "PerformingPhysicianName"):
+    for keyword in (
+        "PatientName",
+        "ReferringPhysicianName",
+        "PatientMotherBirthName",
+        "PerformingPhysicianName",
+    ):
         tokens.update(p for p in values[keyword].split("^") if p)
     return sorted(tokens)
 

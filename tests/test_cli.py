@@ -22,8 +22,18 @@ def key(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_run_writes_outputs_and_a_report_with_counts(tmp_path: Path) -> None:
     identified_file(tmp_path / "in" / "a.dcm")
     (tmp_path / "in" / "junk.txt").write_text("x")
-    code = main(["run", str(tmp_path / "in"), "-o", str(tmp_path / "out"),
-                 "--report", str(tmp_path / "report.json"), "--workers", "1"])
+    code = main(
+        [
+            "run",
+            str(tmp_path / "in"),
+            "-o",
+            str(tmp_path / "out"),
+            "--report",
+            str(tmp_path / "report.json"),
+            "--workers",
+            "1",
+        ]
+    )
     assert code == 0
     report = json.loads((tmp_path / "report.json").read_text())
     assert (report["anonymized"], report["skipped"], report["failed"]) == (1, 1, 0)
@@ -49,8 +59,12 @@ def test_exit_code_is_1_when_an_image_failed(tmp_path: Path) -> None:
 )
 def test_usage_and_configuration_errors_exit_2(tmp_path: Path, args: list[str]) -> None:
     (tmp_path / "IN").mkdir()
-    argv = [a.replace("IN", str(tmp_path / "IN")).replace("OUT", str(tmp_path / "OUT"))
-            .replace("MISSING", str(tmp_path / "missing")) for a in args]
+    argv = [
+        a.replace("IN", str(tmp_path / "IN"))
+        .replace("OUT", str(tmp_path / "OUT"))
+        .replace("MISSING", str(tmp_path / "missing"))
+        for a in args
+    ]
     assert main(argv) == 2
 
 
@@ -68,8 +82,18 @@ def test_a_manifest_runs_locally(tmp_path: Path) -> None:
 def test_locate_finds_the_file_behind_a_reference(tmp_path: Path, capsys) -> None:
     (tmp_path / "in" / "sub").mkdir(parents=True)
     (tmp_path / "in" / "sub" / "bad.bin").write_bytes(b"\x00" * 10)
-    main(["run", str(tmp_path / "in"), "-o", str(tmp_path / "out"),
-          "--report", str(tmp_path / "r.json"), "--workers", "1"])
+    main(
+        [
+            "run",
+            str(tmp_path / "in"),
+            "-o",
+            str(tmp_path / "out"),
+            "--report",
+            str(tmp_path / "r.json"),
+            "--workers",
+            "1",
+        ]
+    )
     ref = json.loads((tmp_path / "r.json").read_text())["errors"][0]["ref"]
     capsys.readouterr()
     assert main(["locate", ref, str(tmp_path / "in")]) == 0
@@ -79,9 +103,16 @@ def test_locate_finds_the_file_behind_a_reference(tmp_path: Path, capsys) -> Non
 def test_the_console_script_is_installed_and_logs_no_identifiers(tmp_path: Path) -> None:
     identified_file(tmp_path / "Zyxwvutson_Quintessa" / "a.dcm")
     result = subprocess.run(
-        [Path(sys.executable).with_name("sendit"), "run", str(tmp_path / "Zyxwvutson_Quintessa"),
-         "-o", str(tmp_path / "out")],
-        capture_output=True, text=True, check=False,
+        [
+            Path(sys.executable).with_name("sendit"),
+            "run",
+            str(tmp_path / "Zyxwvutson_Quintessa"),
+            "-o",
+            str(tmp_path / "out"),
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
     )
     assert result.returncode == 0, result.stderr
     assert "anonymized 1" in result.stderr

@@ -17,11 +17,14 @@ DCIODVFY = shutil.which("dciodvfy")
 
 
 def _errors(path: Path) -> set[str]:
-    result = subprocess.run([DCIODVFY, "-new", str(path)], capture_output=True, text=True,
-                            check=False)
+    result = subprocess.run(
+        [DCIODVFY, "-new", str(path)], capture_output=True, text=True, check=False
+    )
     lines = (result.stdout + result.stderr).splitlines()
     # Values differ between input and output by design; compare the kinds of error.
-    return {re.sub(r"<[^>]*>|\"[^\"]*\"|\d+", "#", line) for line in lines if line.startswith("Error")}
+    return {
+        re.sub(r"<[^>]*>|\"[^\"]*\"|\d+", "#", line) for line in lines if line.startswith("Error")
+    }
 
 
 @pytest.mark.parametrize("kind", ["ct", "mr", "us_big_endian", "nm_jpeg2000", "mr_rle"])
@@ -32,8 +35,11 @@ def test_no_new_dciodvfy_errors(kind: str, tmp_path: Path) -> None:
     plant_phi(make_clean_image(pydicom.dcmread(bundled(KINDS[kind])))).save_as(
         source, enforce_file_format=True
     )
-    report = run(RunOptions(folders=[source.parent], output=tmp_path / "out", key=KEY,
-                            workers=1, progress=False))
+    report = run(
+        RunOptions(
+            folders=[source.parent], output=tmp_path / "out", key=KEY, workers=1, progress=False
+        )
+    )
     assert report.anonymized == 1, report.errors
     output = next((tmp_path / "out").rglob("*.dcm"))
     assert _errors(output) - _errors(source) == set()

@@ -54,9 +54,15 @@ def test_names_addresses_and_ids_are_gone_everywhere_nested_included() -> None:
     _, ds = _deidentified()
     for keyword in ("InstitutionName", "ReferringPhysicianName", "StationName"):
         assert ds.get(keyword) in (None, ""), keyword
-    for keyword in ("PatientAddress", "OtherPatientIDs", "PatientMotherBirthName",
-                    "PatientTelephoneNumbers", "InstitutionAddress", "PatientComments",
-                    "ImageComments"):
+    for keyword in (
+        "PatientAddress",
+        "OtherPatientIDs",
+        "PatientMotherBirthName",
+        "PatientTelephoneNumbers",
+        "InstitutionAddress",
+        "PatientComments",
+        "ImageComments",
+    ):
         assert keyword not in ds, keyword
     assert "RequestAttributesSequence" not in ds
     inner = ds.ReferencedImageSequence[0]

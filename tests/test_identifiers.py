@@ -26,7 +26,7 @@ class Dasher(BaseHTTPRequestHandler):
     failures_left = 0
     requests: list[dict] = []
 
-    def do_POST(self) -> None:  # noqa: N802 (http.server's naming)
+    def do_POST(self) -> None:
         body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
         type(self).requests.append(body)
         if type(self).failures_left > 0:
@@ -41,8 +41,12 @@ class Dasher(BaseHTTPRequestHandler):
             "suid": "SU" + entity["id"][-1],
             "jitter": -7,
             "items": [
-                {"id": i["id"], "id_source": i["id_source"], "suid": "IT" + i["id"][-1],
-                 "jittered_timestamp": i["id_timestamp"]}
+                {
+                    "id": i["id"],
+                    "id_source": i["id_source"],
+                    "suid": "IT" + i["id"][-1],
+                    "jittered_timestamp": i["id_timestamp"],
+                }
                 for i in entity["items"]
             ],
         }
@@ -86,7 +90,9 @@ def test_service_answers_are_used_and_the_request_has_dashers_shape(dasher: str)
     sent = Dasher.requests[0]["identifiers"][0]
     assert sent["id_source"] == "PatientID"
     assert sent["items"][0] == {
-        "id": "ACC1", "id_source": "AccessionNumber", "id_timestamp": "2020-01-02T03:04:05Z"
+        "id": "ACC1",
+        "id_source": "AccessionNumber",
+        "id_timestamp": "2020-01-02T03:04:05Z",
     }
 
 

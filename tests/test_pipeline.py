@@ -76,7 +76,11 @@ def test_same_key_gives_same_pseudonyms_and_uids_different_key_differs(tmp_path:
         p.relative_to(tmp_path / "two") for p in _outputs(tmp_path / "two")
     ]
     for a, b, c in zip(one, two, other, strict=True):
-        assert (a.PatientID, a.SOPInstanceUID, a.StudyDate) == (b.PatientID, b.SOPInstanceUID, b.StudyDate)
+        assert (a.PatientID, a.SOPInstanceUID, a.StudyDate) == (
+            b.PatientID,
+            b.SOPInstanceUID,
+            b.StudyDate,
+        )
         assert a.PatientID != c.PatientID
         assert a.SOPInstanceUID != c.SOPInstanceUID
 
@@ -94,10 +98,16 @@ def test_series_stay_together_and_references_follow(tmp_path: Path) -> None:
     ds.save_as(src / "2.dcm")
     report = _run([src], tmp_path / "out")
     assert (report.studies, report.series, report.anonymized) == (1, 1, 2)
-    outs = {pydicom.dcmread(p).SOPInstanceUID: pydicom.dcmread(p) for p in _outputs(tmp_path / "out")}
-    second = next(d for d in outs.values() if "ReferencedImageSequence" in d and
-                  d.ReferencedImageSequence[0].ReferencedSOPInstanceUID in outs and
-                  d.ReferencedImageSequence[0].ReferencedSOPInstanceUID != d.SOPInstanceUID)
+    outs = {
+        pydicom.dcmread(p).SOPInstanceUID: pydicom.dcmread(p) for p in _outputs(tmp_path / "out")
+    }
+    second = next(
+        d
+        for d in outs.values()
+        if "ReferencedImageSequence" in d
+        and d.ReferencedImageSequence[0].ReferencedSOPInstanceUID in outs
+        and d.ReferencedImageSequence[0].ReferencedSOPInstanceUID != d.SOPInstanceUID
+    )
     assert second.ReferencedImageSequence[0].ReferencedSOPInstanceUID in outs
 
 
@@ -110,7 +120,11 @@ def test_bad_inputs_are_reported_per_file_and_the_batch_goes_on(tmp_path: Path) 
     truncated = identified_file(tmp_path / "t.dcm", source="MR_small.dcm").read_bytes()
     (src / "truncated.dcm").write_bytes(truncated[: len(truncated) - 2000])
     copy_bundled(src / "dicomdir", [])
-    (src / "dicomdir" / "DICOMDIR").write_bytes((Path(pydicom.data.__file__).parent / "test_files" / "dicomdirtests" / "DICOMDIR").read_bytes())
+    (src / "dicomdir" / "DICOMDIR").write_bytes(
+        (
+            Path(pydicom.data.__file__).parent / "test_files" / "dicomdirtests" / "DICOMDIR"
+        ).read_bytes()
+    )
     (src / "ST-000001.tmp2343").mkdir()
     (src / "ST-000001.tmp2343" / "x.dcm").write_bytes(data)
     outside = tmp_path / "outside.dcm"
@@ -154,7 +168,9 @@ def test_burned_in_annotation_is_withheld(tmp_path: Path) -> None:
 
 def test_shards_partition_the_series(tmp_path: Path) -> None:
     src = tmp_path / "in"
-    for n, source in enumerate(["CT_small.dcm", "MR_small.dcm", "JPEG2000.dcm", "ExplVR_BigEnd.dcm"]):
+    for n, source in enumerate(
+        ["CT_small.dcm", "MR_small.dcm", "JPEG2000.dcm", "ExplVR_BigEnd.dcm"]
+    ):
         identified_file(src / f"{n}.dcm", source=source)
     totals = [_run([src], tmp_path / f"out{i}", shard=(i, 2)).discovered for i in range(2)]
     assert sum(totals) == 4
@@ -166,7 +182,9 @@ def test_pool_of_processes_gives_the_same_result_as_inline(tmp_path: Path) -> No
     for n, source in enumerate(["CT_small.dcm", "MR_small.dcm", "JPEG2000.dcm"]):
         identified_file(src / f"{n}.dcm", source=source)
     inline = _run([src], tmp_path / "inline")
-    pooled = run(RunOptions(folders=[src], output=tmp_path / "pool", key=KEY, workers=2, progress=False))
+    pooled = run(
+        RunOptions(folders=[src], output=tmp_path / "pool", key=KEY, workers=2, progress=False)
+    )
     assert inline.counts() == pooled.counts()
     assert [p.relative_to(tmp_path / "inline") for p in _outputs(tmp_path / "inline")] == [
         p.relative_to(tmp_path / "pool") for p in _outputs(tmp_path / "pool")

@@ -13,9 +13,7 @@ from pydicom.datadict import dictionary_VR, keyword_for_tag
 from sendit_worker.pipeline import RunOptions, run
 from sendit_worker.profile import PATIENT_CHARACTERISTICS, Op, default_profile
 
-TABLE_TAGS = sorted(
-    (e[0] << 16) | e[1] for e in annex_e.ALL_TAGS if len(e) == 2
-)
+TABLE_TAGS = sorted((e[0] << 16) | e[1] for e in annex_e.ALL_TAGS if len(e) == 2)
 
 
 def _planted(tag: int, vr: str) -> object | None:
@@ -70,8 +68,11 @@ def test_every_annex_e_attribute_is_acted_on(tmp_path: Path) -> None:
     ds, planted = _with_every_attribute()
     (tmp_path / "in").mkdir()
     ds.save_as(tmp_path / "in" / "all.dcm", enforce_file_format=True)
-    report = run(RunOptions(folders=[tmp_path / "in"], output=tmp_path / "out", key=KEY,
-                            workers=1, progress=False))
+    report = run(
+        RunOptions(
+            folders=[tmp_path / "in"], output=tmp_path / "out", key=KEY, workers=1, progress=False
+        )
+    )
     assert report.anonymized == 1, report.errors
     out = pydicom.dcmread(next((tmp_path / "out").rglob("*.dcm")))
     profile = default_profile()

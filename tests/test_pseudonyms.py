@@ -16,7 +16,9 @@ def test_uids_are_valid_and_stable() -> None:
     uid = p.uid("1.2.3.4")
     assert uid == p.uid("1.2.3.4") != p.uid("1.2.3.5")
     assert uid.startswith("2.25.") and len(uid) <= 64
-    assert all(part.isdigit() and (part == "0" or not part.startswith("0")) for part in uid.split("."))
+    assert all(
+        part.isdigit() and (part == "0" or not part.startswith("0")) for part in uid.split(".")
+    )
 
 
 def test_pseudonyms_fit_their_value_representations() -> None:

@@ -15,11 +15,21 @@ from sendit_worker.recipe import UserRecipe
 
 def test_a_recipe_runs_after_the_profile(tmp_path: Path) -> None:
     recipe = tmp_path / "r.deid"
-    recipe.write_text("FORMAT dicom\n\n%header\n\nREPLACE BodyPartExamined CHEST\n"
-                      "ADD ClinicalTrialSponsorName Sendit Study\n")
+    recipe.write_text(
+        "FORMAT dicom\n\n%header\n\nREPLACE BodyPartExamined CHEST\n"
+        "ADD ClinicalTrialSponsorName Sendit Study\n"
+    )
     identified_file(tmp_path / "in" / "a.dcm")
-    report = run(RunOptions(folders=[tmp_path / "in"], output=tmp_path / "out", key=KEY,
-                            workers=1, progress=False, recipe=recipe))
+    report = run(
+        RunOptions(
+            folders=[tmp_path / "in"],
+            output=tmp_path / "out",
+            key=KEY,
+            workers=1,
+            progress=False,
+            recipe=recipe,
+        )
+    )
     assert report.anonymized == 1, report.errors
     out = pydicom.dcmread(next((tmp_path / "out").rglob("*.dcm")))
     assert out.ClinicalTrialSponsorName == "Sendit Study"

@@ -26,8 +26,10 @@ def test_defaults_come_from_the_crd() -> None:
 
 
 def test_host_path_is_the_local_root() -> None:
-    manifest = {**MINIMAL, "spec": {"source": {"volume": {"hostPath": {"path": "/data"}},
-                                               "folders": ["a", "b"]}}}
+    manifest = {
+        **MINIMAL,
+        "spec": {"source": {"volume": {"hostPath": {"path": "/data"}}, "folders": ["a", "b"]}},
+    }
     assert load(manifest, Path("/x")).folders() == [Path("/data/a"), Path("/data/b")]
 
 
@@ -63,5 +65,7 @@ def test_manifest_file_paths_are_relative_to_the_manifest(tmp_path: Path) -> Non
 def test_the_crd_names_the_resource_as_designed() -> None:
     names = crd()["spec"]["names"]
     assert (names["kind"], names["plural"], names["shortNames"]) == (
-        "SenditBatch", "senditbatches", ["sb"]
+        "SenditBatch",
+        "senditbatches",
+        ["sb"],
     )

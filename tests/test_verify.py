@@ -58,8 +58,12 @@ def test_pixel_data_is_not_searched_but_must_survive() -> None:
     data = _bytes(ds)
     with pytest.raises(VerificationError, match="pixel data lost"):
         del ds.PixelData
-        verify(_bytes(ds), transfer_syntax=ds.file_meta.TransferSyntaxUID, had_pixels=True,
-               identifying=frozenset())
+        verify(
+            _bytes(ds),
+            transfer_syntax=ds.file_meta.TransferSyntaxUID,
+            had_pixels=True,
+            identifying=frozenset(),
+        )
     assert data
 
 
@@ -78,8 +82,12 @@ def test_identity_removed_flag_is_required() -> None:
 
 def test_unreadable_bytes_fail() -> None:
     with pytest.raises(VerificationError, match="does not re-read"):
-        verify(b"\0" * 200, transfer_syntax="1.2.840.10008.1.2.1", had_pixels=False,
-               identifying=frozenset())
+        verify(
+            b"\0" * 200,
+            transfer_syntax="1.2.840.10008.1.2.1",
+            had_pixels=False,
+            identifying=frozenset(),
+        )
 
 
 def test_deflated_files_are_searched_after_inflating() -> None:
