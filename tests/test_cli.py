@@ -38,7 +38,7 @@ def test_run_writes_outputs_and_a_report_with_counts(tmp_path: Path) -> None:
     report = json.loads((tmp_path / "report.json").read_text())
     assert (report["anonymized"], report["skipped"], report["failed"]) == (1, 1, 0)
     assert report["errors"][0]["reason"] == "not a DICOM file"
-    assert not leaks((tmp_path / "report.json").read_bytes(), planted_tokens() + ["junk"])
+    assert not leaks((tmp_path / "report.json").read_bytes(), [*planted_tokens(), "junk"])
 
 
 def test_exit_code_is_1_when_an_image_failed(tmp_path: Path) -> None:
@@ -116,4 +116,4 @@ def test_the_console_script_is_installed_and_logs_no_identifiers(tmp_path: Path)
     )
     assert result.returncode == 0, result.stderr
     assert "anonymized 1" in result.stderr
-    assert not leaks((result.stdout + result.stderr).encode(), planted_tokens() + ["Zyxwvutson"])
+    assert not leaks((result.stdout + result.stderr).encode(), [*planted_tokens(), "Zyxwvutson"])

@@ -6,6 +6,7 @@ import json
 import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import ClassVar
 
 import pytest
 from dicomdata import KEY
@@ -24,7 +25,7 @@ class Dasher(BaseHTTPRequestHandler):
     """A small identifier service in DASHER's request/response shape, started by the test."""
 
     failures_left = 0
-    requests: list[dict] = []
+    requests: ClassVar[list[dict]] = []
 
     def do_POST(self) -> None:
         body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))

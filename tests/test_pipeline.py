@@ -58,7 +58,7 @@ def test_planted_identifiers_do_not_reach_outputs_or_paths(tmp_path: Path) -> No
     identified_file(name_folder / "Zyxwvutson_2.dcm", source="MR_small.dcm")
     report = _run([tmp_path / "in"], tmp_path / "out")
     assert report.anonymized == 2
-    tokens = planted_tokens() + ["Zyxwvutson_Quintessa", "Zyxwvutson_1"]
+    tokens = [*planted_tokens(), "Zyxwvutson_Quintessa", "Zyxwvutson_1"]
     for path in _outputs(tmp_path / "out"):
         assert not leaks(path.read_bytes(), tokens)
         assert not leaks(str(path.relative_to(tmp_path)).encode(), tokens)
