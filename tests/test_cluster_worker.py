@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 from dicomdata import KEY, PLANTED
+
 from sendit_worker.cluster import Paths, ShardProgress, work
 from sendit_worker.errors import ConfigError
 from sendit_worker.sample import make_sample

@@ -16,6 +16,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import kopf
+
 from sendit_worker.cluster import GROUP, PLURAL, VERSION
 
 from . import metrics, status, validate, watch

@@ -6,6 +6,7 @@ from typing import Any
 
 from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
+
 from sendit_worker.cluster import GROUP, VERSION
 
 MANAGER = "sendit-operator"
