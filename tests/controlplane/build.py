@@ -24,6 +24,7 @@ import contextlib
 import fcntl
 import hashlib
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -39,9 +40,44 @@ class BuildError(RuntimeError):
     """The control-plane binaries are missing and could not be built."""
 
 
+def kubernetes_version() -> str:
+    """The k8s.io/kubernetes version that go.mod requires (e.g. ``v1.33.13``)."""
+    match = re.search(r"^\s*(?:require\s+)?k8s\.io/kubernetes\s+(v\S+)", _read("go.mod"), re.M)
+    if not match:
+        raise BuildError("go.mod does not require k8s.io/kubernetes")
+    return match.group(1)
+
+
+def _read(name: str) -> str:
+    return (MODULE_DIR / name).read_text()
+
+
+def ldflags() -> str:
+    """``-s -w`` plus the version stamps hack/lib/version.sh would set.
+
+    Without them the server reports ``v0.0.0-master+$Format:%H$``, which kubectl
+    refuses to parse (``kubectl version`` exits 1).
+    """
+    version = kubernetes_version()
+    major, minor = version.lstrip("v").split(".")[:2]
+    stamps = {
+        "gitVersion": version,
+        "gitMajor": major,
+        "gitMinor": minor,
+        "gitTreeState": "clean",
+        "buildDate": "1970-01-01T00:00:00Z",
+    }
+    flags = ["-s", "-w"]
+    for pkg in ("k8s.io/component-base/version", "k8s.io/client-go/pkg/version"):
+        flags += [f"-X {pkg}.{key}={value}" for key, value in stamps.items()]
+    return " ".join(flags)
+
+
 def cache_key() -> str:
-    """sha256 over go.mod, go.sum and every Go source under cmd/ (path + bytes)."""
+    """sha256 over go.mod, go.sum, every Go source under cmd/ (path + bytes) and the
+    link flags (so changing the version stamps rebuilds)."""
     digest = hashlib.sha256()
+    digest.update(ldflags().encode() + b"\0")
     files = [MODULE_DIR / "go.mod", MODULE_DIR / "go.sum"]
     files += sorted((MODULE_DIR / "cmd").rglob("*.go"))
     for path in files:
@@ -115,7 +151,15 @@ def ensure_built(*, verbose: bool = True) -> Path:
             goflags += " -buildvcs=false"
         env["GOFLAGS"] = goflags
         env.setdefault("GOTOOLCHAIN", "local")
-        cmd = [go, "build", "-trimpath", "-ldflags=-s -w", "-o", str(staging) + "/", "./cmd/..."]
+        cmd = [
+            go,
+            "build",
+            "-trimpath",
+            f"-ldflags={ldflags()}",
+            "-o",
+            str(staging) + "/",
+            "./cmd/...",
+        ]
         log_path = target.parent / "build.log"
         if verbose:
             print(
