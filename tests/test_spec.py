@@ -69,3 +69,13 @@ def test_the_crd_names_the_resource_as_designed() -> None:
         "senditbatches",
         ["sb"],
     )
+
+
+def test_error_messages_never_quote_manifest_values() -> None:
+    with pytest.raises(ConfigError) as err:
+        load(
+            {**MINIMAL, "spec": {"source": {"folders": ["Doe_John"]}, "send": "Doe_Jane"}},
+            Path("."),
+        )
+    assert "Doe" not in str(err.value)
+    assert "enum" in str(err.value)

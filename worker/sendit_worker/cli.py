@@ -256,3 +256,7 @@ def _locate(args: argparse.Namespace) -> int:
             return 0
     print("sendit: no file under that folder has this reference", file=sys.stderr)
     return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

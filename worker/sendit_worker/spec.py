@@ -104,10 +104,20 @@ def load(manifest: dict[str, Any], base: Path) -> Batch:
         jsonschema.Draft7Validator(schema()).iter_errors(defaulted), key=lambda e: e.path
     )
     if errors:
-        where = "/".join(str(p) for p in errors[0].absolute_path) or "(top)"
-        raise ConfigError(f"invalid SenditBatch at {where}: {errors[0].message}")
+        raise ConfigError(_describe(errors[0]))
     name = str(defaulted.get("metadata", {}).get("name", "batch"))
     return Batch(name=name, spec=defaulted["spec"], base=base)
+
+
+def _describe(error: jsonschema.ValidationError) -> str:
+    """Where and which rule, from the schema only: a manifest value (a folder name, say) may
+    identify someone, and this message reaches logs."""
+    where = "/".join(str(p) for p in error.absolute_path) or "(top)"
+    if error.validator == "required":
+        return f"invalid SenditBatch at {where}: {error.message}"  # names the schema's field
+    return (
+        f"invalid SenditBatch at {where}: must satisfy {error.validator} {error.validator_value!r}"
+    )
 
 
 def load_file(path: Path) -> Batch:

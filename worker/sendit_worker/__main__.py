@@ -1,0 +1,7 @@
+"""`python -m sendit_worker`: the same as the `sendit` command."""
+
+import sys
+
+from sendit_worker.cli import main
+
+sys.exit(main())
