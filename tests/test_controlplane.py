@@ -428,3 +428,48 @@ def test_pvc_pod_waits_for_claim_mapping(kube_cluster, fake_node, namespace, tmp
     fake_node.map_claim(namespace, "late", tmp_path)
     assert wait_for(lambda: job_condition(kube_cluster, namespace, "claimer")) == "Complete"
     assert Path(tmp_path, "out.txt").read_text() == "ok"
+
+
+def test_on_failure_restarts_in_place(kube_cluster, fake_node, namespace, tmp_path):
+    script = (
+        "import pathlib, sys; m = pathlib.Path(sys.argv[1]); "
+        "first = not m.exists(); m.touch(); sys.exit(7 if first else 0)"
+    )
+    manifest = job_yaml(
+        "flaky",
+        [PY, "-c", script],
+        backoff_limit=3,
+        container={"args": [str(tmp_path / "marker")]},
+        pod_spec={"restartPolicy": "OnFailure"},
+    )
+    kube_cluster.kubectl("create", "-f", "-", "-n", namespace, input=manifest)
+    assert wait_for(lambda: job_condition(kube_cluster, namespace, "flaky")) == "Complete"
+    pods = get_json(kube_cluster, "pods", "-n", namespace, "-l", "job-name=flaky")["items"]
+    assert len(pods) == 1
+    status = pods[0]["status"]["containerStatuses"][0]
+    assert status["restartCount"] == 1
+    assert status["lastState"]["terminated"]["exitCode"] == 7
+
+
+def test_suspending_a_job_stops_its_pod(kube_cluster, fake_node, namespace, tmp_path):
+    marker = tmp_path / "started"
+    manifest = job_yaml(
+        "pausable",
+        [PY, "-c", "import pathlib, sys, time; pathlib.Path(sys.argv[1]).touch(); time.sleep(600)"],
+        container={"args": [str(marker)]},
+    )
+    kube_cluster.kubectl("create", "-f", "-", "-n", namespace, input=manifest)
+    wait_for(marker.exists, timeout=60, what="the process to start")
+    kube_cluster.kubectl(
+        "patch", "job", "pausable", "-n", namespace, "--type=merge", "-p",
+        '{"spec": {"suspend": true}}',
+    )  # fmt: skip
+
+    def suspended():
+        job = get_json(kube_cluster, "job", "pausable", "-n", namespace)
+        conds = {c["type"]: c["status"] for c in job["status"].get("conditions") or []}
+        pods = get_json(kube_cluster, "pods", "-n", namespace)["items"]
+        return conds.get("Suspended") == "True" and not pods and not fake_node.running_pods()
+
+    wait_for(suspended, timeout=60, what="the job to be suspended and its pod gone")
+    assert not fake_node.errors, fake_node.errors

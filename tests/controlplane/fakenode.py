@@ -127,6 +127,7 @@ class _PodRunner(threading.Thread):
         self.log_path = node.log_path(self.namespace, self.pod_name)
         self.grace = min(int(pod["spec"].get("terminationGracePeriodSeconds") or 30), 10)
         self._lock = threading.Lock()
+        self.last_state: dict | None = None  # the previous run's terminated state
 
     # -- API helpers -------------------------------------------------------
     def _patch_status(self, status: dict[str, Any]) -> None:
@@ -150,6 +151,8 @@ class _PodRunner(threading.Thread):
             "restartCount": restarts,
             "state": state,
         }
+        if self.last_state:
+            status["lastState"] = self.last_state
         return status
 
     def _conditions(self, ready: bool, reason: str | None = None) -> list[dict]:
@@ -524,10 +527,10 @@ class _PodRunner(threading.Thread):
             )
             if again:
                 restarts += 1
+                self.last_state = terminated
                 status = self._container_status(
                     {"waiting": {"reason": "CrashLoopBackOff"}}, restarts, False
                 )
-                status["lastState"] = terminated
                 self._patch_status(
                     {
                         "phase": "Running",

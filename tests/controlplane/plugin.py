@@ -25,8 +25,9 @@ import sys
 import pytest
 
 from . import build
-from .fakenode import FakeNode
-from .harness import ControlPlane, ControlPlaneError
+
+# harness/fakenode import `cryptography` and `kubernetes`; they are imported in the
+# fixtures so that loading this plugin never breaks tests that do not use them.
 
 
 @pytest.fixture(scope="session")
@@ -40,12 +41,20 @@ def controlplane_bin_dir():
 
 @pytest.fixture(scope="session")
 def kube_cluster(controlplane_bin_dir):
+    from .harness import ControlPlane, ControlPlaneError
+
     keep = os.environ.get("SENDIT_CONTROLPLANE_KEEP") == "1"
-    cluster = ControlPlane(bin_dir=controlplane_bin_dir, keep=keep)
-    try:
-        cluster.start()
-    except ControlPlaneError as exc:
-        pytest.fail(f"the test control plane did not start: {exc}", pytrace=False)
+    # Free ports are picked by binding to port 0 and closing, so another process
+    # can grab one before our server binds it: one retry covers that race.
+    for attempt in (1, 2):
+        cluster = ControlPlane(bin_dir=controlplane_bin_dir, keep=keep)
+        try:
+            cluster.start()
+            break
+        except ControlPlaneError as exc:
+            if attempt == 2:
+                pytest.fail(f"the test control plane did not start: {exc}", pytrace=False)
+            print(f"\ncontrolplane: start failed, retrying once: {exc}", file=sys.stderr)
     print(
         f"\ncontrolplane: ready in {cluster.ready_seconds:.1f}s at {cluster.server} "
         f"(workdir {cluster.workdir})",
@@ -61,9 +70,13 @@ def kube_cluster(controlplane_bin_dir):
 
 @pytest.fixture(scope="session")
 def fake_node(kube_cluster, tmp_path_factory):
+    from .fakenode import FakeNode
+
     node = FakeNode(kube_cluster, workdir=tmp_path_factory.mktemp("fakenode"))
     node.start()
     try:
         yield node
     finally:
         node.stop()
+        if node.errors:
+            print("\nfake node errors:\n  " + "\n  ".join(node.errors), file=sys.stderr)
