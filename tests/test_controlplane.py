@@ -473,3 +473,15 @@ def test_suspending_a_job_stops_its_pod(kube_cluster, fake_node, namespace, tmp_
 
     wait_for(suspended, timeout=60, what="the job to be suspended and its pod gone")
     assert not fake_node.errors, fake_node.errors
+
+
+def test_binaries_come_from_the_keyed_cache(controlplane_bin_dir):
+    from controlplane import build
+
+    assert controlplane_bin_dir == build.bin_dir()
+    assert controlplane_bin_dir.parent.name == build.cache_key()
+    assert not build.missing_binaries(controlplane_bin_dir)
+    # a second call is a cache hit: no `go build`
+    started = time.monotonic()
+    assert build.ensure_built(verbose=False) == controlplane_bin_dir
+    assert time.monotonic() - started < 1

@@ -9,7 +9,8 @@ completion. What it does:
   Binding subresource -- it is also the scheduler;
 * for each Pod bound to it, runs the FIRST container's ``command`` + ``args`` as
   a local subprocess (image and entrypoint are ignored; a container without an
-  explicit ``command`` fails the Pod), then reports the Pod's status through the
+  explicit ``command`` fails the Pod; initContainers and further containers are
+  NOT run, which the Pod's log says), then reports the Pod's status through the
   API: ``Running``, then ``Succeeded`` / ``Failed`` with
   ``containerStatuses[0].state.terminated.exitCode``. ``restartPolicy``
   OnFailure/Always restart the process in place (restartCount goes up);
@@ -394,6 +395,12 @@ class _PodRunner(threading.Thread):
                 f"container {container['name']!r} has none (image entrypoints are not known)"
             )
         argv = command + list(container.get("args") or [])
+        ignored = [c["name"] for c in spec.get("initContainers") or []]
+        ignored += [c["name"] for c in spec["containers"][1:]]
+        if ignored:
+            self.node._append_log(
+                self.log_path, f"[fake node] NOT running containers {ignored} (first only)\n"
+            )
 
         volumes = {v["name"]: v for v in spec.get("volumes") or []}
         vol_dirs: dict[str, Path] = {}

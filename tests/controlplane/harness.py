@@ -264,6 +264,18 @@ def write_kubeconfig(
     return path
 
 
+def _die_with_parent() -> None:
+    """In the child: get SIGTERM if the test process dies (even by SIGKILL), so a
+    killed pytest leaves no etcd / kube-apiserver behind (Linux prctl)."""
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+
+
 @dataclass
 class _Proc:
     name: str
@@ -346,6 +358,7 @@ class ControlPlane:
                 stderr=subprocess.STDOUT,
                 cwd=self.workdir,
                 start_new_session=True,
+                preexec_fn=_die_with_parent,
             )
         proc = _Proc(name, popen, log)
         self._procs.append(proc)
