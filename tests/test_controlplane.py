@@ -91,6 +91,10 @@ def test_control_plane_ready_and_kubectl_works(kube_cluster):
     version = json.loads(kube_cluster.kubectl("version", "-o", "json").stdout)
     assert version["serverVersion"]["gitVersion"].startswith("v1.33.")
     assert "yes" in kube_cluster.kubectl("auth", "can-i", "*", "*").stdout
+    from kubernetes import client
+
+    core = client.CoreV1Api(kube_cluster.api_client())
+    assert core.read_namespace("default").metadata.name == "default"
 
 
 def test_crd_is_applied_and_served(kube_cluster, namespace):
@@ -485,3 +489,31 @@ def test_binaries_come_from_the_keyed_cache(controlplane_bin_dir):
     started = time.monotonic()
     assert build.ensure_built(verbose=False) == controlplane_bin_dir
     assert time.monotonic() - started < 1
+
+
+def test_pod_failure_policy_sees_the_exit_code(kube_cluster, fake_node, namespace):
+    manifest = job_yaml(
+        "policy",
+        [PY, "-c", "import sys; sys.exit(42)"],
+        backoff_limit=5,
+        job_spec={
+            "podFailurePolicy": {
+                "rules": [
+                    {
+                        "action": "FailJob",
+                        "onExitCodes": {
+                            "containerName": "main",
+                            "operator": "In",
+                            "values": [42],
+                        },
+                    }
+                ]
+            }
+        },
+    )
+    kube_cluster.kubectl("create", "-f", "-", "-n", namespace, input=manifest)
+    assert wait_for(lambda: job_condition(kube_cluster, namespace, "policy")) == "Failed"
+    job = get_json(kube_cluster, "job", "policy", "-n", namespace)
+    failed = next(c for c in job["status"]["conditions"] if c["type"] == "Failed")
+    assert failed["reason"] == "PodFailurePolicy"
+    assert job["status"].get("failed") == 1  # no retries despite backoffLimit 5
