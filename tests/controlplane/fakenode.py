@@ -37,6 +37,7 @@ Volumes (we cannot chroot, so mounts become local directories)
     temp dir; ``secret`` / ``configMap`` / ``downwardAPI`` / ``projected``
     (including the ServiceAccount token volume that admission adds) -> a temp
     dir populated with the keys. A ``subPath`` is appended to the local dir.
+    ``readOnly``, securityContext, resources and images are NOT enforced.
 
     Paths inside the container are translated two ways:
       1. env ``SENDIT_PATH_MAP`` = JSON ``{mountPath: localDir}``, and
