@@ -23,7 +23,7 @@ from ..report import Report
 from . import layouts
 from .bigquery import BigQuerySink, row
 from .config import Destinations
-from .errors import DeliveryError
+from .errors import DeliveryError, DestinationError
 from .gcs import GcsSink
 from .layouts import Image
 from .ledger import Ledger, series_key
@@ -97,7 +97,13 @@ class Delivery:
 
     def started(self) -> None:
         if self.pubsub:
-            self.pubsub.publish(make_event("batch.started", self.batch))
+            try:
+                self.pubsub.publish(make_event("batch.started", self.batch))
+            except Exception as exc:
+                raise DestinationError(
+                    f"cannot publish to Pub/Sub topic {self.pubsub.config.topic!r}"
+                    f" ({type(exc).__name__})"
+                ) from None
 
     def on_series(self, done: Any) -> None:
         """The pipeline's callback (main process): hand the series over and return at once."""

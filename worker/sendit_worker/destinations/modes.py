@@ -88,7 +88,8 @@ def hook_for(batch: Batch, root: Path) -> AutoRun | ManualStage:
 def send(batch: Batch, root: Path) -> tuple[int, Report]:
     """Stage two: deliver a staged batch; on a verified send remove the staging data."""
     state = staging.read_state(root)
-    report = Report(**(state or {}).get("counts", {}))
+    known = set(Report().counts())
+    report = Report(**{k: v for k, v in (state or {}).get("counts", {}).items() if k in known})
     if state is None:
         raise DeliveryError("no staged batch there (run `sendit run -f` with send: manual first)")
     if state["phase"] == staging.SENT:
