@@ -59,6 +59,7 @@ class Delivery:
         root: Path,
         *,
         keep_files: bool,
+        shard: tuple[int, int] = (0, 1),
         gcs: GcsSink | None = None,
         bigquery: BigQuerySink | None = None,
         pubsub: PubSubSink | None = None,
@@ -67,6 +68,7 @@ class Delivery:
         self.destinations = destinations
         self.root = root
         self.keep_files = keep_files
+        self.shard = shard  # (index, count): each shard of a batch ends with its own event
         d = destinations
         self.gcs = gcs or (GcsSink(d.gcs) if d.gcs else None)
         self.bigquery = bigquery or (BigQuerySink(d.bigquery) if d.bigquery else None)
@@ -213,8 +215,12 @@ class Delivery:
         fields: dict[str, Any] = {"counts": counts}
         if message:
             fields["message"] = message
+        index, count = self.shard
+        subject = f"shard {index}/{count}" if count > 1 else ""
+        if count > 1:
+            fields["shard"] = {"index": index, "count": count}
         try:
-            self.pubsub.publish(make_event(type_, self.batch, **fields))
+            self.pubsub.publish(make_event(type_, self.batch, subject, **fields))
         except Exception as exc:
             log.error("could not publish %s: %s", type_, _describe(exc))
             if type_ == "batch.done":

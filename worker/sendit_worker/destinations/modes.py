@@ -42,10 +42,14 @@ def default_workdir(batch: Batch) -> Path:
 class AutoRun:
     """`send: auto`: preflight, then deliver each series as the pipeline finishes it."""
 
-    def __init__(self, batch: Batch, root: Path) -> None:
+    def __init__(self, batch: Batch, root: Path, shard: tuple[int, int] = (0, 1)) -> None:
         self.batch = batch
         self.delivery = Delivery(
-            batch.name, destinations(batch), root, keep_files=batch.output() is not None
+            batch.name,
+            destinations(batch),
+            root,
+            keep_files=batch.output() is not None,
+            shard=shard,
         )
         self.delivery.preflight()
         self.delivery.started()
