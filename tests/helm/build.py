@@ -48,9 +48,23 @@ def helm_version() -> str:
     return match.group(1)
 
 
+def kubernetes_minor() -> str:
+    """The Kubernetes minor version helm's client-go speaks (client-go v0.34.x -> ``34``)."""
+    text = (MODULE_DIR / "go.mod").read_text()
+    match = re.search(r"^\s*k8s\.io/client-go\s+v0\.(\d+)\.", text, re.M)
+    if not match:
+        raise BuildError("go.mod does not list k8s.io/client-go")
+    return match.group(1)
+
+
 def ldflags() -> str:
-    """``-s -w`` and the version stamp helm's Makefile sets (``helm version`` shows it)."""
-    return f"-s -w -X helm.sh/helm/v3/internal/version.version={helm_version()}"
+    """``-s -w`` and the stamps helm's Makefile sets: its own version (``helm version``) and
+    the Kubernetes version `helm template` and `helm lint` assume without a cluster (else
+    v1.20, older than the chart's kubeVersion)."""
+    flags = ["-s", "-w", f"-X helm.sh/helm/v3/internal/version.version={helm_version()}"]
+    for pkg in ("helm.sh/helm/v3/pkg/chartutil", "helm.sh/helm/v3/pkg/lint/rules"):
+        flags += [f"-X {pkg}.k8sVersionMajor=1", f"-X {pkg}.k8sVersionMinor={kubernetes_minor()}"]
+    return " ".join(flags)
 
 
 def cache_key() -> str:
