@@ -68,29 +68,33 @@ class GcsSink:
         self.bucket = self.client.bucket(config.bucket)
 
     def preflight(self) -> None:
-        """The bucket exists and we may read it: one clear error naming it, before any upload."""
+        """The bucket exists and we may create and read objects in it: one clear error naming
+        it, before any upload. (Reading the bucket itself is not required: a role with object
+        permissions only is enough, checked with testIamPermissions.)"""
+        name = self.config.bucket
         try:
             self.bucket.reload(timeout=TIMEOUT, retry=RETRY.with_deadline(60))
         except gexc.NotFound:
-            raise DestinationError(f"GCS bucket {self.config.bucket!r} does not exist") from None
+            raise DestinationError(f"GCS bucket {name!r} does not exist") from None
         except gexc.Forbidden:
-            raise DestinationError(
-                f"no permission on GCS bucket {self.config.bucket!r} (needs storage.buckets.get,"
-                " storage.objects.create and storage.objects.get)"
-            ) from None
+            pass  # no storage.buckets.get: what matters is below
         except gexc.GoogleAPIError as exc:
             raise DestinationError(
-                f"GCS bucket {self.config.bucket!r} is not reachable ({type(exc).__name__})"
+                f"GCS bucket {name!r} is not reachable ({type(exc).__name__})"
             ) from None
+        needed = ["storage.objects.create", "storage.objects.get"]
         try:
-            granted = self.bucket.test_iam_permissions(
-                ["storage.objects.create", "storage.objects.get"], timeout=TIMEOUT
-            )
+            granted = self.bucket.test_iam_permissions(needed, timeout=TIMEOUT)
         except (gexc.NotFound, gexc.MethodNotImplemented, gexc.BadRequest):
             return  # emulators do not implement testIamPermissions; uploads will tell
-        if "storage.objects.create" not in granted:
+        except gexc.GoogleAPIError as exc:
             raise DestinationError(
-                f"no permission to create objects in GCS bucket {self.config.bucket!r}"
+                f"cannot check permissions on GCS bucket {name!r} ({type(exc).__name__})"
+            ) from None
+        missing = [p for p in needed if p not in granted]
+        if missing:
+            raise DestinationError(
+                f"no permission on GCS bucket {name!r}: missing {', '.join(missing)}"
             )
 
     def upload(self, artifact: Artifact, batch: str) -> Uploaded:
