@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import os
 import re
+import subprocess
+import sys
+import time
 from pathlib import Path
 
+import psutil
 import pydicom
 import pytest
 from dicomdata import DISTINCT, KEY, KINDS, copy_bundled, identified_file, leaks, planted_tokens
@@ -211,3 +216,33 @@ def test_each_kind_alone(kind: str, tmp_path: Path) -> None:
     report = _run([tmp_path / "in"], tmp_path / "out")
     assert report.failed == 0, report.errors
     assert report.anonymized + report.withheld == 1
+
+
+def test_pool_processes_die_with_a_killed_run(tmp_path: Path) -> None:
+    """SIGKILL of `sendit run` must not leave pool processes writing outputs behind it."""
+    for n in range(30):
+        identified_file(tmp_path / "in" / f"{n}.dcm", SOPInstanceUID=f"1.2.3.{n}")
+    proc = subprocess.Popen(
+        [
+            Path(sys.executable).with_name("sendit"),
+            "run",
+            str(tmp_path / "in"),
+            "-o",
+            str(tmp_path / "out"),
+            "--workers",
+            "2",
+        ],
+        env={**os.environ, "SENDIT_PSEUDONYM_KEY": KEY.decode()},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    children: list[psutil.Process] = []
+    deadline = time.monotonic() + 30
+    while len(children) < 2 and time.monotonic() < deadline:
+        children = psutil.Process(proc.pid).children()
+        time.sleep(0.05)
+    assert len(children) >= 2, "the pool did not start"
+    proc.kill()
+    proc.wait()
+    _gone, alive = psutil.wait_procs(children, timeout=10)
+    assert alive == []

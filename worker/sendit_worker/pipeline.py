@@ -7,12 +7,15 @@ is still being de-identified.
 
 from __future__ import annotations
 
+import ctypes
 import hashlib
 import logging
 import os
+import signal
+from collections import deque
 from collections.abc import Callable, Iterator
-from concurrent.futures import Executor, ProcessPoolExecutor
-from contextlib import contextmanager
+from concurrent.futures import Executor, Future, ProcessPoolExecutor
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -86,13 +89,25 @@ def run(options: RunOptions) -> Report:
         disable = None if options.progress is None else not options.progress
         bar = tqdm(total=report.discovered, unit="img", disable=disable)
         with bar:
-            for outcomes in pool.map(process_series, tasks):
+            for outcomes in _bounded_map(pool, process_series, tasks, window=2 * workers):
                 _tally(report, outcomes)
                 bar.update(len(outcomes))
                 if options.on_series:
                     options.on_series(SeriesDone(outcomes))
-    log.info("done: %s", report.summary())
+    log.info("de-identified: %s", report.summary())
     return report
+
+
+def _bounded_map(pool: Executor, fn: Callable, tasks: list, window: int) -> Iterator:
+    """Results in order, with at most `window` tasks under way: de-identified series wait on
+    disk only as long as delivery (the caller, between results) takes to catch up."""
+    pending: deque[Future] = deque()
+    for task in tasks:
+        pending.append(pool.submit(fn, task))
+        if len(pending) >= window:
+            yield pending.popleft().result()
+    while pending:
+        yield pending.popleft().result()
 
 
 def _discover(pool: Executor, options: RunOptions, report: Report, ref) -> list[Instance]:
@@ -181,6 +196,11 @@ def available_cpus() -> int:
 class _InlineExecutor(Executor):
     """One worker: everything in this process, no pickling, easiest to debug."""
 
+    def submit(self, fn, /, *args, **kwargs) -> Future:
+        future: Future = Future()
+        future.set_result(fn(*args, **kwargs))
+        return future
+
     def map(self, fn, *iterables, timeout=None, chunksize=1):
         return map(fn, *iterables)
 
@@ -191,5 +211,19 @@ def _pool(workers: int, settings: Settings) -> Iterator[Executor]:
         init_process(settings)
         yield _InlineExecutor()
         return
-    with ProcessPoolExecutor(workers, initializer=init_process, initargs=(settings,)) as pool:
+    with ProcessPoolExecutor(
+        workers, initializer=_init_pool_process, initargs=(os.getpid(), settings)
+    ) as pool:
         yield pool
+
+
+def _init_pool_process(parent: int, settings: Settings) -> None:
+    """A pool process must not outlive a killed run: it could still write outputs."""
+    with suppress(OSError, AttributeError):  # not Linux: the pool's own shutdown is all there is
+        ctypes.CDLL(None).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    if os.getppid() != parent:
+        os._exit(1)  # the run died before the signal was armed
+    init_process(settings)
+
+
+PR_SET_PDEATHSIG = 1
