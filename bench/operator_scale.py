@@ -6,11 +6,14 @@ the Jobs are made, not run.  python bench/operator_scale.py [--batches 200]
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
+import socket
 import subprocess
 import sys
 import time
+import urllib.request
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -20,6 +23,24 @@ from controlplane import build  # noqa: E402
 from controlplane.harness import ControlPlane  # noqa: E402
 
 NS = "bench"
+print = functools.partial(print, flush=True)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_ready(port: int, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=2).close()
+            return
+        except OSError:
+            time.sleep(0.2)
+    raise SystemExit("the operator did not become ready")
 
 
 def main() -> None:
@@ -40,7 +61,12 @@ def main() -> None:
             "key",
             "--from-literal=k=bench-key-0123456789abcdef",
         )
-        env = {**os.environ, "KUBECONFIG": str(cluster.kubeconfig)}
+        # The operator runs as the ServiceAccount of deploy/rbac (its ClusterRole), as deployed.
+        cluster.kubectl("create", "namespace", "sendit-system")
+        cluster.kubectl("apply", "-f", str(ROOT / "deploy" / "rbac" / "operator.yaml"))
+        kubeconfig = cluster.token_kubeconfig("sendit-system", "sendit-operator")
+        env = {**os.environ, "KUBECONFIG": str(kubeconfig)}
+        liveness = free_port()
         operator = subprocess.Popen(
             [
                 "sendit",
@@ -51,7 +77,7 @@ def main() -> None:
                 "--max-running",
                 str(n),
                 "--liveness-port",
-                "0",
+                str(liveness),
                 "--metrics-port",
                 "0",
             ],
@@ -70,8 +96,8 @@ def main() -> None:
             }
             for i in range(n)
         ]
-        time.sleep(3)  # the operator's startup
-        start = time.monotonic()
+        wait_ready(liveness)  # the operator's startup, not timed
+        start = last = time.monotonic()
         cluster.kubectl(
             "apply",
             "-f",
@@ -84,6 +110,9 @@ def main() -> None:
             with_status = sum(bool((b.get("status") or {}).get("phase")) for b in got["items"])
             if len(jobs) >= n and with_status >= n:
                 break
+            if time.monotonic() - last > 5:
+                last = time.monotonic()
+                print(f"{last - start:5.1f} s: {len(jobs)} Jobs, {with_status} statuses")
             if time.monotonic() - start > 600:
                 break
             time.sleep(0.5)

@@ -1,66 +1,127 @@
 """The operator on the real control plane (tests/controlplane): `kubectl apply` a batch, the
-operator makes the Job, the fake node (the harness's node test double) runs `sendit worker`.
+operator (a `sendit operator` subprocess, authenticated as the ServiceAccount of
+deploy/rbac/operator.yaml, so its ClusterRole is what is tested) makes the Job, and the fake
+node (the harness's node TEST DOUBLE: it runs each Pod's command as a local process) runs
+`sendit worker`. One operator and one namespace for the module; the restart test kills the
+operator with SIGKILL and starts a new one.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import signal
+import socket
 import subprocess
 import time
+import urllib.request
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
-from dicomdata import KEY
+from dicomdata import KEY, PLANTED
 
 from sendit_worker.sample import make_sample
 
 pytestmark = pytest.mark.controlplane
 ROOT = Path(__file__).resolve().parents[1]
 NS = "sendit-test"
+OPERATOR_NS, OPERATOR_SA = "sendit-system", "sendit-operator"
+FOLDER = "ST-1"  # stands for an identifying folder name: it must never leave the spec
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Operator:
+    """`sendit operator` as a subprocess; start, kill -9 and start again."""
+
+    def __init__(self, kubeconfig: Path, log: Path) -> None:
+        self.kubeconfig, self.log = kubeconfig, log
+        self.proc: subprocess.Popen | None = None
+        self.liveness, self.metrics = free_port(), free_port()
+
+    def start(self) -> None:
+        env = {**os.environ, "KUBECONFIG": str(self.kubeconfig)}
+        args = ["--namespace", NS, "--resync-seconds", "2"]
+        args += ["--liveness-port", str(self.liveness), "--metrics-port", str(self.metrics)]
+        with open(self.log, "ab") as out:
+            self.proc = subprocess.Popen(
+                ["sendit", "operator", *args], env=env, stdout=out, stderr=subprocess.STDOUT
+            )
+        poll(lambda: self.get(self.liveness, "/healthz"), 30, "the operator's /healthz")
+
+    def get(self, port: int, path: str) -> str | None:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=2) as r:
+                return r.read().decode()
+        except OSError:
+            return None
+
+    def kill(self) -> None:
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait(10)
+
+    def stop(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(20)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(10)
+
+
+def poll(check: Callable[[], Any], timeout: float, what: str, every: float = 0.5) -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        got = check()
+        if got:
+            return got
+        time.sleep(every)
+    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
 
 
 @pytest.fixture(scope="module")
 def cluster(kube_cluster, fake_node, tmp_path_factory):
-    for crd in sorted((ROOT / "crds").glob("*.yaml")):
-        kube_cluster.kubectl("apply", "-f", str(crd))
+    kube_cluster.kubectl("apply", "-f", str(ROOT / "crds"))
     kube_cluster.kubectl("wait", "--for=condition=Established", "crd", "--all", "--timeout=30s")
+    kube_cluster.kubectl("create", "namespace", OPERATOR_NS)
+    kube_cluster.kubectl("apply", "-f", str(ROOT / "deploy" / "rbac" / "operator.yaml"))
     kube_cluster.kubectl("create", "namespace", NS)
     kube_cluster.kubectl(
         "-n", NS, "create", "secret", "generic", "key", f"--from-literal=k={KEY.decode()}"
     )
     data = tmp_path_factory.mktemp("data")
-    make_sample(data / "in" / "ST-1", patients=2, files=6)
+    make_sample(data / "in" / FOLDER, patients=2, files=6)
     kube_cluster.data = data
     return kube_cluster
 
 
-def start_operator(cluster, tmp: Path) -> subprocess.Popen:
-    env = {**os.environ, "KUBECONFIG": str(cluster.kubeconfig)}
-    args = ["operator", "--namespace", NS, "--liveness-port", "0", "--metrics-port", "0"]
-    return subprocess.Popen(
-        ["sendit", *args, "--resync-seconds", "2"],
-        env=env,
-        stdout=open(tmp / "operator.log", "ab"),
-        stderr=subprocess.STDOUT,
-    )
+@pytest.fixture(scope="module")
+def operator(cluster, tmp_path_factory) -> Iterator[Operator]:
+    log = tmp_path_factory.mktemp("operator") / "operator.log"
+    op = Operator(cluster.token_kubeconfig(OPERATOR_NS, OPERATOR_SA), log)
+    op.start()
+    try:
+        yield op
+    finally:
+        op.stop()
+        print(f"\noperator log: {log}")
 
 
-@pytest.fixture
-def operator(cluster, tmp_path):
-    proc = start_operator(cluster, tmp_path)
-    yield proc
-    proc.terminate()
-    proc.wait(20)
-
-
-def manifest(name: str, data: Path, **spec) -> str:
+def manifest(name: str, data: Path, **spec: Any) -> str:
     body = {
         "apiVersion": "sendit.dev/v1alpha1",
         "kind": "SenditBatch",
         "metadata": {"name": name, "namespace": NS},
         "spec": {
-            "source": {"volume": {"hostPath": {"path": str(data / "in")}}, "folders": ["ST-1"]},
+            "source": {"volume": {"hostPath": {"path": str(data / "in")}}, "folders": [FOLDER]},
             "deidentify": {"pseudonymKey": {"secretKeyRef": {"name": "key", "key": "k"}}},
             "destinations": {"local": {"path": str(data / "out" / name)}},
             "parallelism": 2,
@@ -71,45 +132,66 @@ def manifest(name: str, data: Path, **spec) -> str:
     return json.dumps(body)
 
 
+def apply(cluster, text: str) -> None:
+    cluster.kubectl("apply", "-f", "-", input=text)
+
+
 def get(cluster, name: str) -> dict:
-    out = cluster.kubectl("-n", NS, "get", "sb", name, "-o", "json").stdout
-    return json.loads(out)
+    return json.loads(cluster.kubectl("-n", NS, "get", "sb", name, "-o", "json").stdout)
 
 
-def wait_phase(cluster, name: str, phase: str, timeout: float = 120) -> dict:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        status = get(cluster, name).get("status") or {}
-        if status.get("phase") == phase:
-            return status
-        time.sleep(1)
-    raise AssertionError(f"{name} never reached {phase}: {status}")
+def wait_phase(cluster, name: str, phase: str, timeout: float = 90) -> dict:
+    seen: dict = {}
+
+    def reached() -> dict | None:
+        seen.update(get(cluster, name).get("status") or {})
+        return seen if seen.get("phase") == phase else None
+
+    try:
+        return poll(reached, timeout, f"{name} to reach {phase}")
+    except AssertionError:
+        raise AssertionError(f"{name} never reached {phase}: {seen}") from None
 
 
 def jobs(cluster, name: str) -> list[str]:
     out = cluster.kubectl("-n", NS, "get", "jobs", "-l", f"sendit.dev/batch={name}", "-o", "name")
-    return out.stdout.split()
+    return sorted(out.stdout.split())
+
+
+def conditions(status: dict) -> dict[str, str]:
+    return {c["type"]: c["status"] for c in status.get("conditions", [])}
 
 
 def test_batch_reaches_sent_with_counts(cluster, operator):
-    cluster.kubectl("apply", "-f", "-", input=manifest("auto", cluster.data))
+    apply(cluster, manifest("auto", cluster.data))
     status = wait_phase(cluster, "auto", "Sent")
-    assert status["counts"]["discovered"] == 6
-    assert status["counts"]["sent"] == status["counts"]["anonymized"] > 0
+    c = status["counts"]
+    assert c["discovered"] == 6 and c["anonymized"] + c["withheld"] + c["failed"] == 6
+    assert c["sent"] == c["anonymized"] > 0
+    delivered = list((cluster.data / "out" / "auto").rglob("*.dcm"))
+    assert len(delivered) == c["sent"] == status["outputs"]["local"]
     assert jobs(cluster, "auto") == ["job.batch/auto-process"]
-    ready = {c["type"]: c["status"] for c in status["conditions"]}
-    assert ready["Ready"] == ready["Delivered"] == "True"
-    table = cluster.kubectl("-n", NS, "get", "sb", "auto").stdout
-    assert "Sent" in table and "ANONYMIZED" in table
+    assert conditions(status) == {
+        "Ready": "True",
+        "Reconciling": "False",
+        "Stalled": "False",
+        "Anonymized": "True",
+        "Delivered": "True",
+    }
+    assert status["observedGeneration"] == 1 and status["completionTime"]
+    assert set(status["shards"]) == {"0", "1"}
+    table = cluster.kubectl("-n", NS, "get", "sb", "auto").stdout.split("\n")
+    header = ["NAME", "PHASE", "IMAGES", "ANONYMIZED", "WITHHELD", "FAILED", "SENT"]
+    assert table[0].split()[:7] == header
+    row = ["auto", "Sent", "6", str(c["anonymized"]), "0", "0", str(c["sent"])]
+    assert table[1].split()[:7] == row
 
 
 def test_manual_send(cluster, fake_node, operator, tmp_path):
     fake_node.map_claim(NS, "work", tmp_path)
-    cluster.kubectl(
-        "apply",
-        "-f",
-        "-",
-        input=f"""
+    apply(
+        cluster,
+        f"""
 apiVersion: v1
 kind: PersistentVolumeClaim
 metadata: {{name: work, namespace: {NS}}}
@@ -117,48 +199,94 @@ spec: {{accessModes: [ReadWriteOnce], resources: {{requests: {{storage: 1Gi}}}}}
 """,
     )
     work = {"persistentVolumeClaim": {"claimName": "work"}}
-    cluster.kubectl(
-        "apply", "-f", "-", input=manifest("manual", cluster.data, send="manual", workspace=work)
-    )
+    apply(cluster, manifest("manual", cluster.data, send="manual", workspace=work))
     status = wait_phase(cluster, "manual", "DoneProcessing")
-    assert status["counts"]["sent"] == 0
+    assert status["counts"]["sent"] == 0 and status["counts"]["anonymized"] > 0
+    assert conditions(status)["Ready"] == "True"
+    assert not (cluster.data / "out" / "manual").exists()
+    time.sleep(3)  # a resync or two: nothing is sent without the researcher's word
+    assert jobs(cluster, "manual") == ["job.batch/manual-process"]
     cluster.kubectl(
         "-n", NS, "patch", "sb", "manual", "--type=merge", "-p", '{"spec":{"send":"auto"}}'
     )
-    assert wait_phase(cluster, "manual", "Sent")["counts"]["sent"] > 0
-    assert sorted(jobs(cluster, "manual")) == ["job.batch/manual-process", "job.batch/manual-send"]
+    status = wait_phase(cluster, "manual", "Sent")
+    assert status["counts"]["sent"] == status["counts"]["anonymized"]
+    assert len(list((cluster.data / "out" / "manual").rglob("*.dcm"))) == status["counts"]["sent"]
+    assert jobs(cluster, "manual") == ["job.batch/manual-process", "job.batch/manual-send"]
 
 
-def test_suspend_then_cancel(cluster, operator):
-    cluster.kubectl("apply", "-f", "-", input=manifest("paused", cluster.data, suspend=True))
+def test_suspend_resume_then_cancel(cluster, fake_node, operator):
+    apply(cluster, manifest("paused", cluster.data, suspend=True))
     wait_phase(cluster, "paused", "Processing")
     job = json.loads(cluster.kubectl("-n", NS, "get", "job", "paused-process", "-o", "json").stdout)
     assert job["spec"]["suspend"] is True
+    time.sleep(2)
+    assert not [p for p in fake_node.running_pods() if "paused" in p]  # nothing runs
+    assert get(cluster, "paused")["status"]["conditions"][0]["reason"] == "Suspended"
+    cluster.kubectl(
+        "-n", NS, "patch", "sb", "paused", "--type=merge", "-p", '{"spec":{"suspend":false}}'
+    )
+
+    def unsuspended() -> bool:
+        out = cluster.kubectl("-n", NS, "get", "job", "paused-process", "-o", "json").stdout
+        return json.loads(out)["spec"]["suspend"] is False
+
+    poll(unsuspended, 30, "the Job to be resumed")
     cluster.kubectl(
         "-n", NS, "patch", "sb", "paused", "--type=merge", "-p", '{"spec":{"cancel":true}}'
     )
-    wait_phase(cluster, "paused", "Cancelled")
-    deadline = time.monotonic() + 30
-    while jobs(cluster, "paused") and time.monotonic() < deadline:
-        time.sleep(1)
-    assert jobs(cluster, "paused") == []
+    status = wait_phase(cluster, "paused", "Cancelled")
+    assert conditions(status)["Reconciling"] == "False"
+    poll(lambda: jobs(cluster, "paused") == [], 30, "the cancelled batch's Jobs to go")
+    again = cluster.kubectl(
+        "-n",
+        NS,
+        "patch",
+        "sb",
+        "paused",
+        "--type=merge",
+        "-p",
+        '{"spec":{"cancel":false}}',
+        check=False,
+    )
+    assert again.returncode != 0 and "a cancelled batch stays cancelled" in again.stderr
+    time.sleep(2)
+    assert jobs(cluster, "paused") == [] and get(cluster, "paused")["status"]["phase"] == (
+        "Cancelled"
+    )
 
 
-def test_operator_restart_mid_batch_makes_no_second_job(cluster, tmp_path):
-    first = start_operator(cluster, tmp_path)
-    cluster.kubectl("apply", "-f", "-", input=manifest("restart", cluster.data))
-    deadline = time.monotonic() + 60
-    while not jobs(cluster, "restart") and time.monotonic() < deadline:
-        time.sleep(0.5)
-    first.kill()
-    first.wait()
-    second = start_operator(cluster, tmp_path)
-    try:
-        assert wait_phase(cluster, "restart", "Sent")["counts"]["discovered"] == 6
-        assert jobs(cluster, "restart") == ["job.batch/restart-process"]
-    finally:
-        second.terminate()
-        second.wait(20)
+def test_operator_restart_mid_batch_makes_no_second_job(cluster, fake_node, operator):
+    apply(cluster, manifest("restart", cluster.data))
+    poll(lambda: jobs(cluster, "restart"), 30, "the Job")
+    uid = json.loads(
+        cluster.kubectl("-n", NS, "get", "job", "restart-process", "-o", "json").stdout
+    )["metadata"]["uid"]
+    poll(lambda: [p for p in fake_node.running_pods() if "restart" in p], 30, "a worker pod")
+    operator.kill()  # mid-batch: its workers keep running and reporting
+    time.sleep(1)
+    operator.start()
+    status = wait_phase(cluster, "restart", "Sent")
+    assert status["counts"]["discovered"] == 6 and status["counts"]["sent"] > 0
+    assert jobs(cluster, "restart") == ["job.batch/restart-process"]
+    job = json.loads(
+        cluster.kubectl("-n", NS, "get", "job", "restart-process", "-o", "json").stdout
+    )
+    assert job["metadata"]["uid"] == uid  # the same Job, never re-made
+    events = json.loads(
+        cluster.kubectl(
+            "-n",
+            NS,
+            "get",
+            "events",
+            "--field-selector",
+            "involvedObject.name=restart",
+            "-o",
+            "json",
+        ).stdout
+    )["items"]
+    reasons = [e["reason"] for e in events if e["involvedObject"]["kind"] == "SenditBatch"]
+    assert reasons.count("Processing") == 1 and reasons.count("Sent") == 1
 
 
 def test_invalid_manifests_are_rejected_with_clear_messages(cluster):
@@ -170,71 +298,92 @@ def test_invalid_manifests_are_rejected_with_clear_messages(cluster):
         input=manifest("bad", cluster.data, parallelism=0, send="sometimes"),
     )
     assert bad.returncode != 0
-    assert "spec.parallelism" in bad.stderr and "spec.send" in bad.stderr
+    assert "spec.parallelism: Invalid value: 0" in bad.stderr
+    assert 'spec.send: Unsupported value: "sometimes"' in bad.stderr
     manual = cluster.kubectl(
         "apply", "-f", "-", check=False, input=manifest("bad", cluster.data, send="manual")
     )
-    assert "give\nspec.workspace" in manual.stderr or "spec.workspace" in manual.stderr
-    cluster.kubectl("apply", "-f", "-", input=manifest("fixed", cluster.data, suspend=True))
-    moved = cluster.kubectl(
-        "-n",
-        NS,
-        "patch",
-        "sb",
-        "fixed",
-        "--type=merge",
-        "-p",
-        '{"spec":{"source":{"folders":["other"]}}}',
-        check=False,
-    )
-    assert "spec.source cannot change" in moved.stderr
+    assert manual.returncode != 0 and "give spec.workspace" in " ".join(manual.stderr.split())
+    long = cluster.kubectl("apply", "-f", "-", check=False, input=manifest("x" * 51, cluster.data))
+    assert long.returncode != 0 and "at most 50 characters" in long.stderr
+    escape = json.loads(manifest("bad", cluster.data))
+    escape["spec"]["source"]["folders"] = ["../etc"]
+    out = cluster.kubectl("apply", "-f", "-", check=False, input=json.dumps(escape))
+    assert out.returncode != 0 and "no '..'" in out.stderr
+    apply(cluster, manifest("fixed", cluster.data, suspend=True))
+    for change, message in [
+        ('{"spec":{"source":{"folders":["other"]}}}', "spec.source cannot change"),
+        ('{"spec":{"parallelism":3}}', "spec.parallelism cannot change"),
+    ]:
+        moved = cluster.kubectl(
+            "-n", NS, "patch", "sb", "fixed", "--type=merge", "-p", change, check=False
+        )
+        assert moved.returncode != 0 and message in moved.stderr
 
 
 def test_missing_secret_stalls_with_an_event(cluster, operator):
     body = json.loads(manifest("nokey", cluster.data))
     body["spec"]["deidentify"]["pseudonymKey"]["secretKeyRef"]["name"] = "absent"
-    cluster.kubectl("apply", "-f", "-", input=json.dumps(body))
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        conds = {
-            c["type"]: c for c in (get(cluster, "nokey").get("status") or {}).get("conditions", [])
-        }
-        if conds.get("Stalled", {}).get("status") == "True":
-            break
-        time.sleep(1)
-    assert conds["Stalled"]["message"] == "Secret absent not found"
-    assert jobs(cluster, "nokey") == []
+    apply(cluster, json.dumps(body))
+
+    def stalled() -> dict | None:
+        status = get(cluster, "nokey").get("status") or {}
+        return status if conditions(status).get("Stalled") == "True" else None
+
+    status = poll(stalled, 30, "Stalled")
+    stall = next(c for c in status["conditions"] if c["type"] == "Stalled")
+    assert stall["reason"] == "InvalidReference" and stall["message"] == "Secret absent not found"
+    assert status["phase"] == "Queued" and jobs(cluster, "nokey") == []
+    cluster.kubectl(
+        "-n", NS, "create", "secret", "generic", "absent", f"--from-literal=k={KEY.decode()}"
+    )
+    assert wait_phase(cluster, "nokey", "Sent")["counts"]["sent"] > 0  # picked up by a resync
 
 
-def test_deleting_a_batch_removes_its_jobs(cluster, operator):
-    cluster.kubectl("apply", "-f", "-", input=manifest("gone", cluster.data, suspend=True))
+def test_deleting_a_batch_removes_its_jobs_and_rbac(cluster, operator):
+    apply(cluster, manifest("gone", cluster.data, suspend=True))
     wait_phase(cluster, "gone", "Processing")
+    cluster.kubectl("-n", NS, "get", "job/gone-process", "sa/gone-worker", "role/gone-worker")
     cluster.kubectl("-n", NS, "delete", "sb", "gone", "--wait=true")
-    deadline = time.monotonic() + 60
-    while jobs(cluster, "gone") and time.monotonic() < deadline:
-        time.sleep(1)
-    assert jobs(cluster, "gone") == []
+
+    def all_gone() -> bool:
+        left = cluster.kubectl(
+            "-n", NS, "get", "jobs,sa,roles,rolebindings", "-o", "name", check=False
+        ).stdout
+        return "gone-" not in left
+
+    poll(all_gone, 30, "the garbage collector to remove the batch's children")
 
 
-def test_worker_rbac_is_least_privilege(cluster, operator):
-    cluster.kubectl("apply", "-f", "-", input=manifest("rbac", cluster.data, suspend=True))
+def test_worker_and_operator_rbac_is_least_privilege(cluster, operator):
+    apply(cluster, manifest("rbac", cluster.data, suspend=True))
     wait_phase(cluster, "rbac", "Processing")
-    who = f"--as=system:serviceaccount:{NS}:rbac-worker"
 
-    def can(*args: str) -> str:
-        return cluster.kubectl("auth", "can-i", "-n", NS, who, *args, check=False).stdout.strip()
+    def can(who: str, *args: str) -> str:
+        as_ = f"--as=system:serviceaccount:{who}"
+        out = cluster.kubectl("auth", "can-i", "-n", NS, as_, *args, check=False)
+        return out.stdout.strip()
 
-    assert can("patch", "senditbatches/rbac", "--subresource=status") == "yes"
-    assert can("get", "senditbatches/rbac") == "yes"
-    assert can("patch", "senditbatches/auto", "--subresource=status") == "no"
-    assert can("create", "jobs") == "no"
-    assert can("get", "secrets/key") == "no"
-    assert can("update", "senditbatches/rbac") == "no"
+    worker = f"{NS}:rbac-worker"
+    assert can(worker, "patch", "senditbatches/rbac", "--subresource=status") == "yes"
+    assert can(worker, "get", "senditbatches/rbac") == "yes"
+    assert can(worker, "patch", "senditbatches/auto", "--subresource=status") == "no"
+    assert can(worker, "update", "senditbatches/rbac") == "no"
+    assert can(worker, "list", "senditbatches") == "no"
+    assert can(worker, "create", "jobs") == "no"
+    assert can(worker, "get", "secrets/key") == "no"
+    op = f"{OPERATOR_NS}:{OPERATOR_SA}"
+    assert can(op, "create", "jobs") == "yes"
+    assert can(op, "patch", "senditbatches/rbac", "--subresource=status") == "yes"
+    assert can(op, "get", "secrets/key") == "yes"  # to check that references exist
+    assert can(op, "list", "secrets") == "no"
+    assert can(op, "delete", "senditbatches/rbac") == "no"
+    assert can(op, "escalate", "roles") == "no" and can(op, "bind", "roles") == "no"
 
 
-def test_watch_creates_each_batch_once(cluster, operator, tmp_path):
+def test_watch_creates_each_batch_once(cluster, operator):
     data = cluster.data
-    (data / "in" / "ST-2.tmp99").mkdir()
+    (data / "in" / "ST-2.tmp99").mkdir()  # unfinished: waits
     watch = {
         "apiVersion": "sendit.dev/v1alpha1",
         "kind": "SenditWatch",
@@ -248,12 +397,14 @@ def test_watch_creates_each_batch_once(cluster, operator, tmp_path):
             },
         },
     }
-    cluster.kubectl("apply", "-f", "-", input=json.dumps(watch))
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        if cluster.kubectl("-n", NS, "get", "cronjob", "sniff-scan", check=False).returncode == 0:
-            break
-        time.sleep(1)
+    apply(cluster, json.dumps(watch))
+    poll(
+        lambda: (
+            cluster.kubectl("-n", NS, "get", "cronjob", "sniff-scan", check=False).returncode == 0
+        ),
+        30,
+        "the scan's CronJob",
+    )
     # Run the scan as its CronJob would, as its own ServiceAccount.
     env = {
         **os.environ,
@@ -261,10 +412,76 @@ def test_watch_creates_each_batch_once(cluster, operator, tmp_path):
         "SENDIT_PSEUDONYM_KEY": KEY.decode(),
     }
     scan = ["sendit", "watch", "--namespace", NS, "--watch", "sniff", "--source", str(data / "in")]
-    for _ in range(2):
-        subprocess.run(scan, env=env, check=True, timeout=60)
-    out = cluster.kubectl("-n", NS, "get", "sb", "-l", "sendit.dev/watch=sniff", "-o", "name")
-    names = out.stdout.split()
-    assert len(names) == 1 and "ST-" not in names[0]
+
+    def batches() -> list[str]:
+        out = cluster.kubectl("-n", NS, "get", "sb", "-l", "sendit.dev/watch=sniff", "-o", "name")
+        return out.stdout.split()
+
+    subprocess.run(scan, env=env, check=True, timeout=60)
+    first = batches()
+    assert len(first) == 1 and FOLDER not in first[0]
+    cluster.kubectl("-n", NS, "delete", *first)  # deleted: still made once
+    subprocess.run(scan, env=env, check=True, timeout=60)
+    assert batches() == []
     status = json.loads(cluster.kubectl("-n", NS, "get", "sw", "sniff", "-o", "json").stdout)
-    assert status["status"]["created"] == 1
+    assert status["status"]["created"] == 1 and len(status["status"]["seen"]) == 1
+
+
+@pytest.mark.emulators
+def test_batch_reaches_sent_on_fake_gcs(cluster, operator, fake_gcs):
+    """GCS on fake-gcs-server (the real emulator binary): the worker pods inherit
+    STORAGE_EMULATOR_HOST from the test process through the fake node."""
+    bucket = fake_gcs.bucket("sendit-cluster")
+    body = json.loads(manifest("cloud", cluster.data))
+    body["spec"]["destinations"] = {"gcs": {"bucket": "sendit-cluster", "prefix": "run"}}
+    apply(cluster, json.dumps(body))
+    status = wait_phase(cluster, "cloud", "Sent")
+    objects = [b.name for b in bucket.list_blobs(prefix="run/")]
+    assert status["counts"]["sent"] == status["counts"]["anonymized"] == len(objects) > 0
+    assert status["outputs"] == {"gcs": len(objects)}
+    assert not any(FOLDER in name for name in objects)
+
+
+def test_liveness_and_metrics(cluster, operator):
+    assert operator.get(operator.liveness, "/healthz") is not None
+    text = poll(
+        lambda: (t := operator.get(operator.metrics, "/metrics")) and "sendit_batches" in t and t,
+        10,
+        "/metrics",
+    )
+    assert 'sendit_batches{phase="Sent"}' in text
+    assert "sendit_images_total" in text and "sendit_batch_duration_seconds" in text
+
+
+def test_nothing_identifying_in_status_events_logs_or_metrics(cluster, fake_node, operator):
+    """Runs last: everything the module's batches left behind, searched for identifying values
+    (the DICOM headers' planted values, and the source folder's name and path)."""
+    forbidden = [*PLANTED.values(), FOLDER, str(cluster.data)]
+    statuses = [
+        b.get("status")
+        for b in json.loads(cluster.kubectl("-n", NS, "get", "sb", "-o", "json").stdout)["items"]
+    ]
+    assert len(statuses) >= 5 and all(statuses)
+    events = json.loads(cluster.kubectl("-n", NS, "get", "events", "-o", "json").stdout)["items"]
+    ours = [e for e in events if e["involvedObject"]["kind"] == "SenditBatch"]
+    assert {e["reason"] for e in ours} >= {"Processing", "Sent", "DoneProcessing", "Cancelled"}
+    pods = json.loads(cluster.kubectl("-n", NS, "get", "pods", "-o", "json").stdout)["items"]
+    # The fake node's own lines ("[fake node] run [...]") show the local directories it maps
+    # the mounts to: the test double's, not the worker's (whose args say /sendit/source).
+    worker_logs = [
+        line
+        for p in pods
+        for line in fake_node.logs(NS, p["metadata"]["name"]).splitlines()
+        if not line.startswith("[fake node]")
+    ]
+    assert worker_logs
+    texts = {
+        "status": json.dumps(statuses),
+        "events": json.dumps([(e["reason"], e["message"]) for e in ours]),
+        "operator log": operator.log.read_text(errors="replace"),
+        "worker logs": "\n".join(worker_logs),
+        "metrics": operator.get(operator.metrics, "/metrics") or "",
+    }
+    for where, text in texts.items():
+        leaks = [v for v in forbidden if v in text]
+        assert not leaks, f"{where} carries identifying values: {leaks}"

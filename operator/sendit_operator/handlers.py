@@ -21,7 +21,7 @@ from sendit_worker.cluster import GROUP, PLURAL, VERSION
 
 from . import metrics, status, validate, watch
 from .jobs import BATCH_LABEL, render_job, render_worker_rbac
-from .kube import Kube
+from .kube import Kube, describe
 
 log = logging.getLogger("sendit.operator")
 Key = tuple[str, str]  # (namespace, batch name)
@@ -55,9 +55,25 @@ def now() -> str:
     return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
+KEPT = ("name", "namespace", "uid", "generation", "creationTimestamp")
+
+
+def slim(body: dict[str, Any]) -> dict[str, Any]:
+    """What reconcile reads of a batch: not its managedFields, annotations or labels (the
+    index holds every batch, so its size is the operator's memory)."""
+    meta = body["metadata"]
+    return {
+        "apiVersion": body["apiVersion"],
+        "kind": body["kind"],
+        "metadata": {k: meta[k] for k in KEPT if k in meta},
+        "spec": copy.deepcopy(dict(body.get("spec") or {})),
+        "status": copy.deepcopy(dict(body.get("status") or {})),
+    }
+
+
 @kopf.index(GROUP, VERSION, PLURAL)
 def batch_index(namespace: str, name: str, body: kopf.Body, **_: Any) -> dict[Key, dict]:
-    return {(namespace, name): copy.deepcopy(dict(body))}
+    return {(namespace, name): slim(dict(body))}
 
 
 @kopf.index("batch/v1", "jobs", labels={BATCH_LABEL: kopf.PRESENT})
@@ -76,14 +92,25 @@ async def batch_event(
             table.pop(key, None)
         metrics.set_phases(list(state.phases.values()))
         return
-    await reconcile(state, key, batch_index, job_index)
+    await guarded(state, key, batch_index, job_index)
 
 
 @kopf.on.event("batch/v1", "jobs", labels={BATCH_LABEL: kopf.PRESENT})
 async def job_event(
     namespace: str, labels: kopf.Labels, memo: kopf.Memo, batch_index, job_index, **_: Any
 ) -> None:
-    await reconcile(memo.state, (namespace, labels[BATCH_LABEL]), batch_index, job_index)
+    await guarded(memo.state, (namespace, labels[BATCH_LABEL]), batch_index, job_index)
+
+
+async def guarded(state: State, key: Key, batch_index, job_index) -> None:
+    """reconcile, its failure logged without the error's text (an API error can echo the
+    spec, folder names included); the resync tries again."""
+    try:
+        await reconcile(state, key, batch_index, job_index)
+    except asyncio.CancelledError:
+        raise
+    except Exception as exc:
+        log.warning("reconciling %s/%s failed (%s); will retry", *key, describe(exc))
 
 
 async def resync(state: State, batch_index, job_index) -> None:
@@ -92,10 +119,7 @@ async def resync(state: State, batch_index, job_index) -> None:
         await asyncio.sleep(state.config.resync_seconds)
         for key in sorted(batch_index, key=lambda k: _created(batch_index, k)):
             if state.phases.get(key) not in status.FINAL:
-                try:
-                    await reconcile(state, key, batch_index, job_index)
-                except Exception:  # the next round retries
-                    log.exception("resync of a batch failed")
+                await guarded(state, key, batch_index, job_index)
 
 
 def _created(index, key: Key) -> str:
@@ -122,7 +146,12 @@ async def reconcile(state: State, key: Key, batch_index, job_index) -> None:
         if any(current.get(k) != v for k, v in new.items()):
             await asyncio.to_thread(state.kube.patch_status, PLURAL, *key, new)
             state.written[key] = new
-        _observe(state, key, body, new, previous)
+        event = _observe(state, key, new, previous)
+        if event:
+            try:
+                await asyncio.to_thread(state.kube.post_event, body, *event)
+            except Exception as exc:  # an Event is worth a try, not a retry
+                log.warning("an Event for %s/%s was not posted (%s)", *key, describe(exc))
     if previous in status.RUNNING and new.get("phase") not in status.RUNNING:
         _wake_queued(state, batch_index, job_index)
 
@@ -131,7 +160,7 @@ def _wake_queued(state: State, batch_index, job_index) -> None:
     """A slot is free: give the queued batches, oldest first, a chance to start."""
     queued = [k for k, p in state.phases.items() if p == "Queued"]
     for key in sorted(queued, key=lambda k: _created(batch_index, k)):
-        task = asyncio.create_task(reconcile(state, key, batch_index, job_index))
+        task = asyncio.create_task(guarded(state, key, batch_index, job_index))
         state.tasks.add(task)
         task.add_done_callback(state.tasks.discard)
 
@@ -158,11 +187,15 @@ async def _act(
         )
         if problem:
             return problem, None
-        async with state.admission:
+        async with state.admission:  # the slot is taken at once; the calls run outside
             if state.running() >= state.config.max_running:
                 return None, f"waiting for a free slot ({state.config.max_running} batches running)"
-            await _create(state, body, "process", jobs)
             state.phases[key] = "Processing"
+        try:
+            await _create(state, body, "process", jobs)
+        except BaseException:
+            state.phases[key] = previous or "Queued"
+            raise
     elif previous == "DoneProcessing" and spec["send"] == "auto" and "send" not in jobs:
         await _create(state, body, "send", jobs)
     return None, None
@@ -170,7 +203,12 @@ async def _act(
 
 async def _create(state: State, body: dict[str, Any], stage: str, jobs: dict) -> None:
     job = render_job(body, stage, state.config.image)
-    for child in [*render_worker_rbac(body), job]:
+    # The ServiceAccount and Role at once; then the RoleBinding (the API server checks that
+    # the operator holds what the Role grants, so the Role must exist); then the Job, whose
+    # pods need the ServiceAccount.
+    *first, binding = render_worker_rbac(body)
+    await asyncio.gather(*(asyncio.to_thread(state.kube.create, child) for child in first))
+    for child in (binding, job):
         await asyncio.to_thread(state.kube.create, child)
     jobs[stage] = status.JobState(
         name=job["metadata"]["name"],
@@ -181,20 +219,23 @@ async def _create(state: State, body: dict[str, Any], stage: str, jobs: dict) ->
     )
 
 
-def _observe(state: State, key: Key, body: dict, new: dict[str, Any], previous) -> None:
-    """Events on every phase change, and metrics; counts and phases only."""
+def _observe(state: State, key: Key, new: dict[str, Any], previous) -> tuple[str, str, str] | None:
+    """Metrics, and the Event (type, reason, message) a phase change posts: counts and phases
+    only."""
     phase = new.get("phase", "Queued")
     before = state.seen_counts.get(key)
     if before is not None:
         metrics.add_images(before, new.get("counts", {}))
     state.seen_counts[key] = dict(new.get("counts", {}))
+    event = None
     if phase != previous:
         kind = "Warning" if phase == "Failed" else "Normal"
-        kopf.event(body, type=kind, reason=phase, message=new.get("message") or phase)
+        event = (kind, phase, new.get("message") or phase)
         if phase in status.FINAL and new.get("startTime") and previous is not None:
             metrics.DURATION.observe(_seconds(new["startTime"], new["completionTime"]))
     state.phases[key] = phase
     metrics.set_phases(list(state.phases.values()))
+    return event
 
 
 def _seconds(start: str, end: str) -> float:

@@ -1,7 +1,17 @@
-"""The operator's Kubernetes calls, on the official client (blocking: run in a thread)."""
+"""The operator's Kubernetes calls, on the official client (blocking: run in a thread).
+
+Responses are not decoded into the client's models (`_preload_content=False`: the operator
+needs none of them), but each is read to its end before its connection goes back to the pool:
+a connection returned with an unread body would hand that body to the next request as its
+status line.
+"""
 
 from __future__ import annotations
 
+import contextlib
+import json
+import os
+from datetime import UTC, datetime
 from typing import Any
 
 from kubernetes import client, config
@@ -12,6 +22,24 @@ from sendit_worker.cluster import GROUP, VERSION
 MANAGER = "sendit-operator"
 
 
+def _done(response: Any) -> None:
+    """Read what is left of a raw response and give its connection back to the pool."""
+    response.drain_conn()
+    response.release_conn()
+
+
+def describe(exc: BaseException) -> str:
+    """An API error, for a log line: its kind and HTTP status, never its body (which can echo
+    a batch's spec, folder names included)."""
+    if isinstance(exc, ApiException):
+        what = ""
+        with contextlib.suppress(ValueError, TypeError, AttributeError):
+            details = json.loads(exc.body).get("details") or {}  # Kubernetes names only
+            what = f" on {details.get('kind', '?')} {details.get('name', '?')}"
+        return f"{exc.status} {exc.reason}{what}"
+    return type(exc).__name__
+
+
 class Kube:
     """One pooled API client for every call (connections are reused across threads)."""
 
@@ -20,12 +48,14 @@ class Kube:
             config.load_incluster_config()
         except config.ConfigException:
             config.load_kube_config()
-        api = client.ApiClient()
-        api.configuration.connection_pool_maxsize = 16
+        settings = client.Configuration.get_default_copy()
+        settings.connection_pool_maxsize = 32  # read when the pool is made: set it first
+        api = client.ApiClient(settings)
         self.core = client.CoreV1Api(api)
         self.batch = client.BatchV1Api(api)
         self.rbac = client.RbacAuthorizationV1Api(api)
         self.custom = client.CustomObjectsApi(api)
+        self.instance = os.environ.get("HOSTNAME", MANAGER)
 
     def exists(self, namespace: str, kind: str, name: str) -> bool:
         read = {
@@ -34,7 +64,7 @@ class Kube:
             "PersistentVolumeClaim": self.core.read_namespaced_persistent_volume_claim,
         }[kind]
         try:
-            read(name, namespace, _preload_content=False).release_conn()
+            _done(read(name, namespace, _preload_content=False))
         except ApiException as exc:
             if exc.status == 404:
                 return False
@@ -50,7 +80,7 @@ class Kube:
             "RoleBinding": self.rbac.create_namespaced_role_binding,
         }[obj["kind"]]
         try:
-            create(obj["metadata"]["namespace"], obj, _preload_content=False).release_conn()
+            _done(create(obj["metadata"]["namespace"], obj, _preload_content=False))
         except ApiException as exc:
             if exc.status == 409:
                 return False
@@ -65,38 +95,74 @@ class Kube:
             "Role": self.rbac.patch_namespaced_role,
             "RoleBinding": self.rbac.patch_namespaced_role_binding,
         }[obj["kind"]]
-        patch(
-            obj["metadata"]["name"],
-            obj["metadata"]["namespace"],
-            obj,
-            field_manager=MANAGER,
-            force=True,
-            _content_type="application/apply-patch+yaml",
-            _preload_content=False,
-        ).release_conn()
+        _done(
+            patch(
+                obj["metadata"]["name"],
+                obj["metadata"]["namespace"],
+                obj,
+                field_manager=MANAGER,
+                force=True,
+                _content_type="application/apply-patch+yaml",
+                _preload_content=False,
+            )
+        )
 
     def suspend_job(self, namespace: str, name: str, suspend: bool) -> None:
-        self.batch.patch_namespaced_job(
-            name, namespace, {"spec": {"suspend": suspend}}, _preload_content=False
-        ).release_conn()
+        _done(
+            self.batch.patch_namespaced_job(
+                name, namespace, {"spec": {"suspend": suspend}}, _preload_content=False
+            )
+        )
 
     def delete_job(self, namespace: str, name: str) -> None:
         try:
-            self.batch.delete_namespaced_job(
-                name, namespace, propagation_policy="Background", _preload_content=False
-            ).release_conn()
+            _done(
+                self.batch.delete_namespaced_job(
+                    name, namespace, propagation_policy="Background", _preload_content=False
+                )
+            )
         except ApiException as exc:
             if exc.status != 404:
                 raise
 
     def patch_status(self, plural: str, namespace: str, name: str, status: dict[str, Any]) -> None:
-        self.custom.patch_namespaced_custom_object_status(
-            GROUP,
-            VERSION,
-            namespace,
-            plural,
-            name,
-            {"status": status},
-            _content_type="application/merge-patch+json",
-            _preload_content=False,
-        ).release_conn()
+        _done(
+            self.custom.patch_namespaced_custom_object_status(
+                GROUP,
+                VERSION,
+                namespace,
+                plural,
+                name,
+                {"status": status},
+                _content_type="application/merge-patch+json",
+                _preload_content=False,
+            )
+        )
+
+    def post_event(self, body: dict[str, Any], kind: str, reason: str, message: str) -> None:
+        """A core/v1 Event on the batch (kopf.event needs a handler's context; the resync
+        loop has none)."""
+        meta = body["metadata"]
+        at = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        event = {
+            "apiVersion": "v1",
+            "kind": "Event",
+            "metadata": {"generateName": f"{meta['name']}.", "namespace": meta["namespace"]},
+            "involvedObject": {
+                "apiVersion": body["apiVersion"],
+                "kind": body["kind"],
+                "name": meta["name"],
+                "namespace": meta["namespace"],
+                "uid": meta["uid"],
+            },
+            "type": kind,
+            "reason": reason,
+            "message": message[:1024],
+            "source": {"component": MANAGER},
+            "reportingComponent": MANAGER,
+            "reportingInstance": self.instance,
+            "firstTimestamp": at,
+            "lastTimestamp": at,
+            "count": 1,
+        }
+        _done(self.core.create_namespaced_event(meta["namespace"], event, _preload_content=False))

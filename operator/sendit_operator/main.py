@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import kopf
@@ -24,6 +25,9 @@ async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) 
     settings.batching.worker_limit = 64
     if memo.get("metrics_port"):
         start_http_server(memo.metrics_port)
+    # Every API call runs in a thread (the client blocks): the default pool (cores + 4) would
+    # make a burst of new batches wait in line.
+    asyncio.get_running_loop().set_default_executor(ThreadPoolExecutor(max_workers=32))
 
 
 @kopf.on.startup()

@@ -16,7 +16,6 @@ from pathlib import Path
 from typing import Any
 
 from sendit_worker.cluster import GROUP, VERSION
-from sendit_worker.discovery import is_unfinished
 from sendit_worker.pseudonyms import Pseudonymizer, load_key
 from sendit_worker.spec import API_VERSION, KIND
 
@@ -29,6 +28,8 @@ BATCHES = "senditbatches"
 
 def finished_folders(root: Path) -> list[str]:
     """The sub-folders of root that are complete, by name, in a stable order."""
+    from sendit_worker.discovery import is_unfinished  # pydicom: for the scan only
+
     return sorted(
         p.name
         for p in root.iterdir()

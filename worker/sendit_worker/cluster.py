@@ -23,14 +23,17 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .errors import ConfigError
 from .identifiers import IdentifierServiceError, ServiceIdentifiers
-from .pipeline import RunOptions, SeriesDone, run
 from .pseudonyms import load_key
-from .report import Report
 from .spec import API_VERSION, Batch, load
+
+if TYPE_CHECKING:  # the pipeline (pydicom, deid, numpy) loads when a worker runs, not when
+    # the operator imports this module's names
+    from .pipeline import SeriesDone
+    from .report import Report
 
 log = logging.getLogger("sendit")
 
@@ -139,6 +142,8 @@ def _process(
     progress: ShardProgress,
     send: bool,
 ) -> tuple[Report, Any]:
+    from .pipeline import RunOptions, run
+
     key, _ = load_key(None, create_default=False)
     deid = batch.spec["deidentify"]
     recipe = config_file(paths.config, deid["recipe"]) if deid.get("recipe") else None
