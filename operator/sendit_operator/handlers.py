@@ -249,5 +249,8 @@ async def watch_event(type: str, body: kopf.Body, memo: kopf.Memo, **_: Any) -> 
     if type == "DELETED":
         return
     state: State = memo.state
-    for child in watch.render_children(dict(body), state.config.image):
-        await asyncio.to_thread(state.kube.apply, child)
+    try:
+        for child in watch.render_children(dict(body), state.config.image):
+            await asyncio.to_thread(state.kube.apply, child)
+    except Exception as exc:  # logged without the error's text, which can echo the spec
+        log.warning("applying the scan of a SenditWatch failed (%s)", describe(exc))
