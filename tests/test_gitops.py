@@ -4,12 +4,15 @@ The Lua script runs in Lua 5.1 (lupa's embedded interpreter; Argo CD's gopher-lu
 5.1) over each case of health_test.yaml, exactly as Argo CD's own resource-customization tests
 do: `obj` is the object, the script returns {status, message}. The Flux expressions run in a
 CEL interpreter (cel-python) over the same objects, with Flux's order: inProgress, failed,
-current, else InProgress. A last test checks the testdata still matches what the operator's
+current, else InProgress. The real kstatus library (Flux's default) reads them too. A last
+test checks the testdata still matches what the operator's
 own status code writes, so the checks cannot drift from the conditions they read.
 """
 
 from __future__ import annotations
 
+import json
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -31,6 +34,18 @@ FLUX_EXPECTED = {
     "suspended.yaml": "InProgress",
     "cancelled.yaml": "Current",
     "stale-generation.yaml": "InProgress",
+}
+
+
+# What kstatus itself (Flux's default health check, kpt) computes for the same objects: it
+# reads observedGeneration, Reconciling, Stalled, then Ready. Two differences from the checks
+# above: an object with no status yet is Current to it (the CEL check waits), and a Cancelled
+# batch (Ready=False, not Stalled) stays InProgress for ever, which the operator's conditions
+# would have to change (Stalled=True, reason Cancelled) to fix.
+KSTATUS_EXPECTED = {
+    **FLUX_EXPECTED,
+    "new.yaml": "Current",
+    "cancelled.yaml": "InProgress",
 }
 
 
@@ -90,6 +105,27 @@ def flux_status(obj: dict) -> str:
 @pytest.mark.parametrize("case", CASES, ids=lambda c: Path(c["inputPath"]).stem)
 def test_flux_health(case):
     assert flux_status(load(case)) == FLUX_EXPECTED[Path(case["inputPath"]).name]
+
+
+def kstatus(objects: list[dict]) -> list[dict]:
+    """Run the real kstatus library (tests/helm/kstatus, built from the Go module proxy)."""
+    from helm import build
+
+    try:
+        binary = build.ensure_kstatus()
+    except build.BuildError as exc:
+        pytest.fail(f"cannot build the kstatus CLI: {exc}", pytrace=False)
+    proc = subprocess.run(
+        [str(binary)], input=json.dumps(objects), capture_output=True, text=True, check=False
+    )
+    assert proc.returncode == 0, proc.stderr
+    return json.loads(proc.stdout)
+
+
+def test_kstatus_reads_the_batch():
+    results = kstatus([load(case) for case in CASES])
+    got = {Path(c["inputPath"]).name: r["status"] for c, r in zip(CASES, results, strict=True)}
+    assert got == KSTATUS_EXPECTED
 
 
 def test_testdata_conditions_are_the_operators():

@@ -9,8 +9,11 @@ the hash of ``go.mod``, ``go.sum`` and the link flags, so a second run never reb
 
 Pre-build from the ``tests`` directory (CI does this before pytest)::
 
-    python -m helm.build          # builds if missing, prints the binary's path
-    python -m helm.build --print  # only prints the path, never builds
+    python -m helm.build          # builds if missing, prints the binaries' paths
+    python -m helm.build --print  # only prints the paths, never builds
+
+The sub-module ``kstatus/`` builds a small CLI around kstatus (Flux's fork of
+sigs.k8s.io/cli-utils, which the proxy serves) into ``.../sendit/kstatus/<hash>/bin/kstatus``.
 
 A cold build (modules downloaded through the proxy, then compiled) takes a few minutes
 on two cores; everything after that is a cache hit.
@@ -32,6 +35,8 @@ from pathlib import Path
 
 MODULE_DIR = Path(__file__).resolve().parent
 PACKAGE = "helm.sh/helm/v3/cmd/helm"
+# A second, tiny module: kstatus (Flux's fork of cli-utils) as a CLI, for the GitOps tests.
+KSTATUS_DIR = MODULE_DIR / "kstatus"
 GO_FALLBACKS = ("/usr/local/go/bin/go", "/usr/lib/go/bin/go")
 
 
@@ -67,11 +72,13 @@ def ldflags() -> str:
     return " ".join(flags)
 
 
-def cache_key() -> str:
+def cache_key(module_dir: Path = MODULE_DIR, flags: str | None = None) -> str:
+    """sha256 over the link flags, go.mod, go.sum and the module's own Go sources."""
     digest = hashlib.sha256()
-    digest.update(ldflags().encode() + b"\0")
-    for name in ("go.mod", "go.sum"):
-        digest.update(name.encode() + b"\0" + (MODULE_DIR / name).read_bytes() + b"\0")
+    digest.update((ldflags() if flags is None else flags).encode() + b"\0")
+    files = [module_dir / "go.mod", module_dir / "go.sum", *sorted(module_dir.glob("*.go"))]
+    for path in files:
+        digest.update(path.name.encode() + b"\0" + path.read_bytes() + b"\0")
     return digest.hexdigest()[:24]
 
 
@@ -86,6 +93,10 @@ def cache_root() -> Path:
 
 def binary() -> Path:
     return cache_root() / "helm" / cache_key() / "bin" / "helm"
+
+
+def kstatus_binary() -> Path:
+    return cache_root() / "kstatus" / cache_key(KSTATUS_DIR, "-s -w") / "bin" / "kstatus"
 
 
 def find_go() -> str:
@@ -114,7 +125,15 @@ def ensure_built(*, verbose: bool = True) -> Path:
 
     Raises BuildError with the tail of the Go output when the build fails.
     """
-    target = binary()
+    return _build(binary(), MODULE_DIR, PACKAGE, ldflags(), verbose)
+
+
+def ensure_kstatus(*, verbose: bool = True) -> Path:
+    """Return the path of the kstatus CLI (tests/helm/kstatus), building it if missing."""
+    return _build(kstatus_binary(), KSTATUS_DIR, ".", "-s -w", verbose)
+
+
+def _build(target: Path, module_dir: Path, package: str, flags: str, verbose: bool) -> Path:
     if os.access(target, os.X_OK):
         return target
     key_dir = target.parent.parent
@@ -125,6 +144,7 @@ def ensure_built(*, verbose: bool = True) -> Path:
         staging = key_dir / f"bin.tmp-{os.getpid()}"
         shutil.rmtree(staging, ignore_errors=True)
         staging.mkdir(parents=True)
+        name = target.name
         env = dict(os.environ)
         env.setdefault("CGO_ENABLED", "0")
         goflags = env.get("GOFLAGS", "")
@@ -136,33 +156,32 @@ def ensure_built(*, verbose: bool = True) -> Path:
             goflags += " -mod=readonly"  # go.sum is committed: never rewrite it here
         env["GOFLAGS"] = goflags
         env.setdefault("GOTOOLCHAIN", "local")
-        cmd = [go, "build", "-trimpath", f"-ldflags={ldflags()}", "-o", str(staging / "helm")]
-        cmd.append(PACKAGE)
+        cmd = [go, "build", "-trimpath", f"-ldflags={flags}", "-o", str(staging / name), package]
         log_path = key_dir / "build.log"
         if verbose:
             print(
-                f"helm: building {PACKAGE}@{helm_version()} into {target}\n"
-                f"helm: {' '.join(cmd)} (log: {log_path}); the first build takes minutes",
+                f"{name}: building {package} in {module_dir} into {target}\n"
+                f"{name}: {' '.join(cmd)} (log: {log_path}); the first build takes minutes",
                 file=sys.stderr,
                 flush=True,
             )
         started = time.monotonic()
         with open(log_path, "w") as log:
             proc = subprocess.run(
-                cmd, cwd=MODULE_DIR, env=env, stdout=log, stderr=subprocess.STDOUT, check=False
+                cmd, cwd=module_dir, env=env, stdout=log, stderr=subprocess.STDOUT, check=False
             )
         elapsed = time.monotonic() - started
-        if proc.returncode != 0 or not os.access(staging / "helm", os.X_OK):
+        if proc.returncode != 0 or not os.access(staging / name, os.X_OK):
             shutil.rmtree(staging, ignore_errors=True)
             tail = log_path.read_text(errors="replace")[-4000:]
             raise BuildError(
-                f"`{' '.join(cmd)}` in {MODULE_DIR} exited {proc.returncode} after "
+                f"`{' '.join(cmd)}` in {module_dir} exited {proc.returncode} after "
                 f"{elapsed:.0f}s; log {log_path}:\n{tail}"
             )
         shutil.rmtree(target.parent, ignore_errors=True)
         staging.rename(target.parent)
         if verbose:
-            print(f"helm: built in {elapsed:.0f}s", file=sys.stderr, flush=True)
+            print(f"{name}: built in {elapsed:.0f}s", file=sys.stderr, flush=True)
     return target
 
 
@@ -172,11 +191,13 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.print:
         print(binary())
-        return 0 if os.access(binary(), os.X_OK) else 1
+        print(kstatus_binary())
+        return 0 if all(os.access(p, os.X_OK) for p in (binary(), kstatus_binary())) else 1
     try:
         print(ensure_built())
+        print(ensure_kstatus())
     except BuildError as exc:
-        print(f"helm: build failed: {exc}", file=sys.stderr)
+        print(f"build failed: {exc}", file=sys.stderr)
         return 1
     return 0
 
