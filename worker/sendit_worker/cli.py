@@ -10,13 +10,17 @@ import argparse
 import logging
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
+from .cpus import available_cpus
 from .errors import ConfigError
-from .identifiers import IdentifierSource, ServiceIdentifiers
-from .logs import quiet_libraries
-from .pipeline import RunOptions, available_cpus, run
-from .pseudonyms import Pseudonymizer, load_key
-from .spec import Batch, identifier_service, load_file
+
+if TYPE_CHECKING:
+    from .identifiers import IdentifierSource
+    from .spec import Batch
+
+# Subcommands import what they use when they run: `sendit operator` needs neither pydicom nor
+# deid, and starts (and idles) smaller without them.
 
 log = logging.getLogger("sendit")
 
@@ -28,7 +32,6 @@ def main(argv: list[str] | None = None) -> int:
         level=logging.WARNING if args.quiet else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
-    quiet_libraries()
     try:
         return args.command(args)
     except ConfigError as exc:
@@ -105,6 +108,10 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _run(args: argparse.Namespace) -> int:
+    from .pipeline import RunOptions, run
+    from .pseudonyms import load_key
+    from .spec import load_file
+
     if args.file and args.folders:
         raise ConfigError("give folders or -f MANIFEST, not both")
     batch = load_file(args.file) if args.file else None
@@ -180,6 +187,7 @@ def _send(args: argparse.Namespace) -> int:
     """Stage two of send: manual: deliver a staged batch, then remove the staging data."""
     from .destinations.errors import DeliveryError
     from .destinations.modes import default_workdir, send
+    from .spec import load_file
 
     batch = load_file(args.file)
     if not _wants_delivery(batch):
@@ -197,6 +205,9 @@ def _send(args: argparse.Namespace) -> int:
 
 
 def _identifier_source(args: argparse.Namespace, batch: Batch | None) -> IdentifierSource | None:
+    from .identifiers import ServiceIdentifiers
+    from .spec import identifier_service
+
     if args.identifier_service:
         service = identifier_service({"url": args.identifier_service})
     else:
@@ -241,6 +252,8 @@ def _watch(args: argparse.Namespace) -> int:
 
 def _locate(args: argparse.Namespace) -> int:
     """Print the local path behind a report's reference: for the person who ran the batch."""
+    from .pseudonyms import Pseudonymizer, load_key
+
     key, _ = load_key(args.key_file, create_default=False)
     folder, _, token = args.ref.partition(":")
     try:

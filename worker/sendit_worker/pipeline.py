@@ -21,6 +21,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
+from .cpus import available_cpus
 from .discovery import Candidate, Instance, Problem, candidate_files, group, read_header
 from .identifiers import IdentifierSource, LocalIdentifiers
 from .process import Outcome, Settings, init_process, process_series
@@ -179,18 +180,6 @@ def _referencer(pseudonymizer: Pseudonymizer, folders: list[Path]) -> Callable[[
 def shard_of(series_uid: str, count: int) -> int:
     """A stable shard for a series: the same in every process and every run."""
     return int.from_bytes(hashlib.sha256(series_uid.encode()).digest()[:8], "big") % count
-
-
-def available_cpus() -> int:
-    """CPUs this process may use: the affinity mask, capped by a cgroup CPU quota."""
-    cpus = len(os.sched_getaffinity(0))
-    try:
-        quota, period = Path("/sys/fs/cgroup/cpu.max").read_text().split()
-        if quota != "max":
-            cpus = min(cpus, max(1, int(int(quota) // int(period))))
-    except (OSError, ValueError):
-        pass
-    return cpus
 
 
 class _InlineExecutor(Executor):
