@@ -107,7 +107,7 @@ def pip_requirements(name: str) -> list[str]:
 
 @pytest.fixture(scope="module")
 def clean_env(tmp_path_factory):
-    """One fresh venv with what both images install: `.[operator]` and the worker's set."""
+    """One fresh venv with what both images install: `.[operator]` and `.[worker]`."""
     venv = tmp_path_factory.mktemp("venv") / "sendit"
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
     python = venv / "bin" / "python"
@@ -115,7 +115,7 @@ def clean_env(tmp_path_factory):
         r.replace(".[", f"{ROOT}[") if r.startswith(".[") else r
         for r in pip_requirements("Dockerfile.operator") + pip_requirements("Dockerfile.worker")
     }
-    assert f"{ROOT}[operator]" in reqs and f"{ROOT}[cloud]" in reqs, reqs
+    assert f"{ROOT}[operator]" in reqs and f"{ROOT}[worker]" in reqs, reqs
     env = {**os.environ, "PIP_DISABLE_PIP_VERSION_CHECK": "1"}
     proc = subprocess.run(
         [str(python), "-m", "pip", "install", "-q", *sorted(reqs)],
