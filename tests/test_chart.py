@@ -394,11 +394,6 @@ def test_operator_pod_meets_the_restricted_pod_security_standard(helm, cluster):
 
 
 @pytest.mark.controlplane
-@pytest.mark.xfail(
-    strict=True,
-    reason="operator/sendit_operator/jobs.py renders worker pods without runAsNonRoot "
-    "(restricted PSS requires it); remove this mark when the operator sets it",
-)
 def test_worker_pod_meets_the_restricted_pod_security_standard(cluster):
     from sendit_operator.jobs import render_job
 
@@ -728,12 +723,6 @@ def test_missing_secret_is_stalled_not_ready(cluster, installed):
 
 
 @pytest.mark.controlplane
-@pytest.mark.xfail(
-    strict=True,
-    reason="operator/sendit_operator/kube.py Kube.exists re-raises a 403 instead of reporting "
-    "it: the batch stays Queued with no Stalled condition; remove this mark when a forbidden "
-    "read becomes InvalidReference",
-)
 def test_secret_outside_the_allowed_names_is_stalled_not_ready(cluster, installed):
     """With rbac.restrictSecrets the operator cannot read a Secret not named in the values:
     the batch must still say so in its status (not just in the operator's log)."""

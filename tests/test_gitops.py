@@ -32,20 +32,17 @@ FLUX_EXPECTED = {
     "failed.yaml": "Failed",
     "missing-secret.yaml": "Failed",
     "suspended.yaml": "InProgress",
-    "cancelled.yaml": "Current",
+    "cancelled.yaml": "Failed",
     "stale-generation.yaml": "InProgress",
 }
 
 
 # What kstatus itself (Flux's default health check, kpt) computes for the same objects: it
-# reads observedGeneration, Reconciling, Stalled, then Ready. Two differences from the checks
-# above: an object with no status yet is Current to it (the CEL check waits), and a Cancelled
-# batch (Ready=False, not Stalled) stays InProgress for ever, which the operator's conditions
-# would have to change (Stalled=True, reason Cancelled) to fix.
+# reads observedGeneration, Reconciling, Stalled, then Ready. One difference from the checks
+# above: an object with no status yet is Current to it (the CEL check waits).
 KSTATUS_EXPECTED = {
     **FLUX_EXPECTED,
     "new.yaml": "Current",
-    "cancelled.yaml": "InProgress",
 }
 
 

@@ -142,3 +142,14 @@ def test_suspended_batch_is_not_ready_nor_reconciling():
     new = rollup(body(suspend=True), {"process": job(state="Suspended")}, None, None, AT)
     conds = {c["type"]: c for c in new["conditions"]}
     assert conds["Ready"]["reason"] == "Suspended" and conds["Reconciling"]["status"] == "False"
+
+
+def test_a_cancelled_batch_is_stalled_so_health_checks_stop_waiting() -> None:
+    status = rollup(body(cancel=True), {}, None, None, AT)
+    conditions = {c["type"]: c for c in status["conditions"]}
+    assert status["phase"] == "Cancelled"
+    assert (conditions["Stalled"]["status"], conditions["Stalled"]["reason"]) == (
+        "True",
+        "Cancelled",
+    )
+    assert conditions["Ready"]["status"] == "False"

@@ -10,6 +10,7 @@ from typing import Any
 
 from sendit_worker.cluster import EXIT_CONFIG, GROUP, PLURAL
 
+WORKER_UID = 10001
 SOURCE, WORK, CONFIG, LOCAL = "/sendit/source", "/sendit/work", "/sendit/config", "/sendit/local"
 BATCH_LABEL, STAGE_LABEL, WATCH_LABEL = "sendit.dev/batch", "sendit.dev/stage", "sendit.dev/watch"
 CONTAINER = "worker"
@@ -78,10 +79,12 @@ def render_job(body: dict[str, Any], stage: str, image: str) -> dict[str, Any]:
     volumes = [
         {"name": "source", **volume},
         {"name": "work", **(spec.get("workspace") or {"emptyDir": {}})},
+        {"name": "tmp", "emptyDir": {}},  # the root filesystem is read-only
     ]
     mounts = [
         {"name": "source", "mountPath": SOURCE, "readOnly": True},
         {"name": "work", "mountPath": WORK},
+        {"name": "tmp", "mountPath": "/tmp"},
     ]
     args = [
         "worker",
@@ -131,6 +134,7 @@ def render_job(body: dict[str, Any], stage: str, image: str) -> dict[str, Any]:
         "securityContext": {
             "allowPrivilegeEscalation": False,
             "capabilities": {"drop": ["ALL"]},
+            "readOnlyRootFilesystem": True,
         },
     }
     if spec.get("imagePullPolicy"):
@@ -160,7 +164,14 @@ def render_job(body: dict[str, Any], stage: str, image: str) -> dict[str, Any]:
             "spec": {
                 "restartPolicy": "Never",
                 "serviceAccountName": worker_account(body),
-                "securityContext": {"seccompProfile": {"type": "RuntimeDefault"}},
+                # The restricted Pod Security Standard; the worker image's user is 10001.
+                "securityContext": {
+                    "runAsNonRoot": True,
+                    "runAsUser": WORKER_UID,
+                    "runAsGroup": WORKER_UID,
+                    "fsGroup": WORKER_UID,
+                    "seccompProfile": {"type": "RuntimeDefault"},
+                },
                 "containers": [container],
                 "volumes": volumes,
             },

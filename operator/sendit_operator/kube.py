@@ -66,8 +66,8 @@ class Kube:
         try:
             _done(read(name, namespace, _preload_content=False))
         except ApiException as exc:
-            if exc.status == 404:
-                return False
+            if exc.status in (403, 404):
+                return False  # forbidden is as unusable as missing: the batch must say so
             raise
         return True
 

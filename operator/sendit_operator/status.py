@@ -135,7 +135,8 @@ def conditions(
 ) -> list[dict[str, Any]]:
     """Ready, Reconciling, Stalled (as kstatus reads them), Anonymized, Delivered."""
     p, suspended = now.phase, bool(spec.get("suspend")) and now.phase not in FINAL
-    stalled = p == "Failed" or now.reason == "InvalidReference"
+    # Cancelled is final and not a success: kstatus, Argo CD and Flux should not wait on it.
+    stalled = p in ("Failed", "Cancelled") or now.reason == "InvalidReference"
     settled = p == "Sent" or (p == "DoneProcessing" and spec["send"] == "manual")
     processed = p in ("DoneProcessing", "Sending", "Sent")
     tally = f"{c['anonymized']} anonymized, {c['withheld']} withheld, {c['failed']} failed"

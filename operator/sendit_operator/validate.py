@@ -26,5 +26,5 @@ def problem(spec: dict[str, Any], exists: Exists) -> str | None:
     )
     for kind, name in wanted:
         if not exists(kind, name):
-            return f"{kind} {name} not found"
+            return f"{kind} {name} not found (or the operator may not read it)"
     return None

@@ -1,7 +1,7 @@
 -- Argo CD health for sendit.dev/SenditBatch, read from the conditions the operator writes
 -- (Ready, Reconciling, Stalled as kstatus reads them) and the phase.
---   Healthy     Ready=True: Sent, or DoneProcessing waiting for a manual send; Cancelled
---   Degraded    Stalled=True: Failed, or a missing Secret/ConfigMap/PVC (InvalidReference)
+--   Healthy     Ready=True: Sent, or DoneProcessing waiting for a manual send
+--   Degraded    Stalled=True: Failed, Cancelled, or a missing Secret/ConfigMap/PVC
 --   Suspended   spec.suspend while not finished
 --   Progressing everything else, including a status older than the spec
 -- The message is the batch's own status message: counts and phases, never a patient value.
@@ -37,11 +37,6 @@ end
 if is_true("Stalled") or status.phase == "Failed" then
   hs.status = "Degraded"
   hs.message = describe("Stalled")
-  return hs
-end
-if status.phase == "Cancelled" then
-  hs.status = "Healthy"
-  hs.message = describe("Ready")
   return hs
 end
 if is_true("Ready") then
