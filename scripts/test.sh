@@ -22,4 +22,7 @@ export PATH="$PWD/.venv/bin:$PATH"
 
 ruff check .
 ruff format --check .
+# Go binaries the tests run (cached in ~/.cache/sendit by a hash of their sources; minutes on a
+# fresh machine, instant afterwards): a Kubernetes control plane, helm and kstatus.
+(cd tests && python -m controlplane.build && python -m helm.build)
 python -m pytest "$@"

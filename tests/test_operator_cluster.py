@@ -332,7 +332,8 @@ def test_missing_secret_stalls_with_an_event(cluster, operator):
 
     status = poll(stalled, 30, "Stalled")
     stall = next(c for c in status["conditions"] if c["type"] == "Stalled")
-    assert stall["reason"] == "InvalidReference" and stall["message"] == "Secret absent not found (or the operator may not read it)"
+    assert stall["reason"] == "InvalidReference"
+    assert stall["message"] == "Secret absent not found (or the operator may not read it)"
     assert status["phase"] == "Queued" and jobs(cluster, "nokey") == []
     cluster.kubectl(
         "-n", NS, "create", "secret", "generic", "absent", f"--from-literal=k={KEY.decode()}"
