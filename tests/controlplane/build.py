@@ -20,24 +20,15 @@ proxy and compiles for several minutes; everything after that is a cache hit.
 from __future__ import annotations
 
 import argparse
-import contextlib
-import fcntl
-import hashlib
-import os
 import re
-import shutil
-import subprocess
 import sys
-import time
 from pathlib import Path
+
+import gobuild
+from gobuild import BuildError
 
 MODULE_DIR = Path(__file__).resolve().parent
 BINARIES = ("etcd", "kube-apiserver", "kube-controller-manager")
-GO_FALLBACKS = ("/usr/local/go/bin/go", "/usr/lib/go/bin/go")
-
-
-class BuildError(RuntimeError):
-    """The control-plane binaries are missing and could not be built."""
 
 
 def kubernetes_version() -> str:
@@ -74,57 +65,17 @@ def ldflags() -> str:
 
 
 def cache_key() -> str:
-    """sha256 over go.mod, go.sum, every Go source under cmd/ (path + bytes) and the
-    link flags (so changing the version stamps rebuilds)."""
-    digest = hashlib.sha256()
-    digest.update(ldflags().encode() + b"\0")
-    files = [MODULE_DIR / "go.mod", MODULE_DIR / "go.sum"]
-    files += sorted((MODULE_DIR / "cmd").rglob("*.go"))
-    for path in files:
-        digest.update(path.relative_to(MODULE_DIR).as_posix().encode())
-        digest.update(b"\0")
-        digest.update(path.read_bytes())
-        digest.update(b"\0")
-    return digest.hexdigest()[:24]
-
-
-def cache_root() -> Path:
-    explicit = os.environ.get("SENDIT_CACHE_DIR")
-    if explicit:
-        return Path(explicit).expanduser()
-    xdg = os.environ.get("XDG_CACHE_HOME")
-    base = Path(xdg).expanduser() if xdg else Path.home() / ".cache"
-    return base / "sendit"
+    """Over go.mod, go.sum, every Go source under cmd/ and the link flags (so changing the
+    version stamps rebuilds)."""
+    return gobuild.cache_key(MODULE_DIR, sorted((MODULE_DIR / "cmd").rglob("*.go")), ldflags())
 
 
 def bin_dir() -> Path:
-    return cache_root() / "controlplane" / cache_key() / "bin"
+    return gobuild.cache_root() / "controlplane" / cache_key() / "bin"
 
 
 def missing_binaries(directory: Path | None = None) -> list[str]:
-    directory = directory or bin_dir()
-    return [name for name in BINARIES if not os.access(directory / name, os.X_OK)]
-
-
-def find_go() -> str:
-    found = shutil.which("go")
-    if found:
-        return found
-    for candidate in GO_FALLBACKS:
-        if os.access(candidate, os.X_OK):
-            return candidate
-    raise BuildError("the Go toolchain was not found on PATH nor at " + ", ".join(GO_FALLBACKS))
-
-
-@contextlib.contextmanager
-def _lock(path: Path):
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "w") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
+    return gobuild.missing(directory or bin_dir(), BINARIES)
 
 
 def ensure_built(*, verbose: bool = True) -> Path:
@@ -132,63 +83,9 @@ def ensure_built(*, verbose: bool = True) -> Path:
 
     Raises BuildError with the tail of the Go output when the build fails.
     """
-    target = bin_dir()
-    if not missing_binaries(target):
-        return target
-    with _lock(target.parent / "build.lock"):
-        if not missing_binaries(target):  # another process built it meanwhile
-            return target
-        go = find_go()
-        staging = target.parent / f"bin.tmp-{os.getpid()}"
-        shutil.rmtree(staging, ignore_errors=True)
-        staging.mkdir(parents=True)
-        env = dict(os.environ)
-        env.setdefault("CGO_ENABLED", "0")
-        goflags = env.get("GOFLAGS", "")
-        if "-p=" not in goflags:
-            goflags = f"{goflags} -p={os.cpu_count() or 2}".strip()
-        if "-buildvcs" not in goflags:
-            goflags += " -buildvcs=false"
-        env["GOFLAGS"] = goflags
-        env.setdefault("GOTOOLCHAIN", "local")
-        cmd = [
-            go,
-            "build",
-            "-trimpath",
-            f"-ldflags={ldflags()}",
-            "-o",
-            str(staging) + "/",
-            "./cmd/...",
-        ]
-        log_path = target.parent / "build.log"
-        if verbose:
-            print(
-                f"controlplane: building {', '.join(BINARIES)} into {target}\n"
-                f"controlplane: {' '.join(cmd)} (log: {log_path}); the first build takes minutes",
-                file=sys.stderr,
-                flush=True,
-            )
-        started = time.monotonic()
-        with open(log_path, "w") as log:
-            proc = subprocess.run(
-                cmd, cwd=MODULE_DIR, env=env, stdout=log, stderr=subprocess.STDOUT, check=False
-            )
-        elapsed = time.monotonic() - started
-        if proc.returncode != 0:
-            shutil.rmtree(staging, ignore_errors=True)
-            tail = log_path.read_text(errors="replace")[-4000:]
-            raise BuildError(
-                f"`{' '.join(cmd)}` in {MODULE_DIR} exited {proc.returncode} after "
-                f"{elapsed:.0f}s; log {log_path}:\n{tail}"
-            )
-        absent = missing_binaries(staging)
-        if absent:
-            raise BuildError(f"go build succeeded but did not produce {absent} in {staging}")
-        shutil.rmtree(target, ignore_errors=True)
-        staging.rename(target)
-        if verbose:
-            print(f"controlplane: built in {elapsed:.0f}s", file=sys.stderr, flush=True)
-    return target
+    return gobuild.ensure(
+        bin_dir(), BINARIES, MODULE_DIR, ["./cmd/..."], ldflags(), verbose=verbose
+    )
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -22,26 +22,18 @@ on two cores; everything after that is a cache hit.
 from __future__ import annotations
 
 import argparse
-import contextlib
-import fcntl
-import hashlib
 import os
 import re
-import shutil
-import subprocess
 import sys
-import time
 from pathlib import Path
+
+import gobuild
+from gobuild import BuildError
 
 MODULE_DIR = Path(__file__).resolve().parent
 PACKAGE = "helm.sh/helm/v3/cmd/helm"
 # A second, tiny module: kstatus (Flux's fork of cli-utils) as a CLI, for the GitOps tests.
 KSTATUS_DIR = MODULE_DIR / "kstatus"
-GO_FALLBACKS = ("/usr/local/go/bin/go", "/usr/lib/go/bin/go")
-
-
-class BuildError(RuntimeError):
-    """The helm binary is missing and could not be built."""
 
 
 def helm_version() -> str:
@@ -73,51 +65,17 @@ def ldflags() -> str:
 
 
 def cache_key(module_dir: Path = MODULE_DIR, flags: str | None = None) -> str:
-    """sha256 over the link flags, go.mod, go.sum and the module's own Go sources."""
-    digest = hashlib.sha256()
-    digest.update((ldflags() if flags is None else flags).encode() + b"\0")
-    files = [module_dir / "go.mod", module_dir / "go.sum", *sorted(module_dir.glob("*.go"))]
-    for path in files:
-        digest.update(path.name.encode() + b"\0" + path.read_bytes() + b"\0")
-    return digest.hexdigest()[:24]
-
-
-def cache_root() -> Path:
-    explicit = os.environ.get("SENDIT_CACHE_DIR")
-    if explicit:
-        return Path(explicit).expanduser()
-    xdg = os.environ.get("XDG_CACHE_HOME")
-    base = Path(xdg).expanduser() if xdg else Path.home() / ".cache"
-    return base / "sendit"
+    """Over the link flags, go.mod, go.sum and the module's own Go sources."""
+    flags = ldflags() if flags is None else flags
+    return gobuild.cache_key(module_dir, sorted(module_dir.glob("*.go")), flags)
 
 
 def binary() -> Path:
-    return cache_root() / "helm" / cache_key() / "bin" / "helm"
+    return gobuild.cache_root() / "helm" / cache_key() / "bin" / "helm"
 
 
 def kstatus_binary() -> Path:
-    return cache_root() / "kstatus" / cache_key(KSTATUS_DIR, "-s -w") / "bin" / "kstatus"
-
-
-def find_go() -> str:
-    found = shutil.which("go")
-    if found:
-        return found
-    for candidate in GO_FALLBACKS:
-        if os.access(candidate, os.X_OK):
-            return candidate
-    raise BuildError("the Go toolchain was not found on PATH nor at " + ", ".join(GO_FALLBACKS))
-
-
-@contextlib.contextmanager
-def _lock(path: Path):
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "w") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
+    return gobuild.cache_root() / "kstatus" / cache_key(KSTATUS_DIR, "-s -w") / "bin" / "kstatus"
 
 
 def ensure_built(*, verbose: bool = True) -> Path:
@@ -125,63 +83,15 @@ def ensure_built(*, verbose: bool = True) -> Path:
 
     Raises BuildError with the tail of the Go output when the build fails.
     """
-    return _build(binary(), MODULE_DIR, PACKAGE, ldflags(), verbose)
+    target = binary()
+    gobuild.ensure(target.parent, ("helm",), MODULE_DIR, [PACKAGE], ldflags(), verbose=verbose)
+    return target
 
 
 def ensure_kstatus(*, verbose: bool = True) -> Path:
     """Return the path of the kstatus CLI (tests/helm/kstatus), building it if missing."""
-    return _build(kstatus_binary(), KSTATUS_DIR, ".", "-s -w", verbose)
-
-
-def _build(target: Path, module_dir: Path, package: str, flags: str, verbose: bool) -> Path:
-    if os.access(target, os.X_OK):
-        return target
-    key_dir = target.parent.parent
-    with _lock(key_dir / "build.lock"):
-        if os.access(target, os.X_OK):  # another process built it meanwhile
-            return target
-        go = find_go()
-        staging = key_dir / f"bin.tmp-{os.getpid()}"
-        shutil.rmtree(staging, ignore_errors=True)
-        staging.mkdir(parents=True)
-        name = target.name
-        env = dict(os.environ)
-        env.setdefault("CGO_ENABLED", "0")
-        goflags = env.get("GOFLAGS", "")
-        if "-p=" not in goflags:
-            goflags = f"{goflags} -p={os.cpu_count() or 2}".strip()
-        if "-buildvcs" not in goflags:
-            goflags += " -buildvcs=false"
-        if "-mod=" not in goflags:
-            goflags += " -mod=readonly"  # go.sum is committed: never rewrite it here
-        env["GOFLAGS"] = goflags
-        env.setdefault("GOTOOLCHAIN", "local")
-        cmd = [go, "build", "-trimpath", f"-ldflags={flags}", "-o", str(staging / name), package]
-        log_path = key_dir / "build.log"
-        if verbose:
-            print(
-                f"{name}: building {package} in {module_dir} into {target}\n"
-                f"{name}: {' '.join(cmd)} (log: {log_path}); the first build takes minutes",
-                file=sys.stderr,
-                flush=True,
-            )
-        started = time.monotonic()
-        with open(log_path, "w") as log:
-            proc = subprocess.run(
-                cmd, cwd=module_dir, env=env, stdout=log, stderr=subprocess.STDOUT, check=False
-            )
-        elapsed = time.monotonic() - started
-        if proc.returncode != 0 or not os.access(staging / name, os.X_OK):
-            shutil.rmtree(staging, ignore_errors=True)
-            tail = log_path.read_text(errors="replace")[-4000:]
-            raise BuildError(
-                f"`{' '.join(cmd)}` in {module_dir} exited {proc.returncode} after "
-                f"{elapsed:.0f}s; log {log_path}:\n{tail}"
-            )
-        shutil.rmtree(target.parent, ignore_errors=True)
-        staging.rename(target.parent)
-        if verbose:
-            print(f"{name}: built in {elapsed:.0f}s", file=sys.stderr, flush=True)
+    target = kstatus_binary()
+    gobuild.ensure(target.parent, ("kstatus",), KSTATUS_DIR, ["."], "-s -w", verbose=verbose)
     return target
 
 
