@@ -558,20 +558,17 @@ def batch(name: str, data: Path, **spec) -> str:
     return json.dumps(body)
 
 
+def operator_pods(cluster) -> list[dict]:
+    """The installed operator's Pods (the Deployment's, made by the real controllers)."""
+    listing = cluster.kubectl(
+        "-n", RELEASE_NS, "get", "pods", "-l", "app.kubernetes.io/component=operator", "-o", "json"
+    )
+    return json.loads(listing.stdout)["items"]
+
+
 @pytest.mark.controlplane
 def test_installed_operator_pod_runs_with_the_charts_identity(cluster, installed):
-    pods = json.loads(
-        cluster.kubectl(
-            "-n",
-            RELEASE_NS,
-            "get",
-            "pods",
-            "-l",
-            "app.kubernetes.io/component=operator",
-            "-o",
-            "json",
-        ).stdout
-    )["items"]
+    pods = operator_pods(cluster)
     assert len(pods) == 1
     assert pods[0]["spec"]["serviceAccountName"] == "sendit-operator"
     assert pods[0]["status"]["phase"] == "Running"
@@ -773,18 +770,7 @@ def test_upgrade_crds_then_release_recreates_the_operator(helm, cluster, install
     )
     deadline, most = time.monotonic() + 120, 0
     while time.monotonic() < deadline:
-        pods = json.loads(
-            cluster.kubectl(
-                "-n",
-                RELEASE_NS,
-                "get",
-                "pods",
-                "-l",
-                "app.kubernetes.io/component=operator",
-                "-o",
-                "json",
-            ).stdout
-        )["items"]
+        pods = operator_pods(cluster)
         live = [p for p in pods if not p["metadata"].get("deletionTimestamp")]
         most = max(most, len(live))
         names = [p["metadata"]["name"] for p in live]
