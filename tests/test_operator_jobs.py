@@ -47,7 +47,8 @@ def test_process_job_is_indexed_owned_read_only_and_fails_fast_on_config_errors(
     source = next(m for m in container["volumeMounts"] if m["name"] == "source")
     assert source["readOnly"] is True
     assert pod["volumes"][0]["persistentVolumeClaim"] == {"claimName": "pacs", "readOnly": True}
-    assert container["env"][0]["valueFrom"]["secretKeyRef"] == {"name": "key", "key": "k"}
+    key = next(e for e in container["env"] if e["name"] == "SENDIT_PSEUDONYM_KEY")
+    assert key["valueFrom"]["secretKeyRef"] == {"name": "key", "key": "k"}
     args = container["args"]
     assert args[:5] == ["worker", "--namespace", "ns", "--batch", "b1"]
     assert "--send" in args and "--local" in args
@@ -57,6 +58,20 @@ def test_process_job_is_indexed_owned_read_only_and_fails_fast_on_config_errors(
     ]
 
 
+def test_worker_pods_meet_the_restricted_pod_security_standard():
+    pod = render_job(batch(), "process", "img")["spec"]["template"]["spec"]
+    (container,) = pod["containers"]
+    assert pod["securityContext"]["runAsNonRoot"] is True
+    assert pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
+    assert container["securityContext"] == {
+        "allowPrivilegeEscalation": False,
+        "capabilities": {"drop": ["ALL"]},
+        "readOnlyRootFilesystem": True,
+    }
+    scratch = next(m for m in container["volumeMounts"] if m["name"] == "tmp")["mountPath"]
+    assert {"name": "TMPDIR", "value": scratch} in container["env"]
+
+
 def test_manual_process_job_does_not_send_and_send_job_has_no_key():
     manual = batch(send="manual", workspace={"persistentVolumeClaim": {"claimName": "w"}})
     process = render_job(manual, "process", "img")
@@ -64,7 +79,7 @@ def test_manual_process_job_does_not_send_and_send_job_has_no_key():
     assert process["metadata"]["annotations"]["sendit.dev/sends"] == "false"
     send = render_job(manual, "send", "img")
     container = send["spec"]["template"]["spec"]["containers"][0]
-    assert container["env"] == [] and "--stage" in container["args"]
+    assert [e["name"] for e in container["env"]] == ["TMPDIR"] and "--stage" in container["args"]
     assert send["metadata"]["name"] == "b1-send"
     assert {"name": "work", "persistentVolumeClaim": {"claimName": "w"}} in (
         send["spec"]["template"]["spec"]["volumes"]

@@ -12,6 +12,7 @@ from sendit_worker.cluster import EXIT_CONFIG, GROUP, PLURAL
 
 WORKER_UID = 10001
 SOURCE, WORK, CONFIG, LOCAL = "/sendit/source", "/sendit/work", "/sendit/config", "/sendit/local"
+TMP = "/sendit/tmp"  # scratch space: the root filesystem is read-only
 BATCH_LABEL, STAGE_LABEL, WATCH_LABEL = "sendit.dev/batch", "sendit.dev/stage", "sendit.dev/watch"
 CONTAINER = "worker"
 
@@ -79,12 +80,12 @@ def render_job(body: dict[str, Any], stage: str, image: str) -> dict[str, Any]:
     volumes = [
         {"name": "source", **volume},
         {"name": "work", **(spec.get("workspace") or {"emptyDir": {}})},
-        {"name": "tmp", "emptyDir": {}},  # the root filesystem is read-only
+        {"name": "tmp", "emptyDir": {}},
     ]
     mounts = [
         {"name": "source", "mountPath": SOURCE, "readOnly": True},
         {"name": "work", "mountPath": WORK},
-        {"name": "tmp", "mountPath": "/tmp"},
+        {"name": "tmp", "mountPath": TMP},
     ]
     args = [
         "worker",
@@ -92,7 +93,7 @@ def render_job(body: dict[str, Any], stage: str, image: str) -> dict[str, Any]:
         *("--stage", stage, "--shards", str(n)),
         *("--source", SOURCE, "--work", WORK, "--config", CONFIG),
     ]
-    env: list[dict[str, Any]] = []
+    env: list[dict[str, Any]] = [{"name": "TMPDIR", "value": TMP}]
     if stage == "process":
         maps = config_maps(spec)
         if maps:
