@@ -15,7 +15,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from sendit_worker.cluster import GROUP, VERSION
+from sendit_worker.cluster import GROUP, VERSION, custom_objects_api
 from sendit_worker.pseudonyms import Pseudonymizer, load_key
 from sendit_worker.spec import API_VERSION, KIND
 
@@ -174,14 +174,9 @@ def render_children(watch: dict[str, Any], image: str) -> list[dict[str, Any]]:
 
 def main(args: Any) -> int:
     """The `sendit watch` command: one scan."""
-    from kubernetes import client, config
     from kubernetes.client.exceptions import ApiException
 
-    try:
-        config.load_incluster_config()
-    except config.ConfigException:
-        config.load_kube_config()
-    api = client.CustomObjectsApi()
+    api = custom_objects_api()
     ns = args.namespace
     watch = api.get_namespaced_custom_object(GROUP, VERSION, ns, PLURAL, args.watch)
     key, _ = load_key(None, create_default=False)

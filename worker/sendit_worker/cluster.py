@@ -225,15 +225,20 @@ def _copy_tree(src: Path, dst: Path) -> int:
     return n
 
 
-def main(args: Any) -> int:
-    """The `sendit worker` command: I/O at the edge, exit codes for the Job."""
+def custom_objects_api() -> Any:
+    """The API client of a pod (its ServiceAccount) or, outside a cluster, of the kubeconfig."""
     from kubernetes import client, config
 
     try:
         config.load_incluster_config()
     except config.ConfigException:
         config.load_kube_config()
-    api = client.CustomObjectsApi()
+    return client.CustomObjectsApi()
+
+
+def main(args: Any) -> int:
+    """The `sendit worker` command: I/O at the edge, exit codes for the Job."""
+    api = custom_objects_api()
     ns, name = args.namespace, args.batch
 
     def patch(body: dict[str, Any]) -> None:
