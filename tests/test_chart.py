@@ -694,22 +694,27 @@ def test_batch_with_the_charts_worker_account(cluster, installed):
     assert wait_ready(cluster, "helm-shared-sa")["status"]["phase"] == "Sent"
 
 
-@pytest.mark.controlplane
-def test_missing_secret_is_stalled_not_ready(cluster, installed):
-    """kstatus reads Stalled=True as Failed; `kubectl wait` for Ready does not return."""
-    body = json.loads(batch("helm-nokey", installed["data"]))
-    body["spec"]["deidentify"]["pseudonymKey"]["secretKeyRef"]["name"] = "absent-key"
+def apply_until_stalled(cluster, installed, name: str, *, key_secret: str) -> None:
+    """Apply a batch whose pseudonym key is the Secret `key_secret`; wait for Stalled=True."""
+    body = json.loads(batch(name, installed["data"]))
+    body["spec"]["deidentify"]["pseudonymKey"]["secretKeyRef"]["name"] = key_secret
     cluster.kubectl("apply", "-f", "-", input=json.dumps(body))
     proc = cluster.kubectl(
         "-n",
         BATCH_NS,
         "wait",
         "--for=condition=Stalled",
-        "senditbatch/helm-nokey",
+        f"senditbatch/{name}",
         "--timeout=60s",
         check=False,
     )
     assert proc.returncode == 0, proc.stderr
+
+
+@pytest.mark.controlplane
+def test_missing_secret_is_stalled_not_ready(cluster, installed):
+    """kstatus reads Stalled=True as Failed; `kubectl wait` for Ready does not return."""
+    apply_until_stalled(cluster, installed, "helm-nokey", key_secret="absent-key")
     got = json.loads(
         cluster.kubectl("-n", BATCH_NS, "get", "sb", "helm-nokey", "-o", "json").stdout
     )
@@ -723,22 +728,10 @@ def test_missing_secret_is_stalled_not_ready(cluster, installed):
 def test_secret_outside_the_allowed_names_is_stalled_not_ready(cluster, installed):
     """With rbac.restrictSecrets the operator cannot read a Secret not named in the values:
     the batch must still say so in its status (not just in the operator's log)."""
-    body = json.loads(batch("helm-forbidden", installed["data"]))
-    body["spec"]["deidentify"]["pseudonymKey"]["secretKeyRef"]["name"] = "not-listed"
     cluster.kubectl(
         "-n", BATCH_NS, "create", "secret", "generic", "not-listed", "--from-literal=key=x"
     )
-    cluster.kubectl("apply", "-f", "-", input=json.dumps(body))
-    proc = cluster.kubectl(
-        "-n",
-        BATCH_NS,
-        "wait",
-        "--for=condition=Stalled",
-        "senditbatch/helm-forbidden",
-        "--timeout=60s",
-        check=False,
-    )
-    assert proc.returncode == 0, proc.stderr
+    apply_until_stalled(cluster, installed, "helm-forbidden", key_secret="not-listed")
 
 
 @pytest.mark.controlplane
