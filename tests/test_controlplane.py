@@ -10,21 +10,11 @@ import uuid
 from pathlib import Path
 
 import pytest
+from polling import wait_for
 
 pytestmark = pytest.mark.controlplane
 
 PY = sys.executable
-
-
-def wait_for(predicate, timeout=60.0, interval=0.25, what="condition"):
-    deadline = time.monotonic() + timeout
-    last = None
-    while time.monotonic() < deadline:
-        last = predicate()
-        if last:
-            return last
-        time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what} (last: {last!r})")
 
 
 @pytest.fixture

@@ -15,12 +15,13 @@ import socket
 import subprocess
 import time
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 from dicomdata import KEY, PLANTED
+from polling import wait_for
 
 from sendit_worker.sample import make_sample
 
@@ -53,7 +54,7 @@ class Operator:
             self.proc = subprocess.Popen(
                 ["sendit", "operator", *args], env=env, stdout=out, stderr=subprocess.STDOUT
             )
-        poll(lambda: self.get(self.liveness, "/healthz"), 30, "the operator's /healthz")
+        wait_for(lambda: self.get(self.liveness, "/healthz"), 30, "the operator's /healthz")
 
     def get(self, port: int, path: str) -> str | None:
         try:
@@ -75,16 +76,6 @@ class Operator:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait(10)
-
-
-def poll(check: Callable[[], Any], timeout: float, what: str, every: float = 0.5) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        got = check()
-        if got:
-            return got
-        time.sleep(every)
-    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
 
 
 @pytest.fixture(scope="module")
@@ -148,7 +139,7 @@ def wait_phase(cluster, name: str, phase: str, timeout: float = 90) -> dict:
         return seen if seen.get("phase") == phase else None
 
     try:
-        return poll(reached, timeout, f"{name} to reach {phase}")
+        return wait_for(reached, timeout, f"{name} to reach {phase}")
     except AssertionError:
         raise AssertionError(f"{name} never reached {phase}: {seen}") from None
 
@@ -231,13 +222,13 @@ def test_suspend_resume_then_cancel(cluster, fake_node, operator):
         out = cluster.kubectl("-n", NS, "get", "job", "paused-process", "-o", "json").stdout
         return json.loads(out)["spec"]["suspend"] is False
 
-    poll(unsuspended, 30, "the Job to be resumed")
+    wait_for(unsuspended, 30, "the Job to be resumed")
     cluster.kubectl(
         "-n", NS, "patch", "sb", "paused", "--type=merge", "-p", '{"spec":{"cancel":true}}'
     )
     status = wait_phase(cluster, "paused", "Cancelled")
     assert conditions(status)["Reconciling"] == "False"
-    poll(lambda: jobs(cluster, "paused") == [], 30, "the cancelled batch's Jobs to go")
+    wait_for(lambda: jobs(cluster, "paused") == [], 30, "the cancelled batch's Jobs to go")
     again = cluster.kubectl(
         "-n",
         NS,
@@ -258,11 +249,11 @@ def test_suspend_resume_then_cancel(cluster, fake_node, operator):
 
 def test_operator_restart_mid_batch_makes_no_second_job(cluster, fake_node, operator):
     apply(cluster, manifest("restart", cluster.data))
-    poll(lambda: jobs(cluster, "restart"), 30, "the Job")
+    wait_for(lambda: jobs(cluster, "restart"), 30, "the Job")
     uid = json.loads(
         cluster.kubectl("-n", NS, "get", "job", "restart-process", "-o", "json").stdout
     )["metadata"]["uid"]
-    poll(lambda: [p for p in fake_node.running_pods() if "restart" in p], 30, "a worker pod")
+    wait_for(lambda: [p for p in fake_node.running_pods() if "restart" in p], 30, "a worker pod")
     operator.kill()  # mid-batch: its workers keep running and reporting
     time.sleep(1)
     operator.start()
@@ -330,7 +321,7 @@ def test_missing_secret_stalls_with_an_event(cluster, operator):
         status = get(cluster, "nokey").get("status") or {}
         return status if conditions(status).get("Stalled") == "True" else None
 
-    status = poll(stalled, 30, "Stalled")
+    status = wait_for(stalled, 30, "Stalled")
     stall = next(c for c in status["conditions"] if c["type"] == "Stalled")
     assert stall["reason"] == "InvalidReference"
     assert stall["message"] == "Secret absent not found (or the operator may not read it)"
@@ -353,7 +344,7 @@ def test_deleting_a_batch_removes_its_jobs_and_rbac(cluster, operator):
         ).stdout
         return "gone-" not in left
 
-    poll(all_gone, 30, "the garbage collector to remove the batch's children")
+    wait_for(all_gone, 30, "the garbage collector to remove the batch's children")
 
 
 def test_worker_and_operator_rbac_is_least_privilege(cluster, operator):
@@ -399,7 +390,7 @@ def test_watch_creates_each_batch_once(cluster, operator):
         },
     }
     apply(cluster, json.dumps(watch))
-    poll(
+    wait_for(
         lambda: (
             cluster.kubectl("-n", NS, "get", "cronjob", "sniff-scan", check=False).returncode == 0
         ),
@@ -445,7 +436,7 @@ def test_batch_reaches_sent_on_fake_gcs(cluster, operator, fake_gcs):
 
 def test_liveness_and_metrics(cluster, operator):
     assert operator.get(operator.liveness, "/healthz") is not None
-    text = poll(
+    text = wait_for(
         lambda: (t := operator.get(operator.metrics, "/metrics")) and "sendit_batches" in t and t,
         10,
         "/metrics",
