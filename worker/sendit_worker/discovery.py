@@ -13,17 +13,24 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pydicom
+from pydicom.filereader import read_partial
+from pydicom.tag import Tag
 
 DICOMDIR_CLASS = "1.2.840.10008.1.3.10"
+# Everything grouping needs sits in groups 0008 to 0020, so a header is read only that far.
+LAST_HEADER_TAG = 0x0020000E  # SeriesInstanceUID
 HEADER_TAGS = [
-    "SOPClassUID",
-    "SOPInstanceUID",
-    "StudyInstanceUID",
-    "SeriesInstanceUID",
-    "PatientID",
-    "AccessionNumber",
-    "StudyDate",
-    "StudyTime",
+    Tag(keyword)
+    for keyword in (
+        "SOPClassUID",
+        "SOPInstanceUID",
+        "StudyInstanceUID",
+        "SeriesInstanceUID",
+        "PatientID",
+        "AccessionNumber",
+        "StudyDate",
+        "StudyTime",
+    )
 ]
 
 
@@ -155,15 +162,18 @@ def _read(path: Path) -> tuple[pydicom.Dataset, bool]:
         head = f.read(132)
     has_preamble = len(head) == 132 and head[128:132] == b"DICM"
     try:
-        ds = pydicom.dcmread(
-            path, stop_before_pixels=True, specific_tags=HEADER_TAGS, force=not has_preamble
-        )
+        with path.open("rb") as f:
+            ds = read_partial(f, _past_header, force=not has_preamble, specific_tags=HEADER_TAGS)
     except OSError:
         raise
     except Exception as exc:  # pydicom raises many kinds on garbage; the batch goes on
         kind = "truncated or corrupt DICOM" if has_preamble else "not a DICOM file"
         raise NotDicom(f"{kind} ({type(exc).__name__})") from None
     return ds, has_preamble
+
+
+def _past_header(tag: int, _vr: str | None, _length: int) -> bool:
+    return tag > LAST_HEADER_TAG
 
 
 def _timestamp(date: object, time: object) -> str | None:
