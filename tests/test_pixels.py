@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pydicom
 from dicomdata import bundled, make_clean_image
+from pydicom.dataelem import RawDataElement
 
 from sendit_worker.pixels import BURNED_IN_HEADER, PixelScreen
 
@@ -31,6 +32,21 @@ def test_a_users_filter_adds_rules(tmp_path: Path) -> None:
     mr = make_clean_image(pydicom.dcmread(bundled("MR_small.dcm")))
     assert PixelScreen().withheld_reason(mr) is None
     assert PixelScreen((tmp_path / "mine.deid",)).withheld_reason(mr)
+
+
+def test_a_filter_may_name_its_field_by_tag(tmp_path: Path) -> None:
+    (tmp_path / "mine.deid").write_text(
+        "FORMAT dicom\n\n%filter blacklist\n\nLABEL Our scanner burns names in\n"
+        "  contains 0x00081090 MRT50H1\n"  # ManufacturerModelName
+    )
+    mr = make_clean_image(pydicom.dcmread(bundled("MR_small.dcm")))
+    assert PixelScreen((tmp_path / "mine.deid",)).withheld_reason(mr)
+
+
+def test_screening_leaves_the_dataset_as_read() -> None:
+    ds = pydicom.dcmread(bundled("CT_small.dcm"))
+    PixelScreen().withheld_reason(ds)
+    assert isinstance(ds.get_item("ImageType"), RawDataElement)
 
 
 def test_verdicts_are_memoized_on_the_fields_the_rules_read() -> None:

@@ -11,13 +11,16 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
-from deid.config import DeidRecipe
-from deid.dicom.pixels.detect import has_burned_pixels
 from pydicom import Dataset
+from pydicom.datadict import tag_for_keyword
+from pydicom.dataelem import RawDataElement, convert_raw_data_element
 from pydicom.dataset import FileDataset, FileMetaDataset
+
+from .deidlib import DeidRecipe, has_burned_pixels
 
 CLEARING_GROUPS = frozenset({"whitelist"})
 CACHE_SIZE = 4096
+SPECIFIC_CHARACTER_SET = 0x00080005
 BURNED_IN_HEADER = "burned-in annotation: the header says BurnedInAnnotation=YES"
 
 
@@ -25,7 +28,8 @@ class PixelScreen:
     """deid's filters, parsed once per process.
 
     deid interprets some 350 rule lines per image; the verdict depends only on the few header
-    fields the rules name, and those repeat across a series, so verdicts are memoized on them.
+    fields the rules name, and those repeat across a series, so verdicts are memoized on those
+    elements' values as stored (equal bytes, equal verdict; nothing is decoded for a cache hit).
     """
 
     def __init__(self, extra_filters: Sequence[Path] = ()) -> None:
@@ -36,7 +40,11 @@ class PixelScreen:
                 for item in items:
                     for group in item.get("filters") or ():
                         fields.update(group["field"])
-        self.fields = tuple(sorted(fields))
+        # A field is a keyword or a tag written 0xGGGGEEEE (deid's filter syntax). A name that is
+        # neither (deid's default recipe has misspellings) is never present, as deid finds it.
+        # The character set is part of the key: equal bytes decode alike only under it.
+        tags = {t for t in map(_tag, fields) if t is not None} | {SPECIFIC_CHARACTER_SET}
+        self.tags = tuple(sorted(tags))
         self._verdicts: dict[tuple, str | None] = {}
 
     def withheld_reason(self, ds: Dataset) -> str | None:
@@ -46,7 +54,7 @@ class PixelScreen:
         """
         if str(ds.get("BurnedInAnnotation", "")).strip().upper() == "YES":
             return BURNED_IN_HEADER
-        key = tuple((f, _key(ds.get(f))) for f in self.fields if f in ds)
+        key = tuple((tag, _key(ds.get_item(tag).value)) for tag in self.tags if tag in ds)
         if key not in self._verdicts:
             if len(self._verdicts) >= CACHE_SIZE:
                 self._verdicts.clear()
@@ -55,8 +63,11 @@ class PixelScreen:
 
     def _evaluate(self, key: tuple, ds: Dataset) -> str | None:
         probe = FileDataset("screen", Dataset(), file_meta=FileMetaDataset())
-        for field, _ in key:
-            probe[field] = ds[field]
+        for tag, _ in key:
+            elem = ds.get_item(tag)
+            if isinstance(elem, RawDataElement):  # decoded for the probe only: `ds` stays as read
+                elem = convert_raw_data_element(elem, encoding=ds.original_character_set, ds=ds)
+            probe[tag] = elem
         for recipe in self.recipes:
             if not recipe.get_filters():
                 continue  # a recipe of header actions only
@@ -67,6 +78,15 @@ class PixelScreen:
             if flagged:
                 return f"possible burned-in text: deid {flagged[0]} rule matched"
         return None
+
+
+def _tag(field: str) -> int | None:
+    if "0x" in field:
+        try:
+            return int(field, 0)
+        except ValueError:
+            return None
+    return tag_for_keyword(field)
 
 
 def _key(value: object) -> object:

@@ -9,10 +9,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from deid.config import DeidRecipe
-from deid.dicom.parser import DicomParser
 from pydicom import Dataset
 
+from .deidlib import DeidRecipe, DicomParser
 from .errors import ConfigError
 
 
