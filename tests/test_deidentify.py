@@ -3,9 +3,16 @@
 from __future__ import annotations
 
 import copy
+import struct
+from pathlib import Path
 
 import pydicom
 from dicomdata import PLANTED, bundled, make_clean_image, plant_phi
+from pydicom import Dataset
+from pydicom.dataelem import RawDataElement
+from pydicom.filebase import DicomBytesIO
+from pydicom.filewriter import write_dataset
+from pydicom.tag import Tag
 
 from sendit_worker.deidentify import (
     Replacements,
@@ -23,8 +30,7 @@ IDS = PatientIdentifiers(patient="PSEUDO123", jitter_days=-10, studies={"ACCX-55
 def _deidentified(ds: pydicom.Dataset | None = None) -> tuple[pydicom.Dataset, pydicom.Dataset]:
     source = ds or plant_phi(make_clean_image(pydicom.dcmread(bundled("CT_small.dcm"))))
     original = copy.deepcopy(source)
-    identifying = identifying_values(source, default_profile())
-    repl = Replacements(IDS, "ACCX-5512", lambda uid: "2.25." + str(abs(hash(uid))), identifying)
+    repl = Replacements(IDS, "ACCX-5512", lambda uid: "2.25." + str(abs(hash(uid))))
     deidentify(source, default_profile(), repl)
     return original, source
 
@@ -128,3 +134,27 @@ def test_identifying_values_are_collected_from_nested_sequences() -> None:
     assert PLANTED["PatientID"].lower() in values
     assert PLANTED["PatientBirthDate"] in values
     assert "saint elsewhere infirmary" in values
+
+
+def test_a_sequence_stored_as_UN_is_walked_like_any_sequence(tmp_path: Path) -> None:
+    """A known sequence written with VR UN (as some archives do) is still de-identified."""
+    item = Dataset()
+    item.ReferencedSOPInstanceUID = "1.2.3.4.5"
+    item.PatientName = "Zyxwvutson^Anna"
+    body = DicomBytesIO()
+    body.is_little_endian, body.is_implicit_VR = True, True
+    write_dataset(body, item)
+    encoded = struct.pack("<HHI", 0xFFFE, 0xE000, len(body.getvalue())) + body.getvalue()
+    ds = make_clean_image(pydicom.dcmread(bundled("CT_small.dcm")))
+    tag = Tag(0x00082112)  # SourceImageSequence
+    ds[tag] = RawDataElement(tag, "UN", len(encoded), encoded, 0, False, True)
+    ds.save_as(tmp_path / "un.dcm")
+    stored = pydicom.dcmread(tmp_path / "un.dcm")
+    assert stored.get_item(0x00082112).VR == "UN"
+    identifying = deidentify(
+        stored, default_profile(), Replacements(IDS, "ACCX-5512", lambda _: "2.25.1")
+    )
+    assert "zyxwvutson" in identifying  # so verification searches the output for it
+    inner = stored.SourceImageSequence[0]
+    assert inner.ReferencedSOPInstanceUID == "2.25.1"
+    assert "PatientName" not in inner or str(inner.PatientName) == "PSEUDO123"

@@ -16,6 +16,7 @@ from pydicom.datadict import dictionary_VR
 from pydicom.dataelem import DataElement
 from pydicom.multival import MultiValue
 from pydicom.sequence import Sequence
+from pydicom.tag import BaseTag
 from pydicom.uid import UID
 
 from . import words
@@ -39,7 +40,6 @@ class Replacements:
     ids: PatientIdentifiers
     item_key: str
     map_uid: Callable[[str], str]
-    identifying: frozenset[str]  # lower-cased values to cut out of descriptors
 
 
 def identifying_values(ds: Dataset, profile: Profile) -> frozenset[str]:
@@ -47,25 +47,47 @@ def identifying_values(ds: Dataset, profile: Profile) -> frozenset[str]:
 
     Collected from every element (nested sequences included) whose value the profile removes or
     replaces, plus every person name; the same set drives Clean Descriptors and verification.
+    `deidentify` collects them in the same walk that changes the dataset; this is that
+    collection alone.
     """
     found: set[str] = set()
+    _collect(ds, profile, found)
+    return _lowered(found)
 
-    def visit(d: Dataset) -> None:
-        for tag in list(d.keys()):
-            if tag & 0x10000 or tag == PIXEL_DATA:
-                continue  # private values are removed wholesale; pixel data is not header
-            vr = d.get_item(tag).VR or _dictionary_vr(tag)
-            if vr == "SQ":
-                for item in d[tag].value or ():
-                    visit(item)
-            elif vr == "PN":
-                found.update(_name_tokens(d[tag].value))
-            elif tag == BIRTH_DATE or (
-                vr in _TEXT_VRS and profile.op_for(tag, vr) in _IDENTIFYING_OPS
-            ):
-                found.update(_strings(d[tag].value))
 
-    visit(ds)
+def _collect(ds: Dataset, profile: Profile, found: set[str]) -> None:
+    for tag in list(ds.keys()):
+        t = int(tag)
+        if t & 0x10000 or t == PIXEL_DATA:
+            continue  # private values are removed wholesale; pixel data is not header
+        vr = _vr(ds, tag, t)
+        if vr == "SQ":
+            for item in _items(ds[tag]):
+                _collect(item, profile, found)
+        else:
+            _collect_element(ds, tag, t, vr, profile.op_for(t, vr), found)
+
+
+def _collect_element(ds: Dataset, tag: BaseTag, t: int, vr: str, op: Op, found: set[str]) -> None:
+    if vr == "PN":
+        found.update(_name_tokens(ds[tag].value))
+    elif t == BIRTH_DATE or (vr in _TEXT_VRS and op in _IDENTIFYING_OPS):
+        found.update(_strings(ds[tag].value))
+
+
+def _vr(ds: Dataset, tag: BaseTag, t: int) -> str:
+    vr = ds.get_item(tag).VR
+    # Implicit VR files store none; pydicom reads a known tag stored as UN with its own VR.
+    return vr if vr not in (None, "UN") else _dictionary_vr(t)
+
+
+def _items(elem: DataElement) -> Sequence:
+    if elem.VR != "SQ":  # the file and the dictionary disagree: nothing is left unseen
+        raise ValueError("a sequence attribute does not hold a sequence")
+    return elem.value or Sequence()
+
+
+def _lowered(found: set[str]) -> frozenset[str]:
     return frozenset(v.lower() for v in found if len(v) >= MIN_TOKEN)
 
 
@@ -106,9 +128,19 @@ def shift_date(value: str, days: int) -> str | None:
     return shifted.strftime("%Y%m%d") + value[8:]
 
 
-def deidentify(ds: Dataset, profile: Profile, repl: Replacements) -> None:
-    """De-identify a dataset in place: the profile, then the de-identification method record."""
-    _apply(ds, profile, repl)
+def deidentify(ds: Dataset, profile: Profile, repl: Replacements) -> frozenset[str]:
+    """De-identify a dataset in place, in one walk, and record how.
+
+    Returns the identifying values found on the way (see `identifying_values`): descriptions
+    are cleaned of them once the walk has seen every one, and `verify` searches the output
+    for them.
+    """
+    found: set[str] = set()
+    descriptors: list[DataElement] = []
+    _apply(ds, profile, repl, found, descriptors)
+    identifying = _lowered(found)
+    for elem in descriptors:
+        _map_values(elem, lambda v: clean_text(v, identifying))
     meta = getattr(ds, "file_meta", None)
     if meta is not None and "MediaStorageSOPInstanceUID" in meta:
         meta.MediaStorageSOPInstanceUID = UID(ds.SOPInstanceUID)
@@ -123,9 +155,18 @@ def deidentify(ds: Dataset, profile: Profile, repl: Replacements) -> None:
         item.add_new(0x00080104, "LO", meaning)  # CodeMeaning
         codes.append(item)
     ds.add_new(0x00120064, "SQ", Sequence(codes))  # DeidentificationMethodCodeSequence
+    return identifying
 
 
-def _apply(ds: Dataset, profile: Profile, repl: Replacements) -> None:
+def _apply(
+    ds: Dataset,
+    profile: Profile,
+    repl: Replacements,
+    found: set[str],
+    descriptors: list[DataElement],
+) -> None:
+    """Each element: its identifying values collected, then its operation applied (cleaning
+    waits in `descriptors` for the whole walk)."""
     safe = _safe_private_blocks(ds)
     kept_blocks: set[tuple[int, int]] = set()
     for tag in list(ds.keys()):
@@ -140,13 +181,27 @@ def _apply(ds: Dataset, profile: Profile, repl: Replacements) -> None:
             else:
                 del ds[tag]
             continue
-        op = profile.op_for(t, ds.get_item(tag).VR or _dictionary_vr(t))
+        if t == PIXEL_DATA:
+            continue
+        vr = _vr(ds, tag, t)
+        op = profile.op_for(t, vr)
+        if op is Op.RECURSE:
+            for item in _items(ds[tag]):
+                _apply(item, profile, repl, found, descriptors)
+            continue
+        if vr == "SQ":
+            for item in _items(ds[tag]):  # what goes with the sequence identified someone
+                _collect(item, profile, found)
+        else:
+            _collect_element(ds, tag, t, vr, op, found)
         if op is Op.KEEP:
             continue
         if op is Op.REMOVE:
             del ds[tag]
-            continue
-        _transform(ds, ds[tag], op, profile, repl)
+        elif op is Op.CLEAN:
+            descriptors.append(ds[tag])
+        else:
+            _transform(ds, ds[tag], op, repl)
     # Private creators stay only for blocks that kept a safe element.
     for tag in [t for t in ds.keys() if t & 0x10000 and 0x10 <= (t & 0xFFFF) <= 0xFF]:  # noqa: SIM118
         if (tag >> 16, tag & 0xFF) not in kept_blocks:
@@ -168,14 +223,9 @@ def _safe_private_blocks(ds: Dataset) -> dict[tuple[int, int], tuple[str, int]]:
     return blocks
 
 
-def _transform(
-    ds: Dataset, elem: DataElement, op: Op, profile: Profile, repl: Replacements
-) -> None:
+def _transform(ds: Dataset, elem: DataElement, op: Op, repl: Replacements) -> None:
     vr = elem.VR
-    if op is Op.RECURSE:
-        for item in elem.value or ():
-            _apply(item, profile, repl)
-    elif op is Op.EMPTY:
+    if op is Op.EMPTY:
         elem.value = Sequence() if vr == "SQ" else None
     elif op is Op.DUMMY:
         elem.value = _dummy(vr)
@@ -183,8 +233,6 @@ def _transform(
         _map_values(elem, repl.map_uid)
     elif op is Op.SHIFT:
         _shift(ds, elem, repl.ids.jitter_days)
-    elif op is Op.CLEAN:
-        _map_values(elem, lambda v: clean_text(v, repl.identifying))
     elif op is Op.PATIENT_ID or op is Op.PATIENT_NAME:
         elem.value = repl.ids.patient
     elif op is Op.ACCESSION:

@@ -17,7 +17,7 @@ from pydicom import Dataset
 from pydicom._uid_dict import UID_dictionary
 from pydicom.encaps import generate_fragments
 
-from .deidentify import Replacements, deidentify, identifying_values
+from .deidentify import Replacements, deidentify
 from .discovery import Instance
 from .identifiers import PatientIdentifiers
 from .logs import quiet_libraries
@@ -105,9 +105,7 @@ def _deidentified_bytes(
 ) -> tuple[bytes, str]:
     transfer_syntax = _transfer_syntax(ds)
     had_pixels = 0x7FE00010 in ds
-    identifying = identifying_values(ds, ctx.profile)
-    repl = Replacements(ids, inst.item_key, ctx.map_uid, identifying)
-    deidentify(ds, ctx.profile, repl)
+    identifying = deidentify(ds, ctx.profile, Replacements(ids, inst.item_key, ctx.map_uid))
     if ctx.recipe is not None:
         ctx.recipe.apply(ds)
     ds.file_meta.TransferSyntaxUID = transfer_syntax
