@@ -192,8 +192,12 @@ def _integrity_problem(ds: Dataset) -> str | None:
 
 
 def _write_atomically(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
     partial = path.with_name(f".{path.name}.partial")
-    with open(partial, "wb") as f:
+    try:
+        f = open(partial, "wb")  # noqa: SIM115 (closed below)
+    except FileNotFoundError:  # the series' first file: its folders are made once
+        path.parent.mkdir(parents=True, exist_ok=True)
+        f = open(partial, "wb")  # noqa: SIM115
+    with f:
         f.write(data)
     os.replace(partial, path)
