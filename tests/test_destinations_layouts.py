@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 import tarfile
 from pathlib import Path
 
@@ -72,3 +73,8 @@ def test_nifti_volume_and_stripped_sidecar(deidentified, tmp_path: Path) -> None
     assert sidecar["Modality"] == "MR"
     again = layouts.nifti("n", mr, tmp_path / "work2")
     assert [a.path.read_bytes() for a in artifacts] == [a.path.read_bytes() for a in again]
+
+
+def test_dcm2niix_is_found_beside_the_interpreter_when_not_on_path(monkeypatch) -> None:
+    monkeypatch.setenv("PATH", "/nonexistent")
+    assert Path(layouts.dcm2niix_binary()).parent == Path(sys.executable).parent

@@ -12,6 +12,7 @@ import json
 import re
 import shutil
 import subprocess
+import sys
 import tarfile
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -200,7 +201,11 @@ def nifti(prefix: str, images: list[Image], workdir: Path) -> list[Artifact]:
 
 
 def dcm2niix_binary() -> str:
-    found = shutil.which("dcm2niix")
+    # On PATH, or beside this interpreter: pip installs it there, and a venv is often used
+    # without being activated.
+    found = shutil.which("dcm2niix") or shutil.which(
+        "dcm2niix", path=str(Path(sys.executable).parent)
+    )
     if found is None:
         raise DeliveryError("layout nifti needs dcm2niix (pip install dcm2niix)")
     return found
