@@ -116,6 +116,27 @@ def test_series_stay_together_and_references_follow(tmp_path: Path) -> None:
     assert second.ReferencedImageSequence[0].ReferencedSOPInstanceUID in outs
 
 
+def test_files_cut_off_in_the_header_fail_and_are_not_written(tmp_path: Path) -> None:
+    """pydicom reads a cut-off file without complaint; such a file must not pass as complete."""
+    src = tmp_path / "in"
+    whole = identified_file(tmp_path / "whole.dcm").read_bytes()
+    ds = pydicom.dcmread(tmp_path / "whole.dcm")
+    comments = ds.get_item("ImageComments")  # after what discovery reads
+    cuts = {
+        "inside a value": comments.value_tell + 3,
+        "inside the next tag": comments.value_tell + comments.length + 3,
+    }
+    for n, cut in enumerate(cuts.values()):
+        identified_file(tmp_path / f"{n}.dcm", SOPInstanceUID=f"1.2.826.0.1.3680043.9.{n}")
+        (src / f"{n}.dcm").parent.mkdir(parents=True, exist_ok=True)
+        (src / f"{n}.dcm").write_bytes((tmp_path / f"{n}.dcm").read_bytes()[:cut])
+    assert len(whole) > max(cuts.values())
+    report = _run([src], tmp_path / "out")
+    assert report.failed == len(cuts) and report.anonymized == 0
+    assert {e.reason for e in report.errors} == {"truncated: the file ends inside an element"}
+    assert not list((tmp_path / "out").rglob("*.dcm"))
+
+
 def test_bad_inputs_are_reported_per_file_and_the_batch_goes_on(tmp_path: Path) -> None:
     src = tmp_path / "in"
     identified_file(src / "good.dcm")

@@ -15,7 +15,9 @@ from typing import Any
 import pydicom
 from pydicom import Dataset
 from pydicom._uid_dict import UID_dictionary
+from pydicom.dataelem import RawDataElement
 from pydicom.encaps import generate_fragments
+from pydicom.uid import DeflatedExplicitVRLittleEndian as DEFLATED
 
 from .deidentify import Replacements, deidentify
 from .discovery import Instance
@@ -81,8 +83,9 @@ def process_series(
 
 def process_file(ctx: Context, ref: str, inst: Instance, ids: PatientIdentifiers) -> Outcome:
     try:
-        ds = pydicom.dcmread(inst.path, force=True)
-        problem = _integrity_problem(ds)
+        stored = inst.path.read_bytes()
+        ds = pydicom.dcmread(io.BytesIO(stored), force=True)
+        problem = _integrity_problem(ds, stored)
         if problem:
             return Outcome(ref, "failed", problem)
         reason = ctx.screen.withheld_reason(ds)
@@ -164,8 +167,10 @@ def _transfer_syntax(ds: Dataset) -> pydicom.uid.UID:
     return pydicom.uid.ExplicitVRBigEndian
 
 
-def _integrity_problem(ds: Dataset) -> str | None:
-    """Truncation shows up as pixel data shorter than its header promises."""
+def _integrity_problem(ds: Dataset, stored: bytes) -> str | None:
+    """A file cut short: pydicom reads one without complaint, up to where it ends."""
+    if _ends_inside_an_element(ds, stored):
+        return "truncated: the file ends inside an element"
     if 0x7FE00010 not in ds:
         return None
     raw = ds.get_item(0x7FE00010)
@@ -189,6 +194,22 @@ def _integrity_problem(ds: Dataset) -> str | None:
     except (AttributeError, TypeError, ValueError):
         return "pixel data without a usable image description"
     return "truncated pixel data" if len(value) < expected else None
+
+
+UNDEFINED_LENGTH = 0xFFFFFFFF
+
+
+def _ends_inside_an_element(ds: Dataset, stored: bytes) -> bool:
+    """The last element declares more bytes than the file holds, or what follows it is the
+    start of another one (not zero padding). Deflated files are checked by zlib instead."""
+    meta = getattr(ds, "file_meta", None)
+    if not ds or (meta is not None and meta.get("TransferSyntaxUID") == DEFLATED):
+        return False
+    last = ds.get_item(max(ds.keys()))
+    if not isinstance(last, RawDataElement) or last.length == UNDEFINED_LENGTH:
+        return False  # encapsulated pixel data: its fragments are checked below
+    end = last.value_tell + last.length
+    return end > len(stored) or any(stored[end:])
 
 
 def _write_atomically(path: Path, data: bytes) -> None:
