@@ -195,7 +195,7 @@ def _parse(f: BinaryIO, has_preamble: bool) -> pydicom.Dataset:
 
 
 def _past_header(tag: int, _vr: str | None, _length: int) -> bool:
-    return tag > LAST_HEADER_TAG
+    return int(tag) > LAST_HEADER_TAG  # (pydicom's Tag compares in Python, an int in C)
 
 
 def _timestamp(date: object, time: object) -> str | None:
