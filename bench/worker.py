@@ -132,10 +132,10 @@ def main() -> None:
                 floor_s = min(floor_s, floor(files, Path(tmp) / "floor"))
                 memory_s = min(memory_s, floor(files, None))
             written = sum(1 for _ in out.rglob("*.dcm"))
-            one = Path(tmp) / "one"  # what a run costs before and after its files
-            (one / "a").mkdir(parents=True)
-            shutil.copy(files[0], one / "a")
-            fixed = min(sendit_wall(one, Path(tmp) / "one-out") for _ in range(args.repeat))
+            single = Path(tmp) / "single"  # what a run costs before and after its files
+            (single / "a").mkdir(parents=True)
+            shutil.copy(files[0], single / "a")
+            fixed = min(sendit_wall(single, Path(tmp) / "single-out") for _ in range(args.repeat))
             tree, one = sendit_memory(corpus, out)
             deid = deid_rate(files[: args.deid_subset])
             rate = n / wall

@@ -3,6 +3,7 @@ what it finds."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import pydicom
@@ -16,11 +17,7 @@ from sendit_worker.discovery import Candidate, Instance, Problem, read_header
 def _header(path: Path) -> Instance | Problem:
     result = read_header(Candidate(path, path.parent))
     # The path is the same either way; compare what was read.
-    return (
-        result
-        if isinstance(result, Problem)
-        else result.__class__(**{**result.__dict__, "path": Path(), "root": Path()})
-    )
+    return result if isinstance(result, Problem) else replace(result, path=Path(), root=Path())
 
 
 @pytest.mark.filterwarnings("ignore::UserWarning")  # pydicom warns of the values a cut leaves

@@ -10,7 +10,6 @@ from __future__ import annotations
 import io
 import os
 from collections.abc import Iterable, Iterator
-from contextlib import suppress
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
@@ -170,17 +169,18 @@ def _read(path: Path) -> tuple[pydicom.Dataset, bool]:
     with path.open("rb") as f:
         head = f.read(HEAD_BYTES)
         has_preamble = head[128:132] == b"DICM"
-        if len(head) < HEAD_BYTES:  # the whole file
-            return _parse(io.BytesIO(head), has_preamble), has_preamble
+        whole = len(head) < HEAD_BYTES
         buffer = io.BytesIO(head)
-        with suppress(Exception):  # the head ended inside the header: read the file instead
-            ds = read_partial(
-                buffer, _past_header, force=not has_preamble, specific_tags=HEADER_TAGS
-            )
+        try:
+            ds = _parse(buffer, has_preamble)
+        except NotDicom:
+            if whole:
+                raise
+        else:
             # Stopped before the head's end: the element after the header was seen whole.
-            if buffer.tell() < len(head):
+            if whole or buffer.tell() < len(head):
                 return ds, has_preamble
-        f.seek(0)
+        f.seek(0)  # the head ended inside the header: read the file instead
         return _parse(f, has_preamble), has_preamble
 
 
