@@ -200,10 +200,6 @@ def _apply(
             del ds[tag]
         elif op is Op.CLEAN:
             descriptors.append(ds[tag])
-        elif op in _VALUE_BLIND_OPS and len(vr) == 2:  # (not an ambiguous "US or SS")
-            # The old value is not needed (it was collected above if it identifies anyone):
-            # a new element replaces it without decoding it.
-            ds[tag] = DataElement(tag, vr, _blind_value(op, vr, repl))
         else:
             _transform(ds, ds[tag], op, repl)
     # Private creators stay only for blocks that kept a safe element.
@@ -229,25 +225,18 @@ def _safe_private_blocks(ds: Dataset) -> dict[tuple[int, int], tuple[str, int]]:
     return blocks
 
 
-# Operations whose result does not depend on the old value.
-_VALUE_BLIND_OPS = frozenset({Op.EMPTY, Op.DUMMY, Op.PATIENT_ID, Op.PATIENT_NAME})
-
-
-def _blind_value(op: Op, vr: str, repl: Replacements) -> object:
-    if op is Op.EMPTY:
-        return Sequence() if vr == "SQ" else None
-    if op is Op.DUMMY:
-        return _dummy(vr)
-    return repl.ids.patient  # PATIENT_ID, PATIENT_NAME
-
-
 def _transform(ds: Dataset, elem: DataElement, op: Op, repl: Replacements) -> None:
-    if op in _VALUE_BLIND_OPS:
-        elem.value = _blind_value(op, elem.VR, repl)
+    vr = elem.VR
+    if op is Op.EMPTY:
+        elem.value = Sequence() if vr == "SQ" else None
+    elif op is Op.DUMMY:
+        elem.value = _dummy(vr)
     elif op is Op.UID:
         _map_values(elem, repl.map_uid)
     elif op is Op.SHIFT:
         _shift(ds, elem, repl.ids.jitter_days)
+    elif op is Op.PATIENT_ID or op is Op.PATIENT_NAME:
+        elem.value = repl.ids.patient
     elif op is Op.ACCESSION:
         elem.value = repl.ids.studies.get(repl.item_key, "") if elem.value else ""
 
