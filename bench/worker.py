@@ -122,14 +122,15 @@ def main() -> None:
             make_sample(corpus, patients=50, files=n, sources=CT_AND_MR)
             files = sorted(corpus.rglob("*.dcm"))
             floor(files[:50], None)  # warm the page cache for both contenders
+            floor_dir = Path(tmp) / "floor"
             wall = floor_s = memory_s = float("inf")
             for _ in range(args.repeat):  # alternated, best of each: the machine is shared
                 os.sync()  # no contender pays for writing back the files of the one before
                 wall = min(wall, sendit_wall(corpus, out))
-                shutil.rmtree(Path(tmp) / "floor", ignore_errors=True)
-                (Path(tmp) / "floor").mkdir()
+                shutil.rmtree(floor_dir, ignore_errors=True)
+                floor_dir.mkdir()
                 os.sync()
-                floor_s = min(floor_s, floor(files, Path(tmp) / "floor"))
+                floor_s = min(floor_s, floor(files, floor_dir))
                 memory_s = min(memory_s, floor(files, None))
             written = sum(1 for _ in out.rglob("*.dcm"))
             single = Path(tmp) / "single"  # what a run costs before and after its files

@@ -121,8 +121,6 @@ def read_header(candidate: Candidate) -> Instance | Problem:
     """Recognise a DICOM instance by its content and read what grouping needs."""
     path, root = candidate.path, candidate.root
     try:
-        if path.stat().st_size == 0:
-            return Problem(path, root, "empty file")
         ds, has_preamble = _read(path)
     except PermissionError:
         return Problem(path, root, "unreadable: permission denied")
@@ -168,6 +166,8 @@ def _read(path: Path) -> tuple[pydicom.Dataset, bool]:
     file); only a header longer than the head is read again from the file."""
     with path.open("rb") as f:
         head = f.read(HEAD_BYTES)
+        if not head:
+            raise NotDicom("empty file")
         has_preamble = head[128:132] == b"DICM"
         whole = len(head) < HEAD_BYTES
         buffer = io.BytesIO(head)
