@@ -69,9 +69,8 @@ def main() -> None:
         liveness = free_port()
         operator = subprocess.Popen(
             [
-                "sendit",
+                "sendit-operator",
                 "-q",
-                "operator",
                 "--namespace",
                 NS,
                 "--max-running",

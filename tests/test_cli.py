@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 from dicomdata import KEY, identified_file, leaks, planted_tokens
 
+from sendit_api.names import PSEUDONYM_KEY_ENV as KEY_ENV
 from sendit_worker.cli import main
-from sendit_worker.pseudonyms import KEY_ENV
 
 
 @pytest.fixture(autouse=True)

@@ -35,11 +35,7 @@ def test_no_new_dciodvfy_errors(kind: str, tmp_path: Path) -> None:
     plant_phi(make_clean_image(pydicom.dcmread(bundled(KINDS[kind])))).save_as(
         source, enforce_file_format=True
     )
-    report = run(
-        RunOptions(
-            folders=[source.parent], output=tmp_path / "out", key=KEY, workers=1, progress=False
-        )
-    )
+    report = run(RunOptions(folders=[source.parent], output=tmp_path / "out", key=KEY, workers=1))
     assert report.anonymized == 1, report.errors
     output = next((tmp_path / "out").rglob("*.dcm"))
     assert _errors(output) - _errors(source) == set()

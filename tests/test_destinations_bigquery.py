@@ -11,17 +11,19 @@ from __future__ import annotations
 import json
 
 import pytest
+from batches import destinations
 
+from sendit_api.spec import BigQuery
 from sendit_worker.destinations import bigquery as bq
 from sendit_worker.destinations.bigquery import BigQuerySink
-from sendit_worker.destinations.config import BigQueryConfig
-from sendit_worker.destinations.layouts import Image
+from sendit_worker.images import DeidentifiedImage
 
 pytestmark = pytest.mark.emulators
 
 
-def _config(mock, table: str) -> BigQueryConfig:
-    return BigQueryConfig(project="proj", dataset="research", table=table, endpoint=mock.url)
+def _config(mock, table: str) -> BigQuery:
+    bigquery = {"project": "proj", "dataset": "research", "table": table, "endpoint": mock.url}
+    return destinations(bigquery=bigquery).bigquery
 
 
 def test_row_is_typed_and_safe(deidentified) -> None:
@@ -52,7 +54,7 @@ def test_parts_stay_under_the_limit_and_job_ids_are_stable() -> None:
     assert bq.job_id("b", "t", rows) != bq.job_id("b2", "t", rows)
 
 
-def _rows(series: list[list[Image]]) -> list[dict]:
+def _rows(series: list[list[DeidentifiedImage]]) -> list[dict]:
     return [bq.row(i, "b", f"gs://bkt/{i.sop}.dcm", None) for s in series for i in s]
 
 

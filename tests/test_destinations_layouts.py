@@ -11,14 +11,14 @@ import pytest
 
 from sendit_worker.destinations import layouts
 from sendit_worker.destinations.errors import DeliveryError
-from sendit_worker.destinations.layouts import Image
+from sendit_worker.images import DeidentifiedImage, ImageMetadata
 
 
-def _image(tmp_path: Path, sop: str, **meta: str) -> Image:
+def _image(tmp_path: Path, sop: str, **meta: str) -> DeidentifiedImage:
     path = tmp_path / f"{sop}.dcm"
     path.write_bytes(sop.encode() * 10)
     metadata = {"patient": "P7Q2", "study": "2.25.1", "series": "2.25.2", "sop": sop, **meta}
-    return Image(path, path.stat().st_size, metadata)
+    return DeidentifiedImage(path, path.stat().st_size, ImageMetadata.of(metadata))
 
 
 def test_dicom_names_come_from_pseudonymous_ids_only(tmp_path: Path) -> None:
@@ -63,7 +63,7 @@ def test_sidecar_keeps_acquisition_fields_only() -> None:
 
 def test_nifti_volume_and_stripped_sidecar(deidentified, tmp_path: Path) -> None:
     _, series = deidentified
-    mr = next(s for s in series if s[0].metadata["modality"] == "MR" and len(s) > 1)
+    mr = next(s for s in series if s[0].metadata.modality == "MR" and len(s) > 1)
     artifacts = layouts.nifti("n", mr, tmp_path / "work")
     names = sorted(a.name for a in artifacts)
     base = layouts.series_prefix("n", mr[0].metadata)

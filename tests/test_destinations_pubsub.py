@@ -6,7 +6,6 @@ import json
 
 import pytest
 
-from sendit_worker.destinations.config import PubSubConfig
 from sendit_worker.destinations.errors import DestinationError
 from sendit_worker.destinations.pubsub import SCHEMA, PubSubSink, event_id, make_event
 
@@ -31,7 +30,7 @@ def test_event_ids_are_stable_and_distinct() -> None:
 
 def test_published_with_attributes_and_ordering_key(pubsub_emulator) -> None:
     topic = pubsub_emulator.topic("sendit-test", "events-unit")
-    sink = PubSubSink(PubSubConfig(topic=topic))
+    sink = PubSubSink(topic)
     sink.preflight()
     events = [make_event("batch.started", "b1")] + [
         make_event("series.delivered", "b1", f"2.25.{n}", images=n) for n in range(5)
@@ -45,6 +44,6 @@ def test_published_with_attributes_and_ordering_key(pubsub_emulator) -> None:
 
 
 def test_missing_topic_is_one_clear_error_naming_it(pubsub_emulator) -> None:
-    sink = PubSubSink(PubSubConfig(topic="projects/sendit-test/topics/nope"))
+    sink = PubSubSink("projects/sendit-test/topics/nope")
     with pytest.raises(DestinationError, match="topic 'projects/sendit-test/topics/nope'"):
         sink.preflight()

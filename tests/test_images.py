@@ -4,8 +4,9 @@
 - The Dockerfiles keep their promises: pinned base, multi-stage, a numeric non-root USER, an
   entrypoint that exists, and what each copies is what the .dockerignore lets in.
 - What the images run works from a clean install: the same `pip install` each Dockerfile does,
-  into a fresh virtual environment made from this checkout, then `sendit operator --help`,
-  `sendit worker --help`, `sendit watch --help` and the imports behind them.
+  into a fresh virtual environment per image made from this checkout, then `sendit-operator
+  --help`, `sendit worker --help`, `sendit watch --help` and the imports behind them; the
+  operator's install holds none of the worker's packages.
 """
 
 from __future__ import annotations
@@ -70,7 +71,8 @@ def test_dockerfile_shape(name):
     assert not any(w == "COPY" and "--from=" not in a for w, a in after_final_from), (
         "the runtime stage takes only the built virtual environment"
     )
-    assert ("ENTRYPOINT", '["sendit"]') in steps
+    entrypoint = '["sendit-operator"]' if name == "Dockerfile.operator" else '["sendit"]'
+    assert ("ENTRYPOINT", entrypoint) in steps
 
 
 def test_dockerignore_lets_in_only_what_the_images_copy():
@@ -105,20 +107,13 @@ def pip_requirements(name: str) -> list[str]:
     return reqs
 
 
-@pytest.fixture(scope="module")
-def clean_env(tmp_path_factory):
-    """One fresh venv with what both images install: `.[operator]` and `.[worker]`."""
-    venv = tmp_path_factory.mktemp("venv") / "sendit"
+def _install(venv: Path, dockerfile: str) -> Path:
+    """A fresh venv with what one image installs (the same `pip install` arguments)."""
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
-    python = venv / "bin" / "python"
-    reqs = {
-        r.replace(".[", f"{ROOT}[") if r.startswith(".[") else r
-        for r in pip_requirements("Dockerfile.operator") + pip_requirements("Dockerfile.worker")
-    }
-    assert f"{ROOT}[operator]" in reqs and f"{ROOT}[worker]" in reqs, reqs
+    reqs = [r.replace(".[", f"{ROOT}[") for r in pip_requirements(dockerfile)]
     env = {**os.environ, "PIP_DISABLE_PIP_VERSION_CHECK": "1"}
     proc = subprocess.run(
-        [str(python), "-m", "pip", "install", "-q", *sorted(reqs)],
+        [str(venv / "bin" / "python"), "-m", "pip", "install", "-q", *reqs],
         capture_output=True,
         text=True,
         env=env,
@@ -127,6 +122,16 @@ def clean_env(tmp_path_factory):
     )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     return venv
+
+
+@pytest.fixture(scope="module")
+def worker_env(tmp_path_factory) -> Path:
+    return _install(tmp_path_factory.mktemp("venv") / "worker", "Dockerfile.worker")
+
+
+@pytest.fixture(scope="module")
+def operator_env(tmp_path_factory) -> Path:
+    return _install(tmp_path_factory.mktemp("venv") / "operator", "Dockerfile.operator")
 
 
 def run(venv: Path, *args: str) -> subprocess.CompletedProcess:
@@ -140,38 +145,55 @@ def run(venv: Path, *args: str) -> subprocess.CompletedProcess:
     )
 
 
-@pytest.mark.parametrize(
-    ("command", "flag"),
-    [
-        ("operator", "--worker-image"),
-        ("worker", "--shards"),
-        ("watch", "--watch"),
-    ],
-)
-def test_entrypoints_from_a_clean_install(clean_env, command, flag):
-    """The image's ENTRYPOINT `sendit` with the subcommand the chart/operator give it."""
-    proc = run(clean_env, str(clean_env / "bin" / "sendit"), command, "--help")
+@pytest.mark.parametrize(("command", "flag"), [("worker", "--shards"), ("watch", "--watch")])
+def test_worker_entrypoints_from_a_clean_install(worker_env, command, flag):
+    """The worker image's ENTRYPOINT `sendit` with the subcommand the operator gives it."""
+    proc = run(worker_env, str(worker_env / "bin" / "sendit"), command, "--help")
     assert proc.returncode == 0, proc.stderr
     assert flag in proc.stdout
 
 
-def test_installed_package_is_not_the_checkout(clean_env):
+def test_operator_entrypoint_from_a_clean_install(operator_env):
+    proc = run(operator_env, str(operator_env / "bin" / "sendit-operator"), "--help")
+    assert proc.returncode == 0, proc.stderr
+    assert "--worker-image" in proc.stdout
+
+
+def test_the_operator_image_installs_no_worker_packages(operator_env):
+    """No pydicom, deid, numpy or Google clients in the operator's install, and its entry
+    point loads none of them; the worker's command says what is missing instead of crashing."""
+    code = (
+        "import importlib.util, sys;"
+        "heavy = ['pydicom', 'deid', 'numpy', 'google.cloud.storage', 'tqdm'];"
+        "print([m for m in heavy if importlib.util.find_spec(m.split('.')[0]) and"
+        " (m.count('.') == 0 or importlib.util.find_spec(m))]);"
+        "import sendit_operator.main, kopf, kubernetes;"
+        "print(sorted(m for m in sys.modules if m.startswith('sendit_worker')))"
+    )
+    proc = run(operator_env, str(operator_env / "bin" / "python"), "-c", code)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.splitlines() == ["[]", "[]"]
+    sendit = run(operator_env, str(operator_env / "bin" / "sendit"), "sample", "/tmp/x")
+    assert sendit.returncode == 2 and "pip install 'sendit[worker]'" in sendit.stderr
+
+
+def test_installed_package_is_not_the_checkout(worker_env):
     """The venv imports the installed wheel (with its CRDs), not the source tree."""
     code = (
-        "import sendit_worker, sendit_operator.main, sendit_operator.watch, kopf, kubernetes;"
+        "import sendit_api, sendit_worker.pod, sendit_worker.watch_scan, kubernetes;"
         "import google.cloud.storage, google.cloud.bigquery, google.cloud.pubsub_v1;"
         "from importlib.resources import files;"
         "print(sendit_worker.__file__);"
-        "print(sorted(p.name for p in files('sendit_worker').joinpath('crds').iterdir()))"
+        "print(sorted(p.name for p in files('sendit_api').joinpath('crds').iterdir()))"
     )
-    proc = run(clean_env, str(clean_env / "bin" / "python"), "-c", code)
+    proc = run(worker_env, str(worker_env / "bin" / "python"), "-c", code)
     assert proc.returncode == 0, proc.stderr
     where, crds = proc.stdout.splitlines()
-    assert str(clean_env) in where and str(ROOT) not in where
+    assert str(worker_env) in where and str(ROOT) not in where
     assert crds == str(sorted(p.name for p in (ROOT / "crds").glob("*.yaml")))
 
 
-def test_dcm2niix_from_the_worker_image_runs(clean_env):
-    """NIfTI output: the dcm2niix wheel (via the `cloud` extra) provides a working binary."""
-    proc = run(clean_env, str(clean_env / "bin" / "dcm2niix"), "-v")
+def test_dcm2niix_from_the_worker_image_runs(worker_env):
+    """NIfTI output: the dcm2niix wheel (via the `worker` extra) provides a working binary."""
+    proc = run(worker_env, str(worker_env / "bin" / "dcm2niix"), "-v")
     assert "dcm2niix" in (proc.stdout + proc.stderr).lower()

@@ -1,5 +1,5 @@
 """The operator on the real control plane (tests/controlplane): `kubectl apply` a batch, the
-operator (a `sendit operator` subprocess, authenticated as the ServiceAccount of
+operator (a `sendit-operator` subprocess, authenticated as the ServiceAccount of
 deploy/rbac/operator.yaml, so its ClusterRole is what is tested) makes the Job, and the fake
 node (the harness's node TEST DOUBLE: it runs each Pod's command as a local process) runs
 `sendit worker`. One operator and one namespace for the module; the restart test kills the
@@ -39,20 +39,20 @@ def free_port() -> int:
 
 
 class Operator:
-    """`sendit operator` as a subprocess; start, kill -9 and start again."""
+    """`sendit-operator` as a subprocess; start, kill -9 and start again."""
 
     def __init__(self, kubeconfig: Path, log: Path) -> None:
         self.kubeconfig, self.log = kubeconfig, log
         self.proc: subprocess.Popen | None = None
         self.liveness, self.metrics = free_port(), free_port()
 
-    def start(self) -> None:
+    def start(self, *extra: str) -> None:
         env = {**os.environ, "KUBECONFIG": str(self.kubeconfig)}
-        args = ["--namespace", NS, "--resync-seconds", "2"]
+        args = ["--namespace", NS, "--resync-seconds", "2", *extra]
         args += ["--liveness-port", str(self.liveness), "--metrics-port", str(self.metrics)]
         with open(self.log, "ab") as out:
             self.proc = subprocess.Popen(
-                ["sendit", "operator", *args], env=env, stdout=out, stderr=subprocess.STDOUT
+                ["sendit-operator", *args], env=env, stdout=out, stderr=subprocess.STDOUT
             )
         wait_for(lambda: self.get(self.liveness, "/healthz"), 30, "the operator's /healthz")
 
@@ -280,6 +280,28 @@ def test_operator_restart_mid_batch_makes_no_second_job(cluster, fake_node, oper
     assert reasons.count("Processing") == 1 and reasons.count("Sent") == 1
 
 
+def test_a_restarted_operator_counts_the_batches_already_running(cluster, fake_node, operator):
+    """Bug: after a restart, admission counted only the batches reconciled so far, so
+    --max-running could be exceeded. A suspended batch holds the one slot across the restart."""
+    apply(cluster, manifest("slot-a", cluster.data, suspend=True))
+    wait_phase(cluster, "slot-a", "Processing")
+    operator.kill()
+    try:
+        operator.start("--max-running", "1")
+        apply(cluster, manifest("slot-b", cluster.data))
+        time.sleep(5)  # the new operator has reconciled both, and resynced
+        waiting = get(cluster, "slot-b").get("status") or {}
+        assert jobs(cluster, "slot-b") == [] and waiting.get("phase") == "Queued", waiting
+        assert "free slot" in waiting["message"]
+        cluster.kubectl(
+            "-n", NS, "patch", "sb", "slot-a", "--type=merge", "-p", '{"spec":{"cancel":true}}'
+        )
+        wait_phase(cluster, "slot-b", "Sent")
+    finally:
+        operator.stop()
+        operator.start()
+
+
 def test_invalid_manifests_are_rejected_with_clear_messages(cluster):
     bad = cluster.kubectl(
         "apply",
@@ -301,6 +323,12 @@ def test_invalid_manifests_are_rejected_with_clear_messages(cluster):
     escape["spec"]["source"]["folders"] = ["../etc"]
     out = cluster.kubectl("apply", "-f", "-", check=False, input=json.dumps(escape))
     assert out.returncode != 0 and "no '..'" in out.stderr
+    # Bug: a batch whose only destination was `pacs` (no sink yet) reached Sent with nothing
+    # sent. A destination kind without a sink is not in the schema, and is refused.
+    pacs = json.loads(manifest("pacs-only", cluster.data))
+    pacs["spec"]["destinations"] = {"pacs": {"host": "127.0.0.1"}}
+    out = cluster.kubectl("apply", "-f", "-", check=False, input=json.dumps(pacs))
+    assert out.returncode != 0 and 'unknown field "spec.destinations.pacs"' in out.stderr
     apply(cluster, manifest("fixed", cluster.data, suspend=True))
     for change, message in [
         ('{"spec":{"source":{"folders":["other"]}}}', "spec.source cannot change"),

@@ -2,18 +2,37 @@
 
 from __future__ import annotations
 
-from sendit_operator.status import JobState, job_state, phase, rollup
+from batches import batch
 
-SPEC = {"parallelism": 2, "send": "auto", "suspend": False, "cancel": False}
+from sendit_api.status import ShardReport
+from sendit_operator import status as st
+from sendit_operator.status import JobState, job_state
+
+SPEC = batch(parallelism=2).spec
 AT = "2026-01-01T00:00:00Z"
+
+
+def spec(**changes):
+    return batch(parallelism=2, **changes).spec
+
+
+def phase(spec, previous, jobs, shards, problem=None, waiting=None):
+    return st.phase(spec, previous, jobs, shards, problem, waiting)
 
 
 def job(stage="process", state="Running", sends=True, reason="") -> JobState:
     return JobState(f"b-{stage}", stage, sends, state, reason, created="2025-12-31T23:59:00Z")
 
 
-def shards(*stages: str, **counts: int) -> dict:
-    return {str(i): {"stage": s, **counts} for i, s in enumerate(stages)}
+def shards(*stages: str, **counts: int) -> dict[str, ShardReport]:
+    return {str(i): ShardReport.of({"stage": s, **counts}) for i, s in enumerate(stages)}
+
+
+def rollup(body: dict, jobs: dict, problem, waiting, at: str) -> dict:
+    """The status the batch gets, as the planner computes it."""
+    status = body["status"]
+    now = st.phase(body["spec"], status.get("phase"), jobs, st.shards_of(status), problem, waiting)
+    return st.rollup(body["spec"], body["generation"], status, jobs, now, at)
 
 
 def test_queued_processing_sent_with_auto_send():
@@ -27,7 +46,7 @@ def test_queued_processing_sent_with_auto_send():
 
 
 def test_manual_send_stops_at_done_processing_then_sends():
-    manual = {**SPEC, "send": "manual"}
+    manual = spec(send="manual", workspace={"emptyDir": {}})
     done = phase(manual, "Processing", {"process": job(sends=False)}, shards("processed"))
     assert done.phase == "Processing"  # one of two shards
     done = phase(
@@ -58,9 +77,7 @@ def test_failures_cancel_and_final_phases():
         SPEC, "Processing", {"process": job(state="Failed", reason="BackoffLimitExceeded")}, {}
     )
     assert retries.reason == "BackoffLimitExceeded"
-    assert (
-        phase({**SPEC, "cancel": True}, "Processing", {"process": job()}, {}).phase == "Cancelled"
-    )
+    assert phase(spec(cancel=True), "Processing", {"process": job()}, {}).phase == "Cancelled"
     for final in ("Sent", "Failed", "Cancelled"):
         assert phase(SPEC, final, {"process": job(state="Running")}, {}).phase == final
     stalled = phase(SPEC, None, {}, {}, problem="Secret key not found")
@@ -87,12 +104,8 @@ def test_job_state_reads_conditions_and_suspend():
     assert job_state(base).sends is True
 
 
-def body(status: dict | None = None, **spec) -> dict:
-    return {
-        "metadata": {"name": "b", "generation": 3},
-        "spec": {**SPEC, **spec},
-        "status": status or {},
-    }
+def body(status: dict | None = None, **changes) -> dict:
+    return {"generation": 3, "spec": spec(**changes), "status": status or {}}
 
 
 def test_rollup_sums_shards_and_sets_conditions():
@@ -127,15 +140,13 @@ def test_rollup_sums_shards_and_sets_conditions():
     assert new["startTime"] == "2025-12-31T23:59:00Z" and new["completionTime"] == AT
 
 
-def test_rollup_keeps_transition_times_and_freezes_final_status():
+def test_rollup_keeps_transition_times():
     first = rollup(body(), {}, None, None, AT)
     again = rollup(body({**first}), {}, None, None, "2026-01-02T00:00:00Z")
     assert [c["lastTransitionTime"] for c in again["conditions"]] == [AT] * 5
     stalled = rollup(body(), {}, "Secret key not found", None, AT)
     conds = {c["type"]: c for c in stalled["conditions"]}
     assert conds["Stalled"] == {**conds["Stalled"], "status": "True", "reason": "InvalidReference"}
-    final = {"phase": "Sent", "counts": {"sent": 1}, "shards": {}}
-    assert rollup(body(final), {}, None, None, AT) == {"phase": "Sent", "counts": {"sent": 1}}
 
 
 def test_suspended_batch_is_not_ready_nor_reconciling():
@@ -153,3 +164,31 @@ def test_a_cancelled_batch_is_stalled_so_health_checks_stop_waiting() -> None:
         "Cancelled",
     )
     assert conditions["Ready"]["status"] == "False"
+
+
+def test_cleanup_runs_only_after_a_complete_verified_send():
+    delete = spec(cleanup={"source": "delete"})
+    complete = shards("sent", "sent", discovered=2, anonymized=2, sent=2)
+    assert st.wants_cleanup(delete, complete)
+    assert not st.wants_cleanup(SPEC, complete)  # keep
+    partial = shards("sent", "sent", discovered=2, anonymized=2, sent=1)
+    assert not st.wants_cleanup(delete, partial)
+    assert not st.wants_cleanup(delete, shards("sent", "sending", discovered=2, anonymized=2))
+    done = {"process": job(state="Complete")}
+    now = phase(delete, "Sending", done, complete)
+    assert (now.phase, now.message) == (
+        "Sending",
+        "every shard delivered; removing the source folders",
+    )
+    cleaned = {**done, "cleanup": job("cleanup", "Complete", sends=False)}
+    assert phase(delete, "Sending", cleaned, complete).phase == "Sent"
+    kept = phase(delete, "Sending", done, partial)
+    assert (kept.phase, kept.message) == (
+        "Sent",
+        "every shard delivered; source kept: not every image was sent",
+    )
+    failed = {
+        **done,
+        "cleanup": job("cleanup", "Failed", sends=False, reason="BackoffLimitExceeded"),
+    }
+    assert phase(delete, "Sending", failed, complete).phase == "Failed"

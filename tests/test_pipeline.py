@@ -18,7 +18,7 @@ from sendit_worker.pipeline import RunOptions, run, shard_of
 
 
 def _run(folders: list[Path], out: Path, key: bytes = KEY, **kw) -> object:
-    return run(RunOptions(folders=folders, output=out, key=key, workers=1, progress=False, **kw))
+    return run(RunOptions(folders=folders, output=out, key=key, workers=1, **kw))
 
 
 def _outputs(out: Path) -> list[Path]:
@@ -188,7 +188,7 @@ def test_burned_in_annotation_is_withheld(tmp_path: Path) -> None:
     ds.BurnedInAnnotation = "YES"
     ds.save_as(path)
     report = _run([src], tmp_path / "out")
-    assert (report.withheld, report.anonymized, report.exit_code) == (1, 0, 0)
+    assert (report.withheld, report.anonymized, report.failed) == (1, 0, 0)
     assert _outputs(tmp_path / "out") == []
 
 
@@ -200,7 +200,16 @@ def test_shards_partition_the_series(tmp_path: Path) -> None:
         identified_file(src / f"{n}.dcm", source=source)
     totals = [_run([src], tmp_path / f"out{i}", shard=(i, 2)).discovered for i in range(2)]
     assert sum(totals) == 4
-    assert shard_of("1.2.3", 2) == shard_of("1.2.3", 2)
+    series = [{p.parent.name for p in _outputs(tmp_path / f"out{i}")} for i in range(2)]
+    assert not series[0] & series[1], "a series belongs to one shard only"
+    again = _run([src], tmp_path / "again", shard=(0, 2))
+    assert {p.parent.name for p in _outputs(tmp_path / "again")} == series[0]
+    assert again.discovered == totals[0]
+
+
+def test_a_series_keeps_its_shard_across_versions() -> None:
+    """Pinned: a retried or resumed batch must find each series in the shard it was in."""
+    assert [shard_of(f"1.2.{n}", 4) for n in range(8)] == [0, 0, 3, 2, 2, 2, 2, 1]
 
 
 def test_pool_of_processes_gives_the_same_result_as_inline(tmp_path: Path) -> None:
@@ -208,9 +217,7 @@ def test_pool_of_processes_gives_the_same_result_as_inline(tmp_path: Path) -> No
     for n, source in enumerate(["CT_small.dcm", "MR_small.dcm", "JPEG2000.dcm"]):
         identified_file(src / f"{n}.dcm", source=source)
     inline = _run([src], tmp_path / "inline")
-    pooled = run(
-        RunOptions(folders=[src], output=tmp_path / "pool", key=KEY, workers=2, progress=False)
-    )
+    pooled = run(RunOptions(folders=[src], output=tmp_path / "pool", key=KEY, workers=2))
     assert inline.counts() == pooled.counts()
     assert [p.relative_to(tmp_path / "inline") for p in _outputs(tmp_path / "inline")] == [
         p.relative_to(tmp_path / "pool") for p in _outputs(tmp_path / "pool")

@@ -68,11 +68,7 @@ def test_every_annex_e_attribute_is_acted_on(tmp_path: Path) -> None:
     ds, planted = _with_every_attribute()
     (tmp_path / "in").mkdir()
     ds.save_as(tmp_path / "in" / "all.dcm", enforce_file_format=True)
-    report = run(
-        RunOptions(
-            folders=[tmp_path / "in"], output=tmp_path / "out", key=KEY, workers=1, progress=False
-        )
-    )
+    report = run(RunOptions(folders=[tmp_path / "in"], output=tmp_path / "out", key=KEY, workers=1))
     assert report.anonymized == 1, report.errors
     out = pydicom.dcmread(next((tmp_path / "out").rglob("*.dcm")))
     profile = default_profile()

@@ -7,8 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from sendit_worker.errors import ConfigError
-from sendit_worker.pseudonyms import KEY_ENV, Pseudonymizer, load_key
+from sendit_api.errors import Permanent
+from sendit_api.names import PSEUDONYM_KEY_ENV as KEY_ENV
+from sendit_worker.pseudonyms import Pseudonymizer, load_key
 
 
 def test_uids_are_valid_and_stable() -> None:
@@ -38,9 +39,9 @@ def test_short_or_missing_key_is_a_configuration_error(
 ) -> None:
     monkeypatch.delenv(KEY_ENV, raising=False)
     (tmp_path / "key").write_text("short")
-    with pytest.raises(ConfigError, match="shorter"):
+    with pytest.raises(Permanent, match="shorter"):
         load_key(tmp_path / "key", create_default=False)
-    with pytest.raises(ConfigError, match="no pseudonym key"):
+    with pytest.raises(Permanent, match="no pseudonym key"):
         load_key(None, create_default=False)
 
 

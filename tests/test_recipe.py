@@ -8,7 +8,7 @@ import pydicom
 import pytest
 from dicomdata import KEY, identified_file
 
-from sendit_worker.errors import ConfigError
+from sendit_api.errors import Permanent
 from sendit_worker.pipeline import RunOptions, run
 from sendit_worker.recipe import UserRecipe
 
@@ -26,7 +26,6 @@ def test_a_recipe_runs_after_the_profile(tmp_path: Path) -> None:
             output=tmp_path / "out",
             key=KEY,
             workers=1,
-            progress=False,
             recipe=recipe,
         )
     )
@@ -37,7 +36,7 @@ def test_a_recipe_runs_after_the_profile(tmp_path: Path) -> None:
 
 def test_a_file_that_is_not_a_recipe_is_a_configuration_error(tmp_path: Path) -> None:
     (tmp_path / "r.deid").write_text("hello")
-    with pytest.raises(ConfigError, match="not a deid recipe"):
+    with pytest.raises(Permanent, match="not a deid recipe"):
         UserRecipe.load(tmp_path / "r.deid")
-    with pytest.raises(ConfigError, match="cannot read"):
+    with pytest.raises(Permanent, match="cannot read"):
         UserRecipe.load(tmp_path / "missing.deid")

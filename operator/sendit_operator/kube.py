@@ -10,14 +10,12 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
-from datetime import UTC, datetime
 from typing import Any
 
 from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
 
-from sendit_worker.cluster import GROUP, VERSION
+from sendit_api.names import GROUP, VERSION
 
 MANAGER = "sendit-operator"
 
@@ -55,7 +53,6 @@ class Kube:
         self.batch = client.BatchV1Api(api)
         self.rbac = client.RbacAuthorizationV1Api(api)
         self.custom = client.CustomObjectsApi(api)
-        self.instance = os.environ.get("HOSTNAME", MANAGER)
 
     def exists(self, namespace: str, kind: str, name: str) -> bool:
         read = {
@@ -138,31 +135,3 @@ class Kube:
                 _preload_content=False,
             )
         )
-
-    def post_event(self, body: dict[str, Any], kind: str, reason: str, message: str) -> None:
-        """A core/v1 Event on the batch (kopf.event needs a handler's context; the resync
-        loop has none)."""
-        meta = body["metadata"]
-        at = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-        event = {
-            "apiVersion": "v1",
-            "kind": "Event",
-            "metadata": {"generateName": f"{meta['name']}.", "namespace": meta["namespace"]},
-            "involvedObject": {
-                "apiVersion": body["apiVersion"],
-                "kind": body["kind"],
-                "name": meta["name"],
-                "namespace": meta["namespace"],
-                "uid": meta["uid"],
-            },
-            "type": kind,
-            "reason": reason,
-            "message": message[:1024],
-            "source": {"component": MANAGER},
-            "reportingComponent": MANAGER,
-            "reportingInstance": self.instance,
-            "firstTimestamp": at,
-            "lastTimestamp": at,
-            "count": 1,
-        }
-        _done(self.core.create_namespaced_event(meta["namespace"], event, _preload_content=False))

@@ -1,61 +1,38 @@
-"""`sendit operator`: kopf's runner with Sendit's settings, a liveness and a metrics endpoint."""
+"""`sendit-operator`: kopf's runner with Sendit's handlers and settings, a liveness and a
+metrics endpoint. Imports the contract (sendit_api), kopf, the Kubernetes client and the
+Prometheus client only: no DICOM, no de-identification, no Google clients."""
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import logging
+import os
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import kopf
 from prometheus_client import start_http_server
 
-from . import handlers
-from .handlers import Config, State
-from .kube import Kube
+from .handlers import Config, State, register
+from .kube import MANAGER, Kube
 
 
-@kopf.on.startup()
-async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
-    settings.persistence.finalizer = "sendit.dev/operator"
-    settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix="sendit.dev")
-    settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(prefix="sendit.dev")
-    settings.posting.level = logging.INFO
-    settings.watching.server_timeout = 300
-    settings.batching.worker_limit = 64
-    if memo.get("metrics_port"):
-        start_http_server(memo.metrics_port)
-    # Every API call runs in a thread (the client blocks): the default pool (cores + 4) would
-    # make a burst of new batches wait in line.
-    asyncio.get_running_loop().set_default_executor(ThreadPoolExecutor(max_workers=32))
-
-
-@kopf.on.startup()
-async def start_resync(
-    memo: kopf.Memo, batch_index: kopf.Index, job_index: kopf.Index, **_
-) -> None:
-    state: State = memo.state
-    task = asyncio.create_task(handlers.resync(state, batch_index, job_index))
-    state.tasks.add(task)
-
-
-@kopf.on.cleanup()
-async def stop(memo: kopf.Memo, **_: Any) -> None:
-    for task in memo.state.tasks:
-        task.cancel()
-
-
-def main(args: Any) -> int:
-    config = Config(
-        image=args.worker_image,
-        max_running=args.max_running,
-        resync_seconds=args.resync_seconds,
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.WARNING if args.quiet else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
-    memo = kopf.Memo(state=State(config=config, kube=Kube()), metrics_port=args.metrics_port)
-    namespaces = args.namespace or []
+    config = Config(args.worker_image, args.max_running, args.resync_seconds)
+    registry = kopf.OperatorRegistry()
+    register(registry, config)
+    _lifecycle(registry, args.metrics_port)
+    memo = kopf.Memo(state=State(config=config, kube=Kube()))
     kopf.run(
-        clusterwide=not namespaces,
-        namespaces=namespaces,
+        registry=registry,
+        clusterwide=not args.namespace,
+        namespaces=args.namespace or [],
         memo=memo,
         liveness_endpoint=f"http://0.0.0.0:{args.liveness_port}/healthz"
         if args.liveness_port
@@ -63,3 +40,46 @@ def main(args: Any) -> int:
         standalone=True,
     )
     return 0
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="sendit-operator", description=__doc__.splitlines()[0])
+    p.add_argument("-q", "--quiet", action="store_true", help="warnings and errors only")
+    p.add_argument(
+        "--namespace", action="append", help="a namespace to watch (repeat; default: all)"
+    )
+    p.add_argument("--max-running", type=int, default=10, help="batches running at once")
+    p.add_argument("--worker-image", default="sendit-worker:latest", help="the workers' image")
+    p.add_argument("--liveness-port", type=int, default=8080, help="0: no /healthz")
+    p.add_argument("--metrics-port", type=int, default=9090, help="0: no /metrics")
+    p.add_argument(
+        "--resync-seconds",
+        type=float,
+        default=30.0,
+        help="how often a batch not final is looked at",
+    )
+    return p
+
+
+def _lifecycle(registry: kopf.OperatorRegistry, metrics_port: int) -> None:
+    # In-cluster or kubeconfig credentials, through the Kubernetes client (kopf's default
+    # login lives on its default registry, not on ours).
+    kopf.on.login(registry=registry)(kopf.login_via_client)
+
+    @kopf.on.startup(registry=registry)
+    async def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
+        settings.persistence.finalizer = "sendit.dev/operator"  # kopf's timer keeps one
+        settings.posting.reporting_component = MANAGER
+        settings.posting.reporting_instance = os.environ.get("HOSTNAME", MANAGER)
+        settings.watching.server_timeout = 300
+        settings.batching.worker_limit = 64
+        if metrics_port:
+            start_http_server(metrics_port)
+        # Every API call runs in a thread (the client blocks): the default pool (cores + 4)
+        # would make a burst of new batches wait in line.
+        asyncio.get_running_loop().set_default_executor(ThreadPoolExecutor(max_workers=32))
+
+    @kopf.on.cleanup(registry=registry)
+    async def stop(memo: kopf.Memo, **_: Any) -> None:
+        for task in memo.state.tasks:
+            task.cancel()

@@ -6,7 +6,9 @@ from collections import Counter as Tally
 
 from prometheus_client import Counter, Gauge, Histogram
 
-PHASES = ("Queued", "Processing", "DoneProcessing", "Sending", "Sent", "Failed", "Cancelled")
+from sendit_api.clock import parse
+from sendit_api.status import PHASES, Counts
+
 OUTCOMES = ("anonymized", "withheld", "failed", "skipped", "sent")
 
 BATCHES = Gauge("sendit_batches", "SenditBatches by phase", ["phase"])
@@ -24,9 +26,13 @@ def set_phases(phases: list[str]) -> None:
         BATCHES.labels(phase).set(tally[phase])
 
 
-def add_images(before: dict[str, int], after: dict[str, int]) -> None:
+def add_images(before: Counts, after: Counts) -> None:
     """Count what workers reported since the last look (a retried shard can report less)."""
     for outcome in OUTCOMES:
-        delta = after.get(outcome, 0) - before.get(outcome, 0)
+        delta = getattr(after, outcome) - getattr(before, outcome)
         if delta > 0:
             IMAGES.labels(outcome).inc(delta)
+
+
+def observe_duration(start: str, end: str) -> None:
+    DURATION.observe(max(0.0, (parse(end) - parse(start)).total_seconds()))

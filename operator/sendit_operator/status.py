@@ -1,20 +1,34 @@
-"""From what is observed (the spec, the Jobs, the shards' reports) to the batch's status. Pure.
+"""From what is observed (the spec, the Jobs, the shards' reports) to the batch's phase and
+status. Pure.
 
-The phase machine: Queued -> Processing -> DoneProcessing -> Sending -> Sent, or Failed, or
-Cancelled. Sent, Failed and Cancelled are final. Completion is read from the shards' own
-reports as well as from the Jobs, so a Job removed by its TTL (or while the operator was down)
-loses nothing.
+Completion is read from the shards' own reports as well as from the Jobs, so a Job removed by
+its TTL (or while the operator was down) loses nothing.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-FINAL = ("Sent", "Failed", "Cancelled")
-RUNNING = ("Processing", "Sending")
-COUNTS = ("discovered", "anonymized", "withheld", "failed", "skipped", "sent", "studies", "series")
-PROCESSED = ("processed", "sending", "sent")
+from sendit_api.names import SENDS_ANNOTATION, STAGE_LABEL
+from sendit_api.spec import BatchSpec
+from sendit_api.status import (
+    CANCELLED,
+    DONE_PROCESSING,
+    FAILED,
+    FINAL,
+    JOB_STAGES,
+    PROCESSED,
+    PROCESSING,
+    QUEUED,
+    SENDING,
+    SENT,
+    Counts,
+    ShardReport,
+)
+
+JSON = dict[str, Any]
 # Why a Job failed, as the batch's reason: a configuration error is permanent (podFailurePolicy).
 JOB_FAILURES = {
     "PodFailurePolicy": (
@@ -29,7 +43,7 @@ JOB_FAILURES = {
 @dataclass(frozen=True)
 class JobState:
     name: str
-    stage: str  # process | send
+    stage: str  # process | send | cleanup
     sends: bool  # a process Job that also delivers (send: auto)
     state: str  # Pending | Running | Suspended | Complete | Failed
     reason: str = ""
@@ -37,7 +51,7 @@ class JobState:
     completed: str | None = None
 
 
-def job_state(job: dict[str, Any]) -> JobState:
+def job_state(job: JSON) -> JobState:
     meta, spec, status = job["metadata"], job.get("spec", {}), job.get("status") or {}
     true = {c["type"]: c for c in status.get("conditions") or [] if c.get("status") == "True"}
     if "Failed" in true:
@@ -48,11 +62,10 @@ def job_state(job: dict[str, Any]) -> JobState:
         state, reason = "Suspended", ""
     else:
         state, reason = ("Running" if status.get("active") else "Pending"), ""
-    labels = meta.get("labels", {})
     return JobState(
         name=meta["name"],
-        stage=labels.get("sendit.dev/stage", "process"),
-        sends=meta.get("annotations", {}).get("sendit.dev/sends") == "true",
+        stage=meta.get("labels", {}).get(STAGE_LABEL, "process"),
+        sends=meta.get("annotations", {}).get(SENDS_ANNOTATION) == "true",
         state=state,
         reason=reason,
         created=meta.get("creationTimestamp"),
@@ -67,79 +80,101 @@ class Phase:
     message: str
 
 
+def shards_of(status: Mapping[str, Any]) -> dict[str, ShardReport]:
+    return {k: ShardReport.of(v) for k, v in (status.get("shards") or {}).items()}
+
+
+def counts(shards: Mapping[str, ShardReport]) -> Counts:
+    return sum((s.counts for s in shards.values()), Counts())
+
+
+def wants_cleanup(spec: BatchSpec, shards: Mapping[str, ShardReport]) -> bool:
+    """Every shard delivered, the user asked for the source to go, and the send is verified
+    complete: then, and only then, the cleanup stage runs."""
+    return spec.cleanup.source == "delete" and all_sent(spec, shards) and counts(shards).complete
+
+
+def all_sent(spec: BatchSpec, shards: Mapping[str, ShardReport]) -> bool:
+    stages = [s.stage for s in shards.values()]
+    return len(stages) == spec.parallelism and all(s == "sent" for s in stages)
+
+
 def phase(
-    spec: dict[str, Any],
+    spec: BatchSpec,
     previous: str | None,
-    jobs: dict[str, JobState],
-    shards: dict[str, dict[str, Any]],
+    jobs: Mapping[str, JobState],
+    shards: Mapping[str, ShardReport],
     problem: str | None = None,
     waiting: str | None = None,
 ) -> Phase:
     """The batch's phase now. `problem`: why it cannot start; `waiting`: why it may not yet."""
     if previous in FINAL:
         return Phase(previous, previous, "")
-    if spec.get("cancel"):
-        return Phase("Cancelled", "Cancelled", "cancelled by spec.cancel")
+    if spec.cancel:
+        return Phase(CANCELLED, CANCELLED, "cancelled by spec.cancel")
     for job in jobs.values():
         if job.state == "Failed":
             reason, message = JOB_FAILURES.get(job.reason, ("JobFailed", "a worker Job failed"))
-            return Phase("Failed", reason, f"{job.stage}: {message}")
-    n = spec["parallelism"]
-    stages = [s.get("stage") for s in shards.values()]
-    all_sent = len(stages) == n and all(s == "sent" for s in stages)
-    all_processed = len(stages) == n and all(s in PROCESSED for s in stages)
-    process, send = jobs.get("process"), jobs.get("send")
-    if all_sent or (send and send.state == "Complete"):
-        return Phase("Sent", "Sent", "every shard delivered")
-    if process and process.sends and process.state == "Complete":
-        return Phase("Sent", "Sent", "every shard delivered")
+            return Phase(FAILED, reason, f"{job.stage}: {message}")
+    n = spec.parallelism
+    stages = [s.stage for s in shards.values()]
+    process, send, cleanup = jobs.get("process"), jobs.get("send"), jobs.get("cleanup")
+    delivered = all_sent(spec, shards) or bool(
+        (send and send.state == "Complete")
+        or (process and process.sends and process.state == "Complete")
+    )
+    if delivered:
+        if cleanup and cleanup.state == "Complete":
+            return Phase(SENT, SENT, "every shard delivered; the source folders were removed")
+        if wants_cleanup(spec, shards):
+            return Phase(SENDING, SENDING, "every shard delivered; removing the source folders")
+        if spec.cleanup.source == "delete":
+            return Phase(SENT, SENT, "every shard delivered; source kept: not every image was sent")
+        return Phase(SENT, SENT, "every shard delivered")
     if send or "sending" in stages:
-        return Phase("Sending", "Sending", f"{stages.count('sent')}/{n} shards delivered")
+        return Phase(SENDING, SENDING, f"{stages.count('sent')}/{n} shards delivered")
+    all_processed = len(stages) == n and all(s in PROCESSED for s in stages)
     if process and not process.sends and (all_processed or process.state == "Complete"):
-        return Phase("DoneProcessing", "DoneProcessing", _awaiting(spec))
+        return Phase(DONE_PROCESSING, DONE_PROCESSING, _awaiting(spec))
     if process:
         done = sum(s in PROCESSED for s in stages)
-        return Phase("Processing", "Processing", f"{done}/{n} shards processed")
-    if previous in ("DoneProcessing", "Sending"):  # the Job went (its TTL); the shards stay
-        return Phase("DoneProcessing", "DoneProcessing", _awaiting(spec))
+        return Phase(PROCESSING, PROCESSING, f"{done}/{n} shards processed")
+    if previous in (DONE_PROCESSING, SENDING):  # the Job went (its TTL); the shards stay
+        return Phase(DONE_PROCESSING, DONE_PROCESSING, _awaiting(spec))
     if problem:
-        return Phase("Queued", "InvalidReference", problem)
-    return Phase("Queued", "Queued", waiting or "waiting for its Job")
+        return Phase(QUEUED, "InvalidReference", problem)
+    return Phase(QUEUED, QUEUED, waiting or "waiting for its Job")
 
 
-def _awaiting(spec: dict[str, Any]) -> str:
-    if spec["send"] == "manual":
+def _awaiting(spec: BatchSpec) -> str:
+    if spec.send == "manual":
         return "processed; set spec.send: auto to deliver"
     return "processed; starting delivery"
 
 
-def counts(shards: dict[str, dict[str, Any]]) -> dict[str, int]:
-    return {k: sum(int(s.get(k, 0)) for s in shards.values()) for k in COUNTS}
-
-
-def outputs(shards: dict[str, dict[str, Any]]) -> dict[str, int]:
+def outputs(shards: Mapping[str, ShardReport]) -> dict[str, int]:
     total: dict[str, int] = {}
     for shard in shards.values():
-        for kind, n in (shard.get("outputs") or {}).items():
-            total[kind] = total.get(kind, 0) + int(n)
+        for kind, n in shard.outputs.items():
+            total[kind] = total.get(kind, 0) + n
     return total
 
 
 def conditions(
-    spec: dict[str, Any],
+    spec: BatchSpec,
     now: Phase,
-    c: dict[str, int],
+    c: Counts,
     generation: int,
-    previous: list[dict[str, Any]],
+    previous: list[JSON],
     at: str,
-) -> list[dict[str, Any]]:
+) -> list[JSON]:
     """Ready, Reconciling, Stalled (as kstatus reads them), Anonymized, Delivered."""
-    p, suspended = now.phase, bool(spec.get("suspend")) and now.phase not in FINAL
+    p, suspended = now.phase, spec.suspend and now.phase not in FINAL
     # Cancelled is final and not a success: kstatus, Argo CD and Flux should not wait on it.
-    stalled = p in ("Failed", "Cancelled") or now.reason == "InvalidReference"
-    settled = p == "Sent" or (p == "DoneProcessing" and spec["send"] == "manual")
-    processed = p in ("DoneProcessing", "Sending", "Sent")
-    tally = f"{c['anonymized']} anonymized, {c['withheld']} withheld, {c['failed']} failed"
+    stalled = p in (FAILED, CANCELLED) or now.reason == "InvalidReference"
+    settled = p == SENT or (p == DONE_PROCESSING and spec.send == "manual")
+    processed = p in (DONE_PROCESSING, SENDING, SENT)
+    tally = f"{c.anonymized} anonymized, {c.withheld} withheld, {c.failed} failed"
     wanted = [
         ("Ready", settled, "Suspended" if suspended else now.reason, now.message),
         (
@@ -155,7 +190,7 @@ def conditions(
             now.message if stalled else "",
         ),
         ("Anonymized", processed, "Processed" if processed else p, tally if processed else ""),
-        ("Delivered", p == "Sent", "Sent" if p == "Sent" else p, f"{c['sent']} images delivered"),
+        ("Delivered", p == SENT, SENT if p == SENT else p, f"{c.sent} images delivered"),
     ]
     before = {cond["type"]: cond for cond in previous}
     out = []
@@ -178,29 +213,25 @@ def conditions(
 
 
 def rollup(
-    body: dict[str, Any],
-    jobs: dict[str, JobState],
-    problem: str | None,
-    waiting: str | None,
+    spec: BatchSpec,
+    generation: int,
+    status: Mapping[str, Any],
+    jobs: Mapping[str, JobState],
+    now: Phase,
     at: str,
-) -> dict[str, Any]:
+) -> JSON:
     """The status the batch should have (everything but the shards, which the workers own)."""
-    spec, status = body["spec"], body.get("status") or {}
-    shards = status.get("shards") or {}
-    now = phase(spec, status.get("phase"), jobs, shards, problem, waiting)
-    if status.get("phase") in FINAL:  # final: frozen as it was
-        return {k: v for k, v in status.items() if k != "shards"}
+    shards = shards_of(status)
     c = counts(shards)
-    generation = body["metadata"].get("generation", 1)
-    new: dict[str, Any] = {
+    new: JSON = {
         "phase": now.phase,
         "message": now.message,
         "observedGeneration": generation,
-        "counts": c,
+        "counts": c.as_dict(),
         "conditions": conditions(spec, now, c, generation, status.get("conditions") or [], at),
         "jobs": [
             {"name": j.name, "stage": j.stage, "state": j.state}
-            for j in sorted(jobs.values(), key=lambda j: j.stage != "process")
+            for j in sorted(jobs.values(), key=lambda j: JOB_STAGES.index(j.stage))
         ]
         or status.get("jobs", []),
         "outputs": outputs(shards),

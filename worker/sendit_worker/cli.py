@@ -1,7 +1,9 @@
-"""`sendit`: the command line. Subcommands are thin: parse, build options, call the domain.
+"""`sendit`: the worker's command line. Subcommands are thin adapters: they turn arguments into
+a typed batch and a placement, call the domain, and decide the exit code, here and only here.
 
-Exit codes: 0 every image was anonymized or deliberately withheld; 1 some failed;
-2 usage or configuration error.
+Exit codes: 0 every image was anonymized or deliberately withheld (and delivered); 1 something
+is incomplete (an image failed, a service was down, delivery did not finish: a rerun may
+complete it); 2 usage, manifest or configuration error (the same input fails the same way).
 """
 
 from __future__ import annotations
@@ -10,17 +12,12 @@ import argparse
 import logging
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import Any
+
+from sendit_api import exits
+from sendit_api.errors import Permanent, Transient
 
 from .cpus import available_cpus
-from .errors import ConfigError
-
-if TYPE_CHECKING:
-    from .identifiers import IdentifierSource
-    from .spec import Batch
-
-# Subcommands import what they use when they run: `sendit operator` needs neither pydicom nor
-# deid, and starts (and idles) smaller without them.
 
 log = logging.getLogger("sendit")
 
@@ -34,9 +31,15 @@ def main(argv: list[str] | None = None) -> int:
     )
     try:
         return args.command(args)
-    except ConfigError as exc:
+    except Permanent as exc:
         print(f"sendit: {exc}", file=sys.stderr)
-        return 2
+        return exits.PERMANENT
+    except Transient as exc:
+        print(f"sendit: incomplete, try again: {exc}", file=sys.stderr)
+        return exits.INCOMPLETE
+    except ModuleNotFoundError as exc:  # an install without the worker's packages
+        print(f"sendit: {exc.name} is missing: pip install 'sendit[worker]'", file=sys.stderr)
+        return exits.PERMANENT
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -73,7 +76,7 @@ def _parser() -> argparse.ArgumentParser:
     w = sub.add_parser("worker", help="one pod of a batch's Job (run by the operator)")
     w.add_argument("--namespace", required=True)
     w.add_argument("--batch", required=True, help="the SenditBatch's name")
-    w.add_argument("--stage", choices=["process", "send"], default="process")
+    w.add_argument("--stage", choices=["process", "send", "cleanup"], default="process")
     w.add_argument("--send", action="store_true", help="process, then deliver from this pod")
     w.add_argument("--shards", type=int, required=True, help="the Job's completions")
     w.add_argument("--source", type=Path, required=True, help="where the source is mounted")
@@ -81,17 +84,6 @@ def _parser() -> argparse.ArgumentParser:
     w.add_argument("--config", type=Path, required=True, help="where ConfigMaps are mounted")
     w.add_argument("--local", type=Path, help="the local destination's mount")
     w.set_defaults(command=_worker)
-
-    op = sub.add_parser("operator", help="run the Kubernetes operator (kopf)")
-    op.add_argument(
-        "--namespace", action="append", help="a namespace to watch (repeat; default: all)"
-    )
-    op.add_argument("--max-running", type=int, default=10, help="batches running at once")
-    op.add_argument("--worker-image", default="sendit:latest", help="the workers' image")
-    op.add_argument("--liveness-port", type=int, default=8080, help="0: no /healthz")
-    op.add_argument("--metrics-port", type=int, default=9090, help="0: no /metrics")
-    op.add_argument("--resync-seconds", type=float, default=30.0)
-    op.set_defaults(command=_operator)
 
     wa = sub.add_parser("watch", help="one scan of a SenditWatch (run by its CronJob)")
     wa.add_argument("--namespace", required=True)
@@ -108,50 +100,29 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from .pipeline import RunOptions, run
-    from .pseudonyms import load_key
-    from .spec import load_file
+    from sendit_api.spec import parse_batch
+
+    from .placement import LocalPlacement
+    from .progress import TerminalProgress
+    from .runner import run_batch
 
     if args.file and args.folders:
-        raise ConfigError("give folders or -f MANIFEST, not both")
-    batch = load_file(args.file) if args.file else None
-    folders = batch.folders() if batch else args.folders
-    if not folders:
-        raise ConfigError("nothing to do: give one or more folders, or -f MANIFEST")
-    output = args.output or (batch.output() if batch else None)
-    if output is None and _wants_delivery(batch):
-        output = _default_workdir(batch)
-    if output is None:
-        raise ConfigError("give --output DIR (or destinations.local.path in the manifest)")
-    if any(_overlaps(output, folder) for folder in folders):
-        raise ConfigError("the output folder must be outside every input folder")
-    if args.report and args.report.resolve().is_relative_to(output.resolve()):
-        raise ConfigError("the report must be written outside the output folder")
-    key, created = load_key(args.key_file, create_default=True)
-    if created:
-        log.warning(created)
-    recipe = args.recipe or (
-        batch.local_file(batch.spec["deidentify"].get("recipe")) if batch else None
-    )
-    filters = list(args.filter)
-    if batch:
-        filters += [
-            batch.local_file(f) for f in batch.spec["deidentify"]["pixels"].get("filters", [])
-        ]
-    hook = _delivery_hook(batch, output)
-    options = RunOptions(
-        folders=folders,
-        output=output,
-        key=key,
-        workers=args.workers,
-        identifiers=_identifier_source(args, batch),
-        recipe=recipe,
-        filters=tuple(filters),
-        on_series=hook.on_series if hook else None,
-        header_json=bool(hook and hook.header_json),
-    )
-    report = run(options)
-    delivered = hook.finish(report) if hook else 0
+        raise Permanent("give folders or -f MANIFEST, not both")
+    if args.file:
+        manifest, base = _read_manifest(args.file), args.file.resolve().parent
+    elif args.folders:
+        if args.output is None:
+            raise Permanent("give --output DIR (or run a manifest with destinations.local.path)")
+        manifest, base = _folders_manifest(args.folders), Path.cwd()
+    else:
+        raise Permanent("nothing to do: give one or more folders, or -f MANIFEST")
+    _override(manifest["spec"], args)
+    batch = parse_batch(manifest)
+    placement = LocalPlacement(base, key_file=args.key_file)
+    if args.report and _inside(args.report, placement.workspace(batch)):
+        raise Permanent("the report must be written outside the output folder")
+    deliver = batch.spec.send == "auto"
+    report = run_batch(batch, placement, TerminalProgress(), deliver=deliver, workers=args.workers)
     print(f"sendit: {report.summary()}", file=sys.stderr)
     for error in report.errors[:20]:
         print(f"  {error.ref}: {error.reason}", file=sys.stderr)
@@ -159,69 +130,69 @@ def _run(args: argparse.Namespace) -> int:
         print(f"  ... and {len(report.errors) - 20} more (see --report)", file=sys.stderr)
     if args.report:
         report.write(args.report)
-    return max(report.exit_code, delivered)
+    return exits.INCOMPLETE if report.failed else exits.OK
 
 
-def _wants_delivery(batch: Batch | None) -> bool:
-    from .destinations.modes import wants_delivery
+def _read_manifest(path: Path) -> dict[str, Any]:
+    import yaml
 
-    return wants_delivery(batch)
+    try:
+        manifest = yaml.safe_load(path.read_text())
+    except OSError as exc:
+        raise Permanent(f"cannot read the manifest: {exc.strerror}") from None
+    except yaml.YAMLError as exc:
+        raise Permanent(f"the manifest is not valid YAML: {type(exc).__name__}") from None
+    if not isinstance(manifest, dict) or not isinstance(manifest.get("spec"), dict):
+        raise Permanent("the manifest is not a SenditBatch (no spec mapping)")
+    return manifest
 
 
-def _default_workdir(batch: Batch) -> Path:
-    from .destinations.modes import default_workdir
+def _folders_manifest(folders: list[Path]) -> dict[str, Any]:
+    """`sendit run FOLDER...` as the batch it stands for."""
+    from sendit_api.names import API_VERSION, KIND
 
-    return default_workdir(batch)
+    return {
+        "apiVersion": API_VERSION,
+        "kind": KIND,
+        "metadata": {"name": "local"},
+        "spec": {"source": {"folders": [str(f.resolve()) for f in folders]}},
+    }
 
 
-def _delivery_hook(batch: Batch | None, output: Path):
-    """Delivery (send: auto) or staging (send: manual) around the run; None without destinations."""
-    if batch is None or not _wants_delivery(batch):
-        return None
-    from .destinations.modes import hook_for
+def _override(spec: dict[str, Any], args: argparse.Namespace) -> None:
+    """Flags over the manifest: the output is the local destination; recipe, filters and the
+    identifier service as the spec spells them."""
+    deid = spec.setdefault("deidentify", {})
+    if args.output:
+        spec.setdefault("destinations", {})["local"] = {"path": str(args.output.resolve())}
+    if args.recipe:
+        deid["recipe"] = {"file": str(args.recipe.resolve())}
+    if args.filter:
+        filters = deid.setdefault("pixels", {}).setdefault("filters", [])
+        filters += [{"file": str(f.resolve())} for f in args.filter]
+    if args.identifier_service:
+        deid["identifierService"] = {"url": args.identifier_service}
 
-    return hook_for(batch, output)
+
+def _inside(path: Path, folder: Path) -> bool:
+    return path.resolve().is_relative_to(folder.resolve())
 
 
 def _send(args: argparse.Namespace) -> int:
     """Stage two of send: manual: deliver a staged batch, then remove the staging data."""
-    from .destinations.errors import DeliveryError
-    from .destinations.modes import default_workdir, send
-    from .spec import load_file
+    from sendit_api.spec import parse_batch
 
-    batch = load_file(args.file)
-    if not _wants_delivery(batch):
-        raise ConfigError("the manifest names no destination (gcs, bigquery or pubsub)")
-    staging = args.staging or batch.output() or default_workdir(batch)
-    try:
-        code, report = send(batch, staging)
-    except DeliveryError as exc:
-        print(f"sendit: delivery incomplete: {exc}", file=sys.stderr)
-        return 1
+    from .placement import LocalPlacement
+    from .progress import TerminalProgress
+    from .runner import send_batch
+
+    batch = parse_batch(_read_manifest(args.file))
+    placement = LocalPlacement(args.file.resolve().parent, workspace_override=args.staging)
+    report = send_batch(batch, placement, TerminalProgress())
     print(f"sendit: SENT: {report.summary()}", file=sys.stderr)
     if args.report:
         report.write(args.report)
-    return code
-
-
-def _identifier_source(args: argparse.Namespace, batch: Batch | None) -> IdentifierSource | None:
-    from .identifiers import ServiceIdentifiers
-    from .spec import identifier_service
-
-    if args.identifier_service:
-        service = identifier_service({"url": args.identifier_service})
-    else:
-        service = batch.spec["deidentify"].get("identifierService") if batch else None
-    if not service:
-        return None
-    return ServiceIdentifiers(
-        service["url"], timeout=service["timeoutSeconds"], retries=service["retries"]
-    )
-
-
-def _overlaps(a: Path, b: Path) -> bool:
-    a, b = a.resolve(), b.resolve()
-    return a == b or a.is_relative_to(b) or b.is_relative_to(a)
+    return exits.OK
 
 
 def _sample(args: argparse.Namespace) -> int:
@@ -229,23 +200,17 @@ def _sample(args: argparse.Namespace) -> int:
 
     n = make_sample(args.output, patients=args.patients, files=args.files)
     print(f"sendit: wrote {n} sample files for {args.patients} patients", file=sys.stderr)
-    return 0
+    return exits.OK
 
 
 def _worker(args: argparse.Namespace) -> int:
-    from .cluster import main as worker_main
+    from .pod import main as worker_main
 
     return worker_main(args)
 
 
-def _operator(args: argparse.Namespace) -> int:
-    from sendit_operator.main import main as operator_main
-
-    return operator_main(args)
-
-
 def _watch(args: argparse.Namespace) -> int:
-    from sendit_operator.watch import main as watch_main
+    from .watch_scan import main as watch_main
 
     return watch_main(args)
 
@@ -259,16 +224,14 @@ def _locate(args: argparse.Namespace) -> int:
     try:
         root = args.folders[int(folder)].resolve()
     except (ValueError, IndexError):
-        raise ConfigError(
-            "the reference's folder number does not match the folders given"
-        ) from None
+        raise Permanent("the reference's folder number does not match the folders given") from None
     pseudonymizer = Pseudonymizer(key)
     for path in sorted(root.rglob("*")):
         if pseudonymizer.token("file", str(path.relative_to(root)), 10) == token:
             print(path)
-            return 0
+            return exits.OK
     print("sendit: no file under that folder has this reference", file=sys.stderr)
-    return 1
+    return exits.INCOMPLETE
 
 
 if __name__ == "__main__":

@@ -21,10 +21,9 @@ from pydicom.uid import UID
 
 from . import words
 from .identifiers import PatientIdentifiers
-from .profile import METHOD_CODES, METHOD_TEXT, SAFE_PRIVATE, Op, Profile
+from .profile import METHOD_CODES, METHOD_TEXT, SAFE_PRIVATE, TEXT_VRS, Op, Profile
 
 _DUMMY_TEXT = "ANONYMIZED"
-_TEXT_VRS = frozenset({"AE", "LO", "LT", "PN", "SH", "ST", "UC", "UT", "UR"})
 _BINARY_VRS = frozenset({"OB", "OD", "OF", "OL", "OV", "OW", "UN"})
 _NUMBER_VRS = frozenset({"US", "SS", "UL", "SL", "FL", "FD", "UV", "SV"})
 # Name parts too common to be identifying on their own (PN prefixes and suffixes are skipped).
@@ -71,7 +70,7 @@ def _collect(ds: Dataset, profile: Profile, found: set[str]) -> None:
 def _collect_element(ds: Dataset, tag: BaseTag, t: int, vr: str, op: Op, found: set[str]) -> None:
     if vr == "PN":
         found.update(_name_tokens(ds[tag].value))
-    elif t == BIRTH_DATE or (vr in _TEXT_VRS and op in _IDENTIFYING_OPS):
+    elif t == BIRTH_DATE or (vr in TEXT_VRS and op in _IDENTIFYING_OPS):
         found.update(_strings(ds[tag].value))
 
 
@@ -263,7 +262,7 @@ def _shift(ds: Dataset, elem: DataElement, days: int) -> None:
 
 
 def _dummy(vr: str) -> object:
-    if vr in _TEXT_VRS or vr == "CS":
+    if vr in TEXT_VRS or vr == "CS":
         return _DUMMY_TEXT
     if vr in ("IS", "DS"):
         return "0"

@@ -16,7 +16,8 @@ import requests
 from requests.adapters import HTTPAdapter
 from urllib3.util.retry import Retry
 
-from .errors import ConfigError
+from sendit_api.errors import Transient
+
 from .pseudonyms import Pseudonymizer
 
 
@@ -51,7 +52,7 @@ class LocalIdentifiers:
         }
 
 
-class IdentifierServiceError(ConfigError):
+class IdentifierServiceError(Transient):
     """The identifier service is down or answered something unusable."""
 
 

@@ -1,8 +1,9 @@
 """The pipeline: discover, resolve identifiers, de-identify series in a process pool, report.
 
-`run` is the one entry point for `sendit run`, the Kubernetes worker and the tests. Progress goes
-to a callback per finished series, so destinations can deliver series by series while the rest
-is still being de-identified.
+`run` de-identifies one shard of a set of folders into an output folder; the batch runner
+(`runner`) wraps it with delivery, staging and progress. Callbacks say when discovery is done
+and when each series is, so destinations can deliver series by series while the rest is still
+being de-identified.
 """
 
 from __future__ import annotations
@@ -19,11 +20,10 @@ from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
 
-from tqdm import tqdm
-
 from .cpus import available_cpus
 from .discovery import Candidate, Instance, Problem, candidate_files, group, read_header
 from .identifiers import IdentifierSource, LocalIdentifiers
+from .images import DeidentifiedImage
 from .process import Outcome, Settings, init_process, process_series
 from .pseudonyms import Pseudonymizer
 from .report import FileError, Report
@@ -40,6 +40,14 @@ class SeriesDone:
 
     outcomes: list[Outcome]
 
+    def images(self, root: Path) -> list[DeidentifiedImage]:
+        """The series' de-identified images, written under root."""
+        return [
+            DeidentifiedImage(root / o.output, o.size, o.metadata)
+            for o in self.outcomes
+            if o.status == "anonymized" and o.metadata is not None
+        ]
+
 
 @dataclass
 class RunOptions:
@@ -51,7 +59,7 @@ class RunOptions:
     recipe: Path | None = None
     filters: tuple[Path, ...] = ()
     shard: tuple[int, int] = (0, 1)  # (index, count): which series this process takes
-    progress: bool | None = None  # None: a bar only on a terminal
+    on_discovered: Callable[[Report], None] | None = None  # totals known, before any image
     on_series: Callable[[SeriesDone], None] | None = None
     header_json: bool = False  # outcomes carry the header as DICOM JSON (for BigQuery rows)
 
@@ -87,14 +95,12 @@ def run(options: RunOptions) -> Report:
             for files in mine.values()
         ]
         log.info("de-identifying %d images in %d series", report.discovered, len(tasks))
-        disable = None if options.progress is None else not options.progress
-        bar = tqdm(total=report.discovered, unit="img", disable=disable)
-        with bar:
-            for outcomes in _bounded_map(pool, process_series, tasks, window=2 * workers):
-                _tally(report, outcomes)
-                bar.update(len(outcomes))
-                if options.on_series:
-                    options.on_series(SeriesDone(outcomes))
+        if options.on_discovered:
+            options.on_discovered(report)
+        for outcomes in _bounded_map(pool, process_series, tasks, window=2 * workers):
+            _tally(report, outcomes)
+            if options.on_series:
+                options.on_series(SeriesDone(outcomes))
     log.info("de-identified: %s", report.summary())
     return report
 

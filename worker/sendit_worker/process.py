@@ -7,10 +7,8 @@ recipe); tasks carry only paths and the patient's identifiers. No dataset outliv
 from __future__ import annotations
 
 import io
-import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import pydicom
 from pydicom import Dataset
@@ -21,7 +19,9 @@ from pydicom.uid import DeflatedExplicitVRLittleEndian as DEFLATED
 
 from .deidentify import Replacements, deidentify
 from .discovery import Instance
+from .files import write_atomically
 from .identifiers import PatientIdentifiers
+from .images import KEYWORDS, ImageMetadata
 from .logs import quiet_libraries
 from .pixels import PixelScreen
 from .profile import Profile, default_profile
@@ -48,8 +48,7 @@ class Outcome:
     reason: str = ""
     output: str = ""  # path relative to the output folder, from new UIDs only
     size: int = 0
-    # Searchable metadata of the de-identified output (new UIDs, pseudonyms, shifted dates).
-    metadata: dict[str, Any] = field(default_factory=dict)
+    metadata: ImageMetadata | None = None  # of the de-identified output
 
 
 class Context:
@@ -99,7 +98,7 @@ def process_file(ctx: Context, ref: str, inst: Instance, ids: PatientIdentifiers
         return Outcome(ref, "failed", f"unreadable: {exc.strerror or type(exc).__name__}")
     except Exception as exc:  # one bad file never stops the batch
         return Outcome(ref, "failed", f"could not de-identify ({type(exc).__name__})")
-    _write_atomically(ctx.settings.output / relative, data)
+    write_atomically(ctx.settings.output / relative, data)
     return Outcome(ref, "anonymized", output=relative, size=len(data), metadata=metadata)
 
 
@@ -120,35 +119,17 @@ def _deidentified_bytes(
     return data, relative
 
 
-METADATA = {
-    "patient": "PatientID",
-    "study": "StudyInstanceUID",
-    "series": "SeriesInstanceUID",
-    "sop": "SOPInstanceUID",
-    "sop_class": "SOPClassUID",
-    "modality": "Modality",
-    "body_part": "BodyPartExamined",
-    "study_date": "StudyDate",
-    "patient_age": "PatientAge",
-    "patient_sex": "PatientSex",
-    "rows": "Rows",
-    "columns": "Columns",
-    "manufacturer_model": "ManufacturerModelName",
-    "series_description": "SeriesDescription",
-}
-
-
-def _metadata(ds: Dataset, header_json: bool) -> dict[str, Any]:
+def _metadata(ds: Dataset, header_json: bool) -> ImageMetadata:
     """Read from the de-identified dataset only: nothing here can identify anyone."""
-    out: dict[str, Any] = {}
-    for name, keyword in METADATA.items():
+    values = {}
+    for name, keyword in KEYWORDS.items():
         value = ds.get(keyword)
-        out[name] = (
+        values[name] = (
             None if value in (None, "") else (value if isinstance(value, int) else str(value))
         )
     if header_json:
-        out["header"] = ds.to_json(bulk_data_threshold=1024, bulk_data_element_handler=_no_bulk)
-    return out
+        values["header"] = ds.to_json(bulk_data_threshold=1024, bulk_data_element_handler=_no_bulk)
+    return ImageMetadata(**values)
 
 
 def _no_bulk(_elem: object) -> str:
@@ -210,15 +191,3 @@ def _ends_inside_an_element(ds: Dataset, stored: bytes) -> bool:
         return False  # encapsulated pixel data: its fragments are checked below
     end = last.value_tell + last.length
     return end > len(stored) or any(stored[end:])
-
-
-def _write_atomically(path: Path, data: bytes) -> None:
-    partial = path.with_name(f".{path.name}.partial")
-    try:
-        f = open(partial, "wb")  # noqa: SIM115 (closed below)
-    except FileNotFoundError:  # the series' first file: its folders are made once
-        path.parent.mkdir(parents=True, exist_ok=True)
-        f = open(partial, "wb")  # noqa: SIM115
-    with f:
-        f.write(data)
-    os.replace(partial, path)

@@ -90,7 +90,8 @@ _PSEUDONYMS = {
     tag_for_keyword("PatientName"): Op.PATIENT_NAME,
     tag_for_keyword("AccessionNumber"): Op.ACCESSION,
 }
-_TEXT_VRS = frozenset({"LO", "SH", "ST", "LT", "UT", "UC"})
+# VRs that hold free text, any of which may carry an identifying value.
+TEXT_VRS = frozenset({"AE", "LO", "LT", "PN", "SH", "ST", "UC", "UT", "UR"})
 _DATE_VRS = frozenset({"DA", "DT"})
 # What the table's compound actions resolve to (where a choice is allowed, the one that keeps
 # the object conformant: an empty Type 2 attribute rather than none).
@@ -133,7 +134,7 @@ def _resolve(tag: int, basic: Op) -> Op:
     if vr == "SQ":
         # A sequence cannot hold a dummy value: its content goes; an empty one keeps Type 2.
         return {Op.DUMMY: Op.REMOVE, Op.UID: Op.RECURSE}.get(basic, basic)
-    if _is_descriptor(tag) and vr in _TEXT_VRS:
+    if _is_descriptor(tag) and vr in TEXT_VRS:
         return Op.CLEAN
     return basic
 

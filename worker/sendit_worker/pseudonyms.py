@@ -17,9 +17,9 @@ from pathlib import Path
 
 import platformdirs
 
-from .errors import ConfigError
+from sendit_api.errors import Permanent
+from sendit_api.names import PSEUDONYM_KEY_ENV
 
-KEY_ENV = "SENDIT_PSEUDONYM_KEY"
 MAX_JITTER_DAYS = 365
 
 
@@ -59,24 +59,30 @@ def load_key(key_file: Path | None, *, create_default: bool) -> tuple[bytes, str
         try:
             key = key_file.read_bytes().strip()
         except OSError as exc:
-            raise ConfigError(f"cannot read the pseudonym key file: {exc.strerror}") from exc
+            raise Permanent(f"cannot read the pseudonym key file: {exc.strerror}") from exc
         return _checked(key, "the key file"), None
-    if os.environ.get(KEY_ENV):
-        return _checked(os.environ[KEY_ENV].encode().strip(), KEY_ENV), None
+    if os.environ.get(PSEUDONYM_KEY_ENV):
+        return _checked(os.environ[PSEUDONYM_KEY_ENV].encode().strip(), PSEUDONYM_KEY_ENV), None
     if not create_default:
-        raise ConfigError(f"no pseudonym key: give --key-file or set {KEY_ENV}")
+        raise Permanent(f"no pseudonym key: give --key-file or set {PSEUDONYM_KEY_ENV}")
     path = Path(platformdirs.user_config_dir("sendit")) / "pseudonym.key"
     if path.exists():
         return _checked(path.read_bytes().strip(), str(path)), None
-    path.parent.mkdir(parents=True, exist_ok=True)
     key = secrets.token_hex(32).encode()
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "wb") as f:
-        f.write(key)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "wb") as f:
+            f.write(key)
+    except OSError as exc:
+        raise Permanent(
+            f"no pseudonym key, and none can be created at {path} ({exc.strerror}):"
+            f" give --key-file or set {PSEUDONYM_KEY_ENV}"
+        ) from None
     return key, f"created a new pseudonym key at {path} (keep it: it makes pseudonyms stable)"
 
 
 def _checked(key: bytes, where: str) -> bytes:
     if len(key) < 16:
-        raise ConfigError(f"the pseudonym key from {where} is shorter than 16 bytes")
+        raise Permanent(f"the pseudonym key from {where} is shorter than 16 bytes")
     return key

@@ -11,8 +11,9 @@ from pathlib import Path
 
 from pydicom import Dataset
 
+from sendit_api.errors import Permanent
+
 from .deidlib import DeidRecipe, DicomParser
-from .errors import ConfigError
 
 
 @dataclass(frozen=True)
@@ -24,13 +25,13 @@ class UserRecipe:
         try:
             text = path.read_text()
         except OSError as exc:
-            raise ConfigError(f"cannot read the recipe: {exc.strerror}") from None
+            raise Permanent(f"cannot read the recipe: {exc.strerror}") from None
         if not text.lstrip().startswith("FORMAT dicom"):
-            raise ConfigError("the recipe is not a deid recipe (it must start with FORMAT dicom)")
+            raise Permanent("the recipe is not a deid recipe (it must start with FORMAT dicom)")
         try:
             return cls(DeidRecipe(str(path), base=False))
         except SystemExit as exc:  # deid exits on a parse error
-            raise ConfigError(f"the recipe does not parse (deid exit {exc.code})") from None
+            raise Permanent(f"the recipe does not parse (deid exit {exc.code})") from None
 
     def apply(self, ds: Dataset) -> None:
         if not self.recipe.get_actions():

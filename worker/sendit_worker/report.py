@@ -6,6 +6,8 @@ import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from sendit_api.status import Counts
+
 
 @dataclass
 class FileError:
@@ -20,22 +22,17 @@ class Report:
     withheld: int = 0
     failed: int = 0
     skipped: int = 0  # files and folders that were not DICOM instances, or were duplicates
-    sent: int = 0  # images delivered to every configured destination (this run or an earlier)
+    sent: int = 0  # images delivered to every destination (this run or an earlier one)
     studies: int = 0
     series: int = 0
     errors: list[FileError] = field(default_factory=list)  # failed and skipped, with reasons
     withheld_files: list[FileError] = field(default_factory=list)
 
-    @property
-    def exit_code(self) -> int:
-        return 1 if self.failed else 0
-
-    def counts(self) -> dict[str, int]:
-        return {k: v for k, v in asdict(self).items() if isinstance(v, int)}
+    def counts(self) -> Counts:
+        return Counts.of(vars(self))
 
     def summary(self) -> str:
-        c = self.counts()
-        return ", ".join(f"{k} {v}" for k, v in c.items())
+        return ", ".join(f"{k} {v}" for k, v in self.counts().as_dict().items())
 
     def write(self, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)

@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import os
 import re
 from collections.abc import Iterator
 from typing import Any
@@ -22,9 +23,11 @@ from google.api_core.client_options import ClientOptions
 from google.auth.credentials import AnonymousCredentials
 from google.cloud import bigquery
 
-from .config import BigQueryConfig
+from sendit_api.spec import BigQuery
+
+from ..images import DeidentifiedImage
 from .errors import DeliveryError, DestinationError
-from .layouts import Image
+from .google_errors import preflight_error
 
 log = logging.getLogger("sendit.bigquery")
 
@@ -79,29 +82,30 @@ def _int(value: Any) -> int | None:
         return None
 
 
-def row(image: Image, batch: str, uri: str | None, member: str | None) -> dict[str, Any]:
+def row(
+    image: DeidentifiedImage, batch: str, uri: str | None, member: str | None
+) -> dict[str, Any]:
     """One image's row, from the de-identified metadata only."""
     m = image.metadata
-    header = m.get("header")
     return {
-        "patient": m.get("patient"),
-        "study_uid": m.get("study"),
-        "series_uid": m.get("series"),
-        "sop_uid": m.get("sop"),
-        "sop_class_uid": m.get("sop_class"),
-        "modality": m.get("modality"),
-        "body_part": m.get("body_part"),
-        "study_date": _date(m.get("study_date")),
-        "patient_age": m.get("patient_age"),
-        "patient_age_years": _age_years(m.get("patient_age")),
-        "patient_sex": m.get("patient_sex"),
-        "rows": _int(m.get("rows")),
-        "columns": _int(m.get("columns")),
-        "manufacturer_model": m.get("manufacturer_model"),
+        "patient": m.patient,
+        "study_uid": m.study,
+        "series_uid": m.series,
+        "sop_uid": m.sop,
+        "sop_class_uid": m.sop_class,
+        "modality": m.modality,
+        "body_part": m.body_part,
+        "study_date": _date(m.study_date),
+        "patient_age": m.patient_age,
+        "patient_age_years": _age_years(m.patient_age),
+        "patient_sex": m.patient_sex,
+        "rows": _int(m.rows),
+        "columns": _int(m.columns),
+        "manufacturer_model": m.manufacturer_model,
         "gcs_uri": uri,
         "archive_member": member,
         "batch": batch,
-        "header": json.loads(header) if header else None,
+        "header": json.loads(m.header) if m.header else None,
     }
 
 
@@ -129,8 +133,16 @@ def job_id(batch: str, table_id: str, rows: list[dict[str, Any]]) -> str:
     return f"sendit_{h.hexdigest()[:40]}"
 
 
-def make_client(config: BigQueryConfig) -> bigquery.Client:
-    endpoint = config.api_endpoint()
+def api_endpoint(config: BigQuery) -> str | None:
+    """The destination's endpoint, else $BIGQUERY_EMULATOR_HOST (an emulator), else Google's."""
+    endpoint = config.endpoint or os.environ.get("BIGQUERY_EMULATOR_HOST")
+    if endpoint and "://" not in endpoint:
+        endpoint = f"http://{endpoint}"
+    return endpoint
+
+
+def make_client(config: BigQuery) -> bigquery.Client:
+    endpoint = api_endpoint(config)
     if endpoint:
         return bigquery.Client(
             project=config.project,
@@ -142,7 +154,7 @@ def make_client(config: BigQueryConfig) -> bigquery.Client:
 
 
 class BigQuerySink:
-    def __init__(self, config: BigQueryConfig, client: bigquery.Client | None = None) -> None:
+    def __init__(self, config: BigQuery, client: bigquery.Client | None = None) -> None:
         self.config = config
         self.client = client or make_client(config)
 
@@ -169,10 +181,8 @@ class BigQuerySink:
             ) from None
         except gexc.NotFound:
             raise DestinationError(f"BigQuery project {c.project!r} was not found") from None
-        except gexc.GoogleAPIError as exc:
-            raise DestinationError(
-                f"BigQuery table {c.table_id!r} is not usable ({type(exc).__name__})"
-            ) from None
+        except Exception as exc:
+            raise preflight_error(exc, f"BigQuery table {c.table_id!r}") from None
 
     def load(self, batch: str, rows: list[dict[str, Any]]) -> list[str]:
         """Load rows exactly once; returns the ids of the jobs that hold them."""

@@ -12,26 +12,24 @@ from __future__ import annotations
 import contextlib
 import logging
 import threading
-from collections.abc import Iterable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..process import Outcome
+from sendit_api.spec import Destinations
+
+from ..images import DeidentifiedImage
 from ..report import Report
 from . import layouts
 from .bigquery import BigQuerySink, row
-from .config import Destinations
-from .errors import DeliveryError, DestinationError
+from .errors import DeliveryError, DestinationUnavailable
 from .gcs import GcsSink
-from .layouts import Image
 from .ledger import Ledger, series_key
 from .pubsub import PubSubSink, make_event
+from .staging import STATE_DIR
 
 log = logging.getLogger("sendit.deliver")
-
-STATE_DIR = ".sendit"
 
 
 @dataclass(frozen=True)
@@ -41,14 +39,6 @@ class SeriesResult:
     present: int  # objects already there with the same checksum
     jobs: tuple[str, ...] = ()
     skipped: bool = False  # the ledger listed the series as delivered
-
-
-def images_of(outcomes: Iterable[Outcome], root: Path) -> list[Image]:
-    return [
-        Image(root / o.output, o.size, o.metadata)
-        for o in outcomes
-        if o.status == "anonymized" and o.output
-    ]
 
 
 class Delivery:
@@ -72,7 +62,7 @@ class Delivery:
         d = destinations
         self.gcs = gcs or (GcsSink(d.gcs) if d.gcs else None)
         self.bigquery = bigquery or (BigQuerySink(d.bigquery) if d.bigquery else None)
-        self.pubsub = pubsub or (PubSubSink(d.pubsub) if d.pubsub else None)
+        self.pubsub = pubsub or (PubSubSink(d.pubsub.topic_path) if d.pubsub else None)
         self.ledger = Ledger(root / STATE_DIR / "ledger.jsonl")
         concurrency = d.gcs.concurrency if d.gcs else 4
         self._uploads = ThreadPoolExecutor(concurrency, thread_name_prefix="upload")
@@ -102,18 +92,12 @@ class Delivery:
             try:
                 self.pubsub.publish(make_event("batch.started", self.batch))
             except Exception as exc:
-                raise DestinationError(
-                    f"cannot publish to Pub/Sub topic {self.pubsub.config.topic!r}"
-                    f" ({type(exc).__name__})"
+                raise DestinationUnavailable(
+                    f"cannot publish to Pub/Sub topic {self.pubsub.topic!r} ({type(exc).__name__})"
                 ) from None
 
-    def on_series(self, done: Any) -> None:
-        """The pipeline's callback (main process): hand the series over and return at once."""
-        images = images_of(done.outcomes, self.root)
-        if images:
-            self.submit(images)
-
-    def submit(self, images: list[Image]) -> None:
+    def submit(self, images: list[DeidentifiedImage]) -> None:
+        """Hand a finished series over and return at once (the pipeline goes on)."""
         self._pending.append(self._series.submit(self.deliver, images))
 
     def finish(self, report: Report) -> None:
@@ -126,7 +110,7 @@ class Delivery:
                 log.error("a series was not delivered: %s", _describe(exc))
         self._pending.clear()
         report.sent = self.sent
-        counts = report.counts()
+        counts = report.counts().as_dict()
         if self.failed_series:
             message = f"{self.failed_series} series not delivered; rerun to complete"
             self._publish_end("batch.failed", counts, message)
@@ -145,10 +129,10 @@ class Delivery:
 
     # -- one series -------------------------------------------------------------------------
 
-    def deliver(self, images: list[Image]) -> SeriesResult:
+    def deliver(self, images: list[DeidentifiedImage]) -> SeriesResult:
         images = sorted(images, key=lambda i: i.sop)
         first = images[0].metadata
-        key = series_key(str(first["series"]), [i.sop for i in images])
+        key = series_key(images[0].series, [i.sop for i in images])
         if self.ledger.done(key):
             self._done(images, SeriesResult(len(images), 0, 0, skipped=True))
             return SeriesResult(len(images), 0, 0, skipped=True)
@@ -176,19 +160,19 @@ class Delivery:
                 if a.path.is_relative_to(work):
                     a.path.unlink(missing_ok=True)
         self.ledger.record(
-            key, series=first["series"], images=len(images), objects=len(artifacts), jobs=jobs
+            key, series=first.series, images=len(images), objects=len(artifacts), jobs=jobs
         )
         result = SeriesResult(len(images), uploaded, present, jobs)
         self._done(images, result)
         return result
 
-    def _series_event(self, images: list[Image], objects: int, jobs: int) -> Any:
+    def _series_event(self, images: list[DeidentifiedImage], objects: int, jobs: int) -> Any:
         m = images[0].metadata
         fields: dict[str, Any] = {
-            "patient": m["patient"],
-            "study": m["study"],
-            "series": m["series"],
-            "modality": m.get("modality"),
+            "patient": m.patient,
+            "study": m.study,
+            "series": m.series,
+            "modality": m.modality,
             "images": len(images),
             "objects": objects,
             "rows": len(images) if jobs else 0,
@@ -197,9 +181,9 @@ class Delivery:
             cfg = self.gcs.config
             fields["uri"] = f"gs://{cfg.bucket}/{layouts.series_prefix(cfg.prefix, m)}"
             fields["layout"] = cfg.layout
-        return make_event("series.delivered", self.batch, str(m["series"]), **fields)
+        return make_event("series.delivered", self.batch, str(m.series), **fields)
 
-    def _done(self, images: list[Image], result: SeriesResult) -> None:
+    def _done(self, images: list[DeidentifiedImage], result: SeriesResult) -> None:
         with self._lock:
             self.sent += result.images
             self.uploaded += result.uploaded

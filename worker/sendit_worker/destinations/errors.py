@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
-from ..errors import ConfigError
+from sendit_api.errors import Permanent, Transient
 
 
-class DestinationError(ConfigError):
-    """A destination is missing or not usable: found before any data moves."""
+class DestinationError(Permanent):
+    """A destination is missing, forbidden or misconfigured: found before any data moves."""
 
 
-class DeliveryError(RuntimeError):
+class DestinationUnavailable(Transient):
+    """A destination did not answer usefully just now (429, 5xx, a timeout, no connection)."""
+
+
+class DeliveryError(Transient):
     """Delivery did not complete; what was delivered is recorded, a rerun completes it."""

@@ -24,14 +24,17 @@ from google.cloud import storage
 from google.cloud.storage.retry import DEFAULT_RETRY
 from requests.adapters import HTTPAdapter
 
-from .config import GcsConfig
+from sendit_api.spec import Gcs
+
 from .errors import DeliveryError, DestinationError
+from .google_errors import preflight_error
 from .layouts import Artifact
 
 log = logging.getLogger("sendit.gcs")
 
 CHUNK = 8 * 1024 * 1024  # resumable upload chunk size (a multiple of 256 KiB)
 TIMEOUT = (10, 120)  # connect, read (seconds)
+PREFLIGHT_SECONDS = 60.0  # how long preflight retries a transient error before it gives up
 RETRY: Retry = DEFAULT_RETRY.with_deadline(600).with_delay(initial=0.5, maximum=30)
 
 
@@ -62,7 +65,7 @@ def make_client(concurrency: int) -> storage.Client:
 
 
 class GcsSink:
-    def __init__(self, config: GcsConfig, client: storage.Client | None = None) -> None:
+    def __init__(self, config: Gcs, client: storage.Client | None = None) -> None:
         self.config = config
         self.client = client or make_client(config.concurrency)
         self.bucket = self.client.bucket(config.bucket)
@@ -71,31 +74,23 @@ class GcsSink:
         """The bucket exists and we may create and read objects in it: one clear error naming
         it, before any upload. (Reading the bucket itself is not required: a role with object
         permissions only is enough, checked with testIamPermissions.)"""
-        name = self.config.bucket
+        what = f"GCS bucket {self.config.bucket!r}"
         try:
-            self.bucket.reload(timeout=TIMEOUT, retry=RETRY.with_deadline(60))
-        except gexc.NotFound:
-            raise DestinationError(f"GCS bucket {name!r} does not exist") from None
+            self.bucket.reload(timeout=TIMEOUT, retry=RETRY.with_deadline(PREFLIGHT_SECONDS))
         except gexc.Forbidden:
             pass  # no storage.buckets.get: what matters is below
-        except gexc.GoogleAPIError as exc:
-            raise DestinationError(
-                f"GCS bucket {name!r} is not reachable ({type(exc).__name__})"
-            ) from None
+        except Exception as exc:
+            raise preflight_error(exc, what) from None
         needed = ["storage.objects.create", "storage.objects.get"]
         try:
             granted = self.bucket.test_iam_permissions(needed, timeout=TIMEOUT)
         except (gexc.NotFound, gexc.MethodNotImplemented, gexc.BadRequest):
             return  # emulators do not implement testIamPermissions; uploads will tell
-        except gexc.GoogleAPIError as exc:
-            raise DestinationError(
-                f"cannot check permissions on GCS bucket {name!r} ({type(exc).__name__})"
-            ) from None
+        except Exception as exc:
+            raise preflight_error(exc, what) from None
         missing = [p for p in needed if p not in granted]
         if missing:
-            raise DestinationError(
-                f"no permission on GCS bucket {name!r}: missing {', '.join(missing)}"
-            )
+            raise DestinationError(f"no permission on {what}: missing {', '.join(missing)}")
 
     def upload(self, artifact: Artifact, batch: str) -> Uploaded:
         checksum = local_checksum(artifact.path, self.config.checksum)

@@ -19,23 +19,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..images import DeidentifiedImage, ImageMetadata
 from .errors import DeliveryError
 
 # Pseudonyms and UIDs only: anything else in a name (a space, a slash, a name) is refused.
 _SAFE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
-
-
-@dataclass(frozen=True)
-class Image:
-    """One de-identified image ready to deliver: its local file and its safe metadata."""
-
-    path: Path
-    size: int
-    metadata: dict[str, Any]
-
-    @property
-    def sop(self) -> str:
-        return str(self.metadata["sop"])
 
 
 @dataclass(frozen=True)
@@ -56,16 +44,16 @@ def safe(component: Any, what: str) -> str:
     return text
 
 
-def series_prefix(prefix: str, metadata: dict[str, Any]) -> str:
+def series_prefix(prefix: str, metadata: ImageMetadata) -> str:
     parts = [
-        safe(metadata.get("patient"), "patient"),
-        safe(metadata.get("study"), "study"),
-        safe(metadata.get("series"), "series"),
+        safe(metadata.patient, "patient"),
+        safe(metadata.study, "study"),
+        safe(metadata.series, "series"),
     ]
     return "/".join(([prefix.strip("/")] if prefix.strip("/") else []) + parts)
 
 
-def dicom(prefix: str, images: list[Image]) -> list[Artifact]:
+def dicom(prefix: str, images: list[DeidentifiedImage]) -> list[Artifact]:
     return [
         Artifact(
             name=f"{series_prefix(prefix, i.metadata)}/{safe(i.sop, 'SOP')}.dcm",
@@ -77,11 +65,11 @@ def dicom(prefix: str, images: list[Image]) -> list[Artifact]:
     ]
 
 
-def tar_gz(prefix: str, images: list[Image], workdir: Path) -> list[Artifact]:
+def tar_gz(prefix: str, images: list[DeidentifiedImage], workdir: Path) -> list[Artifact]:
     """One reproducible archive per series: sorted members, fixed times and owners."""
     name = f"{series_prefix(prefix, images[0].metadata)}.tar.gz"
     workdir.mkdir(parents=True, exist_ok=True)
-    out = workdir / f"{safe(images[0].metadata['series'], 'series')}.tar.gz"
+    out = workdir / f"{safe(images[0].metadata.series, 'series')}.tar.gz"
     members: dict[str, str] = {}
     partial = out.with_name(out.name + ".partial")
     with (
@@ -163,9 +151,9 @@ def strip_sidecar(sidecar: dict[str, Any]) -> dict[str, Any]:
 DCM2NIIX_ARGS = ("-z", "y", "-b", "y", "-ba", "y", "-f", "series")
 
 
-def nifti(prefix: str, images: list[Image], workdir: Path) -> list[Artifact]:
+def nifti(prefix: str, images: list[DeidentifiedImage], workdir: Path) -> list[Artifact]:
     """Compressed NIfTI per series via dcm2niix, with its sidecar reduced to SIDECAR_KEEP."""
-    series = safe(images[0].metadata["series"], "series")
+    series = safe(images[0].metadata.series, "series")
     base = series_prefix(prefix, images[0].metadata)
     inputs = workdir / f"{series}.in"
     outputs = workdir / f"{series}.nii"
@@ -211,7 +199,9 @@ def dcm2niix_binary() -> str:
     return found
 
 
-def build(layout: str, prefix: str, images: list[Image], workdir: Path) -> list[Artifact]:
+def build(
+    layout: str, prefix: str, images: list[DeidentifiedImage], workdir: Path
+) -> list[Artifact]:
     if layout == "dicom":
         return dicom(prefix, images)
     if layout == "tar.gz":

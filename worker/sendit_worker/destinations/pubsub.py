@@ -16,11 +16,9 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from google.api_core import exceptions as gexc
 from google.cloud import pubsub_v1
 
-from .config import PubSubConfig
-from .errors import DestinationError
+from .google_errors import preflight_error
 
 SCHEMA = "sendit.event/v1"
 TIMEOUT = 60
@@ -55,35 +53,26 @@ def make_event(type_: str, batch: str, subject: str = "", **fields: Any) -> Even
 
 
 class PubSubSink:
-    def __init__(self, config: PubSubConfig, publisher: Any = None) -> None:
-        self.config = config
+    def __init__(self, topic: str, publisher: Any = None) -> None:
+        self.topic = topic  # projects/P/topics/T
         self.publisher = publisher or pubsub_v1.PublisherClient(
             publisher_options=pubsub_v1.types.PublisherOptions(enable_message_ordering=True)
         )
 
     def preflight(self) -> None:
         try:
-            self.publisher.get_topic(topic=self.config.topic, timeout=TIMEOUT)
-        except gexc.NotFound:
-            raise DestinationError(f"Pub/Sub topic {self.config.topic!r} does not exist") from None
-        except gexc.PermissionDenied:
-            raise DestinationError(
-                f"no permission on Pub/Sub topic {self.config.topic!r} (needs pubsub.topics.get"
-                " and pubsub.topics.publish)"
-            ) from None
-        except gexc.GoogleAPIError as exc:
-            raise DestinationError(
-                f"Pub/Sub topic {self.config.topic!r} is not reachable ({type(exc).__name__})"
-            ) from None
+            self.publisher.get_topic(topic=self.topic, timeout=TIMEOUT)
+        except Exception as exc:
+            raise preflight_error(exc, f"Pub/Sub topic {self.topic!r}") from None
 
     def publish(self, event: Event) -> str:
         """Publish and wait for the server's message id (the publisher retries transient errors)."""
         future = self.publisher.publish(
-            self.config.topic, event.data, ordering_key=event.batch, **event.attributes
+            self.topic, event.data, ordering_key=event.batch, **event.attributes
         )
         try:
             return future.result(timeout=TIMEOUT)
         except Exception:
             # An ordering key stops after a failure until resumed; the caller decides what next.
-            self.publisher.resume_publish(self.config.topic, event.batch)
+            self.publisher.resume_publish(self.topic, event.batch)
             raise

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from sendit_operator.watch import scan
+from sendit_worker.watch_scan import scan
 
 KEY = b"watch-test-key-0123456789"
 WATCH = {

@@ -1,23 +1,25 @@
-"""Rendering a batch's children: the Indexed Job, the workers' RBAC, the SenditWatch CronJob."""
+"""Rendering a batch's children: the stage Jobs, the workers' RBAC, the SenditWatch CronJob;
+and what the operator checks before it starts a batch."""
 
 from __future__ import annotations
 
-from pathlib import Path
+import dataclasses
 
-from sendit_operator.jobs import render_job, render_worker_rbac
+from sendit_api.spec import parse_batch
+from sendit_operator.children import render_job, render_worker_rbac
 from sendit_operator.validate import problem
-from sendit_operator.watch import render_children
-from sendit_worker.spec import load
+from sendit_operator.watches import render_children
 
 
-def batch(**spec) -> dict:
+def batch(**spec) -> tuple[dict, object]:
+    """The batch's body (the owner) and its typed form."""
     manifest = {
         "apiVersion": "sendit.dev/v1alpha1",
         "kind": "SenditBatch",
         "metadata": {"name": "b1", "namespace": "ns", "uid": "u-1", "generation": 1},
         "spec": {
             "source": {
-                "volume": {"persistentVolumeClaim": {"claimName": "pacs"}},
+                "volume": {"persistentVolumeClaim": {"claimName": "exports"}},
                 "folders": ["a"],
             },
             "deidentify": {
@@ -29,11 +31,14 @@ def batch(**spec) -> dict:
             **spec,
         },
     }
-    return {**manifest, "spec": load(manifest, Path(".")).spec}
+    return manifest, parse_batch(manifest)
+
+
+KEY = {"secretKeyRef": {"name": "key", "key": "k"}}
 
 
 def test_process_job_is_indexed_owned_read_only_and_fails_fast_on_config_errors():
-    job = render_job(batch(ttlSecondsAfterFinished=60), "process", "img:1")
+    job = render_job(*batch(ttlSecondsAfterFinished=60), "process", "img:1")
     spec, pod = job["spec"], job["spec"]["template"]["spec"]
     assert job["metadata"]["name"] == "b1-process"
     assert job["metadata"]["ownerReferences"][0]["uid"] == "u-1"
@@ -46,7 +51,7 @@ def test_process_job_is_indexed_owned_read_only_and_fails_fast_on_config_errors(
     assert container["image"] == "img:1"
     source = next(m for m in container["volumeMounts"] if m["name"] == "source")
     assert source["readOnly"] is True
-    assert pod["volumes"][0]["persistentVolumeClaim"] == {"claimName": "pacs", "readOnly": True}
+    assert pod["volumes"][0]["persistentVolumeClaim"] == {"claimName": "exports", "readOnly": True}
     key = next(e for e in container["env"] if e["name"] == "SENDIT_PSEUDONYM_KEY")
     assert key["valueFrom"]["secretKeyRef"] == {"name": "key", "key": "k"}
     args = container["args"]
@@ -59,7 +64,7 @@ def test_process_job_is_indexed_owned_read_only_and_fails_fast_on_config_errors(
 
 
 def test_worker_pods_meet_the_restricted_pod_security_standard():
-    pod = render_job(batch(), "process", "img")["spec"]["template"]["spec"]
+    pod = render_job(*batch(), "process", "img")["spec"]["template"]["spec"]
     (container,) = pod["containers"]
     assert pod["securityContext"]["runAsNonRoot"] is True
     assert pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
@@ -74,12 +79,13 @@ def test_worker_pods_meet_the_restricted_pod_security_standard():
 
 def test_manual_process_job_does_not_send_and_send_job_has_no_key():
     manual = batch(send="manual", workspace={"persistentVolumeClaim": {"claimName": "w"}})
-    process = render_job(manual, "process", "img")
+    process = render_job(*manual, "process", "img")
     assert "--send" not in process["spec"]["template"]["spec"]["containers"][0]["args"]
     assert process["metadata"]["annotations"]["sendit.dev/sends"] == "false"
-    send = render_job(manual, "send", "img")
+    send = render_job(*manual, "send", "img")
     container = send["spec"]["template"]["spec"]["containers"][0]
-    assert [e["name"] for e in container["env"]] == ["TMPDIR"] and "--stage" in container["args"]
+    assert [e["name"] for e in container["env"]] == ["TMPDIR", "HOME"]  # no key, no token
+    assert "--stage" in container["args"]
     assert send["metadata"]["name"] == "b1-send"
     assert {"name": "work", "persistentVolumeClaim": {"claimName": "w"}} in (
         send["spec"]["template"]["spec"]["volumes"]
@@ -87,22 +93,25 @@ def test_manual_process_job_does_not_send_and_send_job_has_no_key():
 
 
 def test_worker_rbac_is_this_batch_only():
-    sa, role, binding = render_worker_rbac(batch())
+    sa, role, binding = render_worker_rbac(*batch())
     assert sa["kind"] == "ServiceAccount" and sa["metadata"]["name"] == "b1-worker"
     assert all(rule["resourceNames"] == ["b1"] for rule in role["rules"])
     verbs = {r["resources"][0]: r["verbs"] for r in role["rules"]}
     assert verbs == {"senditbatches": ["get"], "senditbatches/status": ["get", "patch"]}
     assert binding["subjects"][0]["name"] == "b1-worker"
-    _role, binding2 = render_worker_rbac(batch(serviceAccountName="gcs-writer"))
+    _role, binding2 = render_worker_rbac(*batch(serviceAccountName="gcs-writer"))
     assert binding2["subjects"][0]["name"] == "gcs-writer"
 
 
 def test_validation_names_what_is_missing():
-    spec = batch()["spec"]
+    spec = batch()[1].spec
     assert problem(spec, lambda kind, name: True) is None
     missing = problem(spec, lambda kind, name: kind != "ConfigMap")
     assert missing == "ConfigMap recipes not found (or the operator may not read it)"
-    assert "volume" in problem({**spec, "source": {"folders": ["a"]}}, lambda k, n: True)
+    no_volume = dataclasses.replace(spec.source, volume=None)
+    assert "volume" in problem(dataclasses.replace(spec, source=no_volume), lambda k, n: True)
+    local_recipe = batch(deidentify={"pseudonymKey": KEY, "recipe": {"file": "r.txt"}})[1].spec
+    assert "configMapKeyRef" in problem(local_recipe, lambda k, n: True)
 
 
 def test_watch_children_scan_read_only_and_may_only_create_batches():
@@ -126,3 +135,21 @@ def test_watch_children_scan_read_only_and_may_only_create_batches():
     assert creates == [
         {"apiGroups": ["sendit.dev"], "resources": ["senditbatches"], "verbs": ["create"]}
     ]
+    assert all(c["metadata"]["ownerReferences"][0]["uid"] == "u-w" for c in (_sa, role, cron))
+    assert pod["securityContext"]["runAsNonRoot"] is True  # a restricted namespace admits it
+    assert pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
+    assert pod["containers"][0]["securityContext"]["readOnlyRootFilesystem"] is True
+
+
+def test_cleanup_job_is_one_pod_with_the_source_writable():
+    job = render_job(*batch(cleanup={"source": "delete"}), "cleanup", "img")
+    spec, pod = job["spec"], job["spec"]["template"]["spec"]
+    assert job["metadata"]["name"] == "b1-cleanup"
+    assert (spec["completions"], spec["parallelism"]) == (1, 1)
+    (container,) = pod["containers"]
+    source = next(m for m in container["volumeMounts"] if m["name"] == "source")
+    assert source["readOnly"] is False
+    assert pod["volumes"][0]["persistentVolumeClaim"] == {"claimName": "exports", "readOnly": False}
+    args = container["args"]
+    assert args[args.index("--stage") + 1] == "cleanup" and "--send" not in args
+    assert job["metadata"]["annotations"]["sendit.dev/sends"] == "false"

@@ -1,0 +1,32 @@
+"""Names both sides use: the API, labels and annotations, where volumes are mounted in a worker
+pod, and the environment variables that carry secrets and the shard index into it."""
+
+from __future__ import annotations
+
+from typing import Final
+
+GROUP: Final = "sendit.dev"
+VERSION: Final = "v1alpha1"
+API_VERSION: Final = f"{GROUP}/{VERSION}"
+KIND: Final = "SenditBatch"
+PLURAL: Final = "senditbatches"
+WATCH_KIND: Final = "SenditWatch"
+WATCH_PLURAL: Final = "senditwatches"
+
+BATCH_LABEL: Final = "sendit.dev/batch"
+STAGE_LABEL: Final = "sendit.dev/stage"
+WATCH_LABEL: Final = "sendit.dev/watch"
+SENDS_ANNOTATION: Final = "sendit.dev/sends"  # on a process Job that also delivers
+
+# Inside a worker pod. The root filesystem is read-only: TMP is its scratch space.
+SOURCE_MOUNT: Final = "/sendit/source"
+WORK_MOUNT: Final = "/sendit/work"
+CONFIG_MOUNT: Final = "/sendit/config"  # each ConfigMap at CONFIG_MOUNT/<name>/<key>
+LOCAL_MOUNT: Final = "/sendit/local"
+TMP_MOUNT: Final = "/sendit/tmp"
+WORKER_CONTAINER: Final = "worker"
+WORKER_UID: Final = 10001  # the worker image's user
+
+PSEUDONYM_KEY_ENV: Final = "SENDIT_PSEUDONYM_KEY"
+IDENTIFIER_TOKEN_ENV: Final = "SENDIT_IDENTIFIER_TOKEN"
+SHARD_INDEX_ENV: Final = "JOB_COMPLETION_INDEX"  # set by Kubernetes in an Indexed Job's pods

@@ -1,0 +1,228 @@
+"""A SenditBatch parsed once into typed, frozen objects.
+
+The classes mirror the CRD's schema field for field (snake_case for camelCase), so a value
+comes from the manifest or from the schema's default and from nowhere else: no field here has
+a default of its own. Kubernetes objects passed through to pods untouched (volume sources,
+resources) stay JSON.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+import types
+from dataclasses import dataclass
+from functools import cache
+from typing import Any, Union, get_args, get_origin, get_type_hints
+
+from .crd import JSON, validated
+from .errors import Permanent
+from .names import KIND
+
+
+@dataclass(frozen=True)
+class KeyRef:
+    name: str
+    key: str
+
+
+@dataclass(frozen=True)
+class FileRef:
+    """A recipe or filter file: a local file (local mode) or a ConfigMap key (in a cluster)."""
+
+    file: str | None
+    config_map_key_ref: KeyRef | None
+
+
+@dataclass(frozen=True)
+class PseudonymKey:
+    secret_key_ref: KeyRef | None
+
+
+@dataclass(frozen=True)
+class IdentifierService:
+    url: str
+    timeout_seconds: float
+    retries: int
+    token_secret_ref: KeyRef | None
+
+
+@dataclass(frozen=True)
+class Pixels:
+    filters: tuple[FileRef, ...]
+
+
+@dataclass(frozen=True)
+class Deidentify:
+    profile: str
+    recipe: FileRef | None
+    pseudonym_key: PseudonymKey | None
+    identifier_service: IdentifierService | None
+    pixels: Pixels
+
+    def config_maps(self) -> list[KeyRef]:
+        """Every ConfigMap key the batch reads (recipe and pixel filters)."""
+        refs = [self.recipe, *self.pixels.filters]
+        return [r.config_map_key_ref for r in refs if r and r.config_map_key_ref]
+
+    def secrets(self) -> list[KeyRef]:
+        key = self.pseudonym_key.secret_key_ref if self.pseudonym_key else None
+        token = self.identifier_service.token_secret_ref if self.identifier_service else None
+        return [r for r in (key, token) if r]
+
+
+@dataclass(frozen=True)
+class Source:
+    volume: JSON | None
+    folders: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Local:
+    path: str
+
+
+@dataclass(frozen=True)
+class Gcs:
+    bucket: str
+    prefix: str
+    layout: str  # dicom | tar.gz | nifti
+    concurrency: int
+    checksum: str  # crc32c | md5
+
+
+@dataclass(frozen=True)
+class BigQuery:
+    project: str
+    dataset: str
+    table: str
+    location: str
+    endpoint: str | None  # an emulator's; else $BIGQUERY_EMULATOR_HOST, else Google's
+
+    @property
+    def table_id(self) -> str:
+        return f"{self.project}.{self.dataset}.{self.table}"
+
+
+@dataclass(frozen=True)
+class PubSub:
+    topic: str
+    project: str | None
+
+    @property
+    def topic_path(self) -> str:
+        """projects/P/topics/T (the schema requires a project unless the topic is a path)."""
+        if self.topic.startswith("projects/"):
+            return self.topic
+        return f"projects/{self.project}/topics/{self.topic}"
+
+
+@dataclass(frozen=True)
+class Destinations:
+    local: Local | None
+    gcs: Gcs | None
+    bigquery: BigQuery | None
+    pubsub: PubSub | None
+
+    def kinds(self) -> list[str]:
+        """The destination kinds the batch names, as the schema spells them."""
+        return [schema_name(f.name) for f in dataclasses.fields(self) if getattr(self, f.name)]
+
+    @property
+    def remote(self) -> bool:
+        """Anything beyond a local folder: delivery with preflight, a ledger and events."""
+        return any((self.gcs, self.bigquery, self.pubsub))
+
+
+@dataclass(frozen=True)
+class Cleanup:
+    source: str  # keep | delete
+
+
+@dataclass(frozen=True)
+class BatchSpec:
+    source: Source
+    deidentify: Deidentify
+    destinations: Destinations
+    workspace: JSON | None
+    cleanup: Cleanup
+    send: str  # auto | manual
+    parallelism: int
+    image: str | None
+    image_pull_policy: str | None
+    service_account_name: str | None
+    resources: JSON | None
+    backoff_limit: int
+    active_deadline_seconds: int | None
+    ttl_seconds_after_finished: int | None
+    suspend: bool
+    cancel: bool
+
+    def claims(self) -> list[str]:
+        volumes = [self.source.volume or {}, self.workspace or {}]
+        return [
+            v["persistentVolumeClaim"]["claimName"] for v in volumes if "persistentVolumeClaim" in v
+        ]
+
+
+@dataclass(frozen=True)
+class Batch:
+    """A SenditBatch: the names of its metadata that Sendit reads, and its spec."""
+
+    name: str
+    namespace: str | None
+    uid: str | None
+    generation: int
+    spec: BatchSpec
+
+
+def parse_batch(manifest: Any) -> Batch:
+    """Validate and default a manifest by the CRD, then type it. Raises ManifestError."""
+    body = validated(manifest, KIND)
+    meta = body.get("metadata") or {}
+    return Batch(
+        name=str(meta.get("name") or "batch"),
+        namespace=meta.get("namespace"),
+        uid=meta.get("uid"),
+        generation=int(meta.get("generation") or 1),
+        spec=build(BatchSpec, body["spec"]),
+    )
+
+
+def build(cls: type, data: JSON) -> Any:
+    """A dataclass from its JSON (camelCase keys), converting nested objects by their types."""
+    hints = _hints(cls)
+    return cls(
+        **{f.name: _convert(hints[f.name], data.get(schema_name(f.name))) for f in _fields(cls)}
+    )
+
+
+def _convert(kind: Any, value: Any) -> Any:
+    if value is None:
+        return None
+    origin = get_origin(kind)
+    if origin in (Union, types.UnionType):
+        (inner,) = (a for a in get_args(kind) if a is not type(None))
+        return _convert(inner, value)
+    if origin is tuple:
+        return tuple(_convert(get_args(kind)[0], v) for v in value)
+    if dataclasses.is_dataclass(kind):
+        if not isinstance(value, dict):
+            raise Permanent(f"{kind.__name__} must be an object")
+        return build(kind, value)
+    return value
+
+
+@cache
+def _hints(cls: type) -> dict[str, Any]:
+    return get_type_hints(cls)
+
+
+@cache
+def _fields(cls: type) -> tuple[dataclasses.Field, ...]:
+    return dataclasses.fields(cls)
+
+
+def schema_name(field: str) -> str:
+    """A field's name in the CRD: snake_case to camelCase."""
+    return re.sub(r"_([a-z])", lambda m: m[1].upper(), field)

@@ -1,0 +1,89 @@
+"""The status shape both sides write: the batch's phases, a shard's stages and report, counts.
+
+Workers merge-patch their `ShardReport` under `status.shards.<index>`; the operator rolls the
+shards up into the rest of the status. The conformance test holds these names to the CRD's.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Final
+
+from .clock import timestamp
+
+# The batch's phases: Queued -> Processing -> DoneProcessing -> Sending -> Sent, or Failed, or
+# Cancelled. The last three are final.
+QUEUED, PROCESSING, DONE_PROCESSING = "Queued", "Processing", "DoneProcessing"
+SENDING, SENT, FAILED, CANCELLED = "Sending", "Sent", "Failed", "Cancelled"
+PHASES: Final = (QUEUED, PROCESSING, DONE_PROCESSING, SENDING, SENT, FAILED, CANCELLED)
+FINAL: Final = (SENT, FAILED, CANCELLED)
+RUNNING: Final = (PROCESSING, SENDING)
+
+# A shard's stages, as its pod reports them.
+SHARD_STAGES: Final = ("processing", "processed", "sending", "sent")
+PROCESSED: Final = ("processed", "sending", "sent")
+
+# The batch's Jobs, by stage: `process` de-identifies (and delivers, with send: auto), `send`
+# delivers what a manual process stage left, `cleanup` removes the source after a verified send.
+JOB_STAGES: Final = ("process", "send", "cleanup")
+
+
+@dataclass(frozen=True)
+class Counts:
+    discovered: int = 0  # DICOM instances found
+    anonymized: int = 0
+    withheld: int = 0
+    failed: int = 0
+    skipped: int = 0  # files that were not DICOM instances, or were duplicates
+    sent: int = 0  # images delivered to every destination
+    studies: int = 0
+    series: int = 0
+
+    @classmethod
+    def of(cls, data: Mapping[str, Any]) -> Counts:
+        return cls(**{f.name: int(data.get(f.name) or 0) for f in dataclasses.fields(cls)})
+
+    def as_dict(self) -> dict[str, int]:
+        return dataclasses.asdict(self)
+
+    def __add__(self, other: Counts) -> Counts:
+        return Counts(*(a + b for a, b in zip(self.tuple(), other.tuple(), strict=True)))
+
+    def tuple(self) -> tuple[int, ...]:
+        return dataclasses.astuple(self)
+
+    @property
+    def complete(self) -> bool:
+        """Every image discovered was anonymized and sent; none failed or was withheld: the
+        only state in which `cleanup.source: delete` may remove anything."""
+        return (
+            self.discovered > 0
+            and self.failed == 0
+            and self.withheld == 0
+            and self.sent == self.anonymized == self.discovered
+        )
+
+
+@dataclass(frozen=True)
+class ShardReport:
+    """One pod's progress, as it patches it into status.shards.<index> (counts only)."""
+
+    stage: str
+    counts: Counts = field(default_factory=Counts)
+    outputs: Mapping[str, int] = field(default_factory=dict)  # images by destination kind
+
+    @classmethod
+    def of(cls, data: Mapping[str, Any]) -> ShardReport:
+        return cls(
+            stage=str(data.get("stage") or ""),
+            counts=Counts.of(data),
+            outputs={k: int(v) for k, v in (data.get("outputs") or {}).items()},
+        )
+
+    def patch(self, index: int) -> dict[str, Any]:
+        shard = {"stage": self.stage, **self.counts.as_dict(), "updated": timestamp()}
+        if self.outputs:
+            shard["outputs"] = dict(self.outputs)
+        return {"status": {"shards": {str(index): shard}}}

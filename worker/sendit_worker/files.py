@@ -1,0 +1,40 @@
+"""Writing files so that a reader (or a rerun after a kill) never sees half of one: each is
+written beside its target under a hidden `.partial` name, then renamed over it."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+from typing import BinaryIO
+
+
+def write_atomically(path: Path, data: bytes, *, durable: bool = False) -> None:
+    """`durable`: fsync before the rename, for state a rerun relies on."""
+    partial = _partial(path)
+    with _open(partial) as f:
+        f.write(data)
+        if durable:
+            f.flush()
+            os.fsync(f.fileno())
+    os.replace(partial, path)
+
+
+def copy_atomically(source: Path, path: Path) -> None:
+    partial = _partial(path)
+    with open(source, "rb") as src, _open(partial) as f:
+        shutil.copyfileobj(src, f, 1 << 20)
+    os.replace(partial, path)
+
+
+def _partial(path: Path) -> Path:
+    return path.with_name(f".{path.name}.partial")
+
+
+def _open(partial: Path) -> BinaryIO:
+    """The parent folder is made only when missing (a series' first file): no mkdir per file."""
+    try:
+        return open(partial, "wb")
+    except FileNotFoundError:
+        partial.parent.mkdir(parents=True, exist_ok=True)
+        return open(partial, "wb")

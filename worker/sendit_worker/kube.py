@@ -1,0 +1,16 @@
+"""The Kubernetes API client of a worker or scan pod (its ServiceAccount) or, outside a
+cluster, of the kubeconfig."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+def custom_objects_api() -> Any:
+    from kubernetes import client, config  # only the commands that run in a cluster need it
+
+    try:
+        config.load_incluster_config()
+    except config.ConfigException:
+        config.load_kube_config()
+    return client.CustomObjectsApi()
