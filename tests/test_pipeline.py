@@ -274,3 +274,93 @@ def test_pool_processes_die_with_a_killed_run(tmp_path: Path) -> None:
     proc.wait()
     _gone, alive = psutil.wait_procs(children, timeout=10)
     assert alive == []
+
+
+# -- bad input and identity found on the way (issue 11) ---------------------------------------
+
+
+def test_a_fifo_or_device_is_skipped_and_nothing_blocks(tmp_path: Path) -> None:
+    src = tmp_path / "in"
+    identified_file(src / "a.dcm")
+    os.mkfifo(src / "pipe")
+    started = time.monotonic()
+    report = _run([src], tmp_path / "out")
+    assert time.monotonic() - started < 30
+    assert report.anonymized == 1
+    assert [e.reason for e in report.errors] == [
+        "not a regular file (a FIFO, socket or device): skipped"
+    ]
+
+
+def test_a_file_name_that_is_not_utf8_is_processed_like_any(tmp_path: Path) -> None:
+    src = tmp_path / "in"
+    identified_file(src / "a.dcm")
+    os.rename(src / "a.dcm", os.fsencode(src) + b"/\xff\xfe-Doe.dcm")
+    report = _run([src], tmp_path / "out")
+    assert report.anonymized == 1, report.errors
+
+
+def test_an_empty_study_uid_fails_the_file_never_writes_outside_the_output(tmp_path: Path) -> None:
+    src = tmp_path / "in"
+    path = identified_file(src / "a.dcm")
+    ds = pydicom.dcmread(path)
+    ds.StudyInstanceUID = ""
+    ds.save_as(path)
+    report = _run([src], tmp_path / "out")
+    assert report.anonymized == 0 and report.failed + report.skipped == 1
+    assert not list(Path(tmp_path).glob("*.dcm")) and not Path("/", "2.25").exists()
+
+
+def test_an_image_cut_before_its_pixel_data_fails_as_truncated(tmp_path: Path) -> None:
+    src = tmp_path / "in"
+    path = identified_file(src / "a.dcm")
+    data = path.read_bytes()
+    ds = pydicom.dcmread(path)
+    path.write_bytes(data[: ds.get_item(0x7FE00010).value_tell - 12])  # the element boundary
+    report = _run([src], tmp_path / "out")
+    assert report.failed == 1 and report.errors[0].reason.startswith("truncated")
+
+
+def test_two_patients_in_one_series_keep_their_own_pseudonyms(tmp_path: Path) -> None:
+    src = tmp_path / "in"
+    a = identified_file(src / "a.dcm", PatientID="PID-AAAA1")
+    b = identified_file(src / "b.dcm", PatientID="PID-BBBB2")
+    ds = pydicom.dcmread(b)
+    ds.SOPInstanceUID = ds.SOPInstanceUID + ".2"
+    ds.SeriesInstanceUID = pydicom.dcmread(a).SeriesInstanceUID
+    ds.save_as(b)
+    report = _run([src], tmp_path / "out")
+    assert report.anonymized == 2 and report.series == 1
+    patients = {pydicom.dcmread(p).PatientID for p in _outputs(tmp_path / "out")}
+    assert len(patients) == 2
+
+
+def test_one_mrn_from_two_issuers_is_two_patients(tmp_path: Path) -> None:
+    src = tmp_path / "in"
+    for name, issuer in (("a", "HOSPITAL A"), ("b", "HOSPITAL B")):
+        path = identified_file(src / name / "x.dcm", PatientID="12345")
+        ds = pydicom.dcmread(path)
+        ds.IssuerOfPatientID = issuer
+        ds.StudyInstanceUID = ds.SeriesInstanceUID = ds.SOPInstanceUID = (
+            f"1.2.3.{len(issuer)}{name}"
+        )
+        ds.StudyInstanceUID += ".1"
+        ds.SeriesInstanceUID += ".2"
+        ds.save_as(path)
+    report = _run([src], tmp_path / "out")
+    assert report.anonymized == 2, report.errors
+    assert len({pydicom.dcmread(p).PatientID for p in _outputs(tmp_path / "out")}) == 2
+
+
+def test_a_failure_says_which_element_and_what_without_a_value(tmp_path: Path) -> None:
+    src = tmp_path / "in"
+    path = identified_file(src / "a.dcm")
+    ds = pydicom.dcmread(path)
+    ds.add_new(0x00082112, "SQ", None)
+    ds[0x00082112].VR = "LO"  # a sequence attribute holding text
+    ds[0x00082112].value = "Zyxwvutson"
+    ds.save_as(path)
+    report = _run([src], tmp_path / "out")
+    assert report.failed == 1
+    reason = report.errors[0].reason
+    assert "(0008,2112) SourceImageSequence" in reason and "Zyxwvutson" not in reason

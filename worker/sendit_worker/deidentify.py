@@ -1,7 +1,9 @@
 """Header de-identification of one dataset: the compiled profile applied element by element.
 
-Elements the profile keeps are never decoded, so they (and the pixel data) are written back
-byte for byte; only what must change is touched.
+Elements the profile keeps unconditionally are never decoded, so they (and the pixel data) are
+written back byte for byte; only what must change, or be checked, is touched. One walk collects
+the file's identifying values and applies the profile; text that depends on them (Clean
+Descriptors, retained short text) is decided once the walk has seen every one.
 """
 
 from __future__ import annotations
@@ -12,24 +14,39 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from pydicom import Dataset
-from pydicom.datadict import dictionary_VR
+from pydicom.datadict import dictionary_VR, keyword_for_tag
 from pydicom.dataelem import DataElement
 from pydicom.multival import MultiValue
 from pydicom.sequence import Sequence
 from pydicom.tag import BaseTag
-from pydicom.uid import UID
 
-from . import words
 from .identifiers import PatientIdentifiers
-from .profile import METHOD_CODES, METHOD_TEXT, SAFE_PRIVATE, TEXT_VRS, Op, Profile
+from .profile import METHOD_CODES, METHOD_TEXT, SAFE_PRIVATE, TEXT_VRS, Op, Profile, op_for_vr
+from .scanner import Scanner, id_spellings, name_parts
 
 _DUMMY_TEXT = "ANONYMIZED"
-_BINARY_VRS = frozenset({"OB", "OD", "OF", "OL", "OV", "OW", "UN"})
 _NUMBER_VRS = frozenset({"US", "SS", "UL", "SL", "FL", "FD", "UV", "SV"})
-# Name parts too common to be identifying on their own (PN prefixes and suffixes are skipped).
-MIN_TOKEN = 3
 PIXEL_DATA = 0x7FE00010
 BIRTH_DATE = 0x00100030
+OLDEST_AGE = 90  # HIPAA Safe Harbor: 90 and above are one category, written 090Y
+_IS = re.compile(r"^\s*[+-]?\d{1,12}\s*$")
+_DS = re.compile(r"^\s*[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?\s*$")
+_CS = re.compile(r"^[A-Z0-9 _]{0,16}$")
+_AS = re.compile(r"^(\d{3})([DWMY])$")
+
+
+class HeaderError(Exception):
+    """An element that could not be de-identified: which one, and the kind of trouble."""
+
+    def __init__(self, tag: BaseTag, exc: Exception) -> None:
+        name = keyword_for_tag(tag) or ("a private element" if tag.group & 1 else "unknown")
+        if isinstance(exc, UnicodeError):
+            what = "text not in the declared character set"
+        elif isinstance(exc, ValueError | TypeError):
+            what = f"a value that is not what its VR says ({type(exc).__name__})"
+        else:
+            what = f"a malformed element ({type(exc).__name__})"
+        super().__init__(f"({tag.group:04X},{tag.element:04X}) {name}: {what}")
 
 
 @dataclass(frozen=True)
@@ -41,20 +58,31 @@ class Replacements:
     map_uid: Callable[[str], str]
 
 
-def identifying_values(ds: Dataset, profile: Profile) -> frozenset[str]:
-    """Values in the header that identify someone: names, IDs, addresses, the birth date...
+@dataclass
+class Identity:
+    """What one file's header says identifies someone, as it is collected."""
+
+    names: set[str]
+    values: set[str]
+
+    def scanner(self) -> Scanner:
+        return Scanner(self.names, self.values)
+
+
+def identifying_values(ds: Dataset, profile: Profile) -> Scanner:
+    """The scanner of a file's identifying values: names, IDs, addresses, the birth date...
 
     Collected from every element (nested sequences included) whose value the profile removes or
-    replaces, plus every person name; the same set drives Clean Descriptors and verification.
-    `deidentify` collects them in the same walk that changes the dataset; this is that
-    collection alone.
+    replaces, plus every person name; the same values drive Clean Descriptors, retained text
+    and verification. `deidentify` collects them in the same walk that changes the dataset;
+    this is that collection alone.
     """
-    found: set[str] = set()
+    found = Identity(set(), set())
     _collect(ds, profile, found)
-    return _lowered(found)
+    return found.scanner()
 
 
-def _collect(ds: Dataset, profile: Profile, found: set[str]) -> None:
+def _collect(ds: Dataset, profile: Profile, found: Identity) -> None:
     for tag in list(ds.keys()):
         t = int(tag)
         if t & 0x10000 or t == PIXEL_DATA:
@@ -67,11 +95,13 @@ def _collect(ds: Dataset, profile: Profile, found: set[str]) -> None:
             _collect_element(ds, tag, t, vr, profile.op_for(t, vr), found)
 
 
-def _collect_element(ds: Dataset, tag: BaseTag, t: int, vr: str, op: Op, found: set[str]) -> None:
+def _collect_element(ds: Dataset, tag: BaseTag, t: int, vr: str, op: Op, found: Identity) -> None:
     if vr == "PN":
-        found.update(_name_tokens(ds[tag].value))
+        for name in _strings(ds[tag].value):
+            found.names.update(name_parts(name))
     elif t == BIRTH_DATE or (vr in TEXT_VRS and op in _IDENTIFYING_OPS):
-        found.update(_strings(ds[tag].value))
+        for value in _strings(ds[tag].value):
+            found.values.update(id_spellings(value))
 
 
 def _vr(ds: Dataset, tag: BaseTag, t: int) -> str:
@@ -86,10 +116,6 @@ def _items(elem: DataElement) -> Sequence:
     return elem.value or Sequence()
 
 
-def _lowered(found: set[str]) -> frozenset[str]:
-    return frozenset(v.lower() for v in found if len(v) >= MIN_TOKEN)
-
-
 _IDENTIFYING_OPS = frozenset({Op.REMOVE, Op.EMPTY, Op.DUMMY, Op.PATIENT_ID, Op.ACCESSION})
 
 
@@ -100,24 +126,12 @@ def _strings(value: object) -> list[str]:
     return [str(v).strip() for v in values if str(v).strip()]
 
 
-def _name_tokens(value: object) -> list[str]:
-    tokens: list[str] = []
-    for name in _strings(value):
-        for group in name.split("="):
-            parts = group.split("^")
-            for part in parts[:3]:  # family, given, middle: not prefix or suffix
-                tokens.extend(t for t in re.split(r"[\s,]+", part) if t)
-            tokens.append(" ".join(p for p in parts[:3][::-1] if p).strip())
-    return tokens
-
-
-def clean_text(text: str, identifying: frozenset[str]) -> str:
-    """Cut every identifying value out of free text (whole words, any case)."""
-    return re.sub(r"\s{2,}", " ", words.remove(text, identifying)).strip(" ,;:-^")
-
-
 def shift_date(value: str, days: int) -> str | None:
-    """Shift a DA or the date part of a DT; None when it is not a full date."""
+    """Shift a DA, the date part of a DT, or both ends of a range (A-B, -B, A-); None when a
+    part is not a full date."""
+    if value.count("-") == 1 and not _is_dt_offset(value):  # a range: both ends move
+        ends = [shift_date(v, days) if v else "" for v in value.split("-")]
+        return None if None in ends else "-".join(e or "" for e in ends)
     if len(value) < 8 or not value[:8].isdigit():
         return None
     try:
@@ -127,22 +141,38 @@ def shift_date(value: str, days: int) -> str | None:
     return shifted.strftime("%Y%m%d") + value[8:]
 
 
-def deidentify(ds: Dataset, profile: Profile, repl: Replacements) -> frozenset[str]:
+def _is_dt_offset(value: str) -> bool:
+    """A DT with a negative UTC offset (20200101120000-0500), not a range."""
+    head, _, tail = value.rpartition("-")
+    return len(head) > 8 and len(tail) == 4 and tail.isdigit()
+
+
+def cap_age(value: str) -> str | None:
+    """A valid AS, with ages of 90 years and more as 090Y; None when not an age."""
+    match = _AS.match(value.strip())
+    if not match:
+        return None
+    years = int(match[1]) / {"D": 365.25, "W": 52.18, "M": 12, "Y": 1}[match[2]]
+    return f"{OLDEST_AGE:03d}Y" if years >= OLDEST_AGE else value.strip()
+
+
+def deidentify(ds: Dataset, profile: Profile, repl: Replacements) -> Scanner:
     """De-identify a dataset in place, in one walk, and record how.
 
-    Returns the identifying values found on the way (see `identifying_values`): descriptions
-    are cleaned of them once the walk has seen every one, and `verify` searches the output
-    for them.
+    Returns the scanner of the identifying values found on the way (see `identifying_values`):
+    descriptions are cleaned by it and retained text checked by it once the walk has seen every
+    value, and `verify` scans the output with it.
     """
-    found: set[str] = set()
-    descriptors: list[DataElement] = []
-    _apply(ds, profile, repl, found, descriptors)
-    identifying = _lowered(found)
-    for elem in descriptors:
-        _map_values(elem, lambda v: clean_text(v, identifying))
-    meta = getattr(ds, "file_meta", None)
-    if meta is not None and "MediaStorageSOPInstanceUID" in meta:
-        meta.MediaStorageSOPInstanceUID = UID(ds.SOPInstanceUID)
+    found = Identity(set(), set())
+    pending: list[tuple[Dataset, BaseTag, Op]] = []
+    _apply(ds, profile, repl, found, pending)
+    scanner = found.scanner()
+    for parent, tag, op in pending:
+        elem = parent[tag]
+        if op is Op.CLEAN:
+            _map_values(elem, scanner.clean)
+        elif any(scanner.finds(v, patterns=op is Op.SCAN) for v in _strings(elem.value)):
+            del parent[tag]  # SCAN, CODED: kept only when nothing identifying is in it
     ds.add_new(0x00120062, "CS", "YES")  # PatientIdentityRemoved
     ds.add_new(0x00120063, "LO", METHOD_TEXT)  # DeidentificationMethod
     ds.add_new(0x00280303, "CS", "MODIFIED")  # LongitudinalTemporalInformationModified
@@ -154,57 +184,81 @@ def deidentify(ds: Dataset, profile: Profile, repl: Replacements) -> frozenset[s
         item.add_new(0x00080104, "LO", meaning)  # CodeMeaning
         codes.append(item)
     ds.add_new(0x00120064, "SQ", Sequence(codes))  # DeidentificationMethodCodeSequence
-    return identifying
+    return scanner
 
 
 def _apply(
     ds: Dataset,
     profile: Profile,
     repl: Replacements,
-    found: set[str],
-    descriptors: list[DataElement],
+    found: Identity,
+    pending: list[tuple[Dataset, BaseTag, Op]],
 ) -> None:
-    """Each element: its identifying values collected, then its operation applied (cleaning
-    waits in `descriptors` for the whole walk)."""
+    """Each element: its identifying values collected, then its operation applied (text that
+    the scanner decides waits in `pending` for the whole walk)."""
     safe = _safe_private_blocks(ds)
     kept_blocks: set[tuple[int, int]] = set()
     for tag in list(ds.keys()):
-        t = int(tag)
-        if t & 0x10000:  # private
-            element = t & 0xFFFF
-            if 0x10 <= element <= 0xFF:
-                continue  # a creator: decided below, once its block is known
-            block = (t >> 16, element >> 8)
-            if element >= 0x1000 and (*safe.get(block, ("",)), element & 0xFF) in SAFE_PRIVATE:
-                kept_blocks.add(block)
-            else:
-                del ds[tag]
-            continue
-        if t == PIXEL_DATA:
-            continue
-        vr = _vr(ds, tag, t)
-        op = profile.op_for(t, vr)
-        if op is Op.RECURSE:
-            for item in _items(ds[tag]):
-                _apply(item, profile, repl, found, descriptors)
-            continue
-        if vr == "SQ":
-            for item in _items(ds[tag]):  # what goes with the sequence identified someone
-                _collect(item, profile, found)
-        else:
-            _collect_element(ds, tag, t, vr, op, found)
-        if op is Op.KEEP:
-            continue
-        if op is Op.REMOVE:
-            del ds[tag]
-        elif op is Op.CLEAN:
-            descriptors.append(ds[tag])
-        else:
-            _transform(ds, ds[tag], op, repl)
+        try:
+            _apply_element(ds, tag, profile, repl, found, pending, safe, kept_blocks)
+        except (HeaderError, RecursionError):
+            raise
+        except Exception as exc:  # says which element and what kind of trouble, no value
+            raise HeaderError(tag, exc) from None
     # Private creators stay only for blocks that kept a safe element.
     for tag in [t for t in ds.keys() if t & 0x10000 and 0x10 <= (t & 0xFFFF) <= 0xFF]:  # noqa: SIM118
         if (tag >> 16, tag & 0xFF) not in kept_blocks:
             del ds[tag]
+
+
+def _apply_element(
+    ds: Dataset,
+    tag: BaseTag,
+    profile: Profile,
+    repl: Replacements,
+    found: Identity,
+    pending: list[tuple[Dataset, BaseTag, Op]],
+    safe: dict[tuple[int, int], tuple[str, int]],
+    kept_blocks: set[tuple[int, int]],
+) -> None:
+    t = int(tag)
+    if t & 0x10000:  # private
+        element = t & 0xFFFF
+        if 0x10 <= element <= 0xFF:
+            return  # a creator: decided below, once its block is known
+        block = (t >> 16, element >> 8)
+        wanted = SAFE_PRIVATE.get((*safe.get(block, ("",)), element & 0xFF))
+        if element < 0x1000 or wanted is None or wanted != ds[tag].VR:
+            del ds[tag]
+            return
+        kept_blocks.add(block)
+        op = op_for_vr(wanted)
+        if op is Op.SCAN:
+            pending.append((ds, tag, op))
+        elif op is not Op.KEEP and not _transform(ds, ds[tag], op, repl):
+            del ds[tag]
+        return
+    if t == PIXEL_DATA:
+        return
+    vr = _vr(ds, tag, t)
+    op = profile.op_for(t, vr)
+    if op is Op.RECURSE:
+        for item in _items(ds[tag]):
+            _apply(item, profile, repl, found, pending)
+        return
+    if vr == "SQ":
+        for item in _items(ds[tag]):  # what goes with the sequence identified someone
+            _collect(item, profile, found)
+    else:
+        _collect_element(ds, tag, t, vr, op, found)
+    if op is Op.KEEP:
+        return
+    if op is Op.REMOVE:
+        del ds[tag]
+    elif op in (Op.CLEAN, Op.SCAN, Op.CODED):
+        pending.append((ds, tag, op))
+    elif not _transform(ds, ds[tag], op, repl):
+        del ds[tag]
 
 
 _SAFE_CREATORS = frozenset(creator for creator, _, _ in SAFE_PRIVATE)
@@ -224,8 +278,21 @@ def _safe_private_blocks(ds: Dataset) -> dict[tuple[int, int], tuple[str, int]]:
     return blocks
 
 
-def _transform(ds: Dataset, elem: DataElement, op: Op, repl: Replacements) -> None:
+def _transform(ds: Dataset, elem: DataElement, op: Op, repl: Replacements) -> bool:
+    """Apply a value operation; False when the element must go instead (a value that is not
+    what its VR says: an IS holding a name, a CS holding free text, a date that cannot shift)."""
     vr = elem.VR
+    if op is Op.NUMBER:
+        pattern = _IS if vr == "IS" else _DS
+        return all(pattern.match(v) for v in _strings(elem.value))
+    if op is Op.CODE:
+        return all(_CS.match(v) for v in _strings(elem.value))
+    if op is Op.AGE:
+        ages = [cap_age(v) for v in _strings(elem.value)]
+        if None in ages:
+            return False
+        elem.value = ages if len(ages) > 1 else (ages[0] if ages else elem.value)
+        return True
     if op is Op.EMPTY:
         elem.value = Sequence() if vr == "SQ" else None
     elif op is Op.DUMMY:
@@ -233,11 +300,12 @@ def _transform(ds: Dataset, elem: DataElement, op: Op, repl: Replacements) -> No
     elif op is Op.UID:
         _map_values(elem, repl.map_uid)
     elif op is Op.SHIFT:
-        _shift(ds, elem, repl.ids.jitter_days)
+        return _shift(elem, repl.ids.jitter_days)
     elif op is Op.PATIENT_ID or op is Op.PATIENT_NAME:
         elem.value = repl.ids.patient
     elif op is Op.ACCESSION:
         elem.value = repl.ids.studies.get(repl.item_key, "") if elem.value else ""
+    return True
 
 
 def _map_values(elem: DataElement, fn: Callable[[str], str]) -> None:
@@ -250,15 +318,16 @@ def _map_values(elem: DataElement, fn: Callable[[str], str]) -> None:
         elem.value = [fn(str(v)) for v in value]
 
 
-def _shift(ds: Dataset, elem: DataElement, days: int) -> None:
+def _shift(elem: DataElement, days: int) -> bool:
     values = _strings(elem.value)
     if not values:
-        return
+        return True
     shifted = [shift_date(v, days) for v in values]
     if any(s is None for s in shifted):
-        elem.value = None  # not a date we can shift: it goes, rather than stay as it was
+        elem.value = None  # not a date we can shift: emptied, rather than kept as it was
     else:
         elem.value = shifted if len(shifted) > 1 else shifted[0]
+    return True
 
 
 def _dummy(vr: str) -> object:

@@ -30,6 +30,7 @@ HEADER_TAGS = [
         "StudyInstanceUID",
         "SeriesInstanceUID",
         "PatientID",
+        "IssuerOfPatientID",
         "AccessionNumber",
         "StudyDate",
         "StudyTime",
@@ -87,25 +88,38 @@ def candidate_files(roots: Iterable[Path]) -> Iterator[Candidate | Problem]:
 
 
 def _walk(root: Path) -> Iterator[Candidate | Problem]:
+    """Depth first, each folder's entries by name. Only regular files are candidates: opening
+    a FIFO or a device would block, or read forever."""
     found = False
-    for dirpath, dirnames, filenames in os.walk(root, onerror=None):
-        here = Path(dirpath)
-        dirnames.sort()
-        for name in list(dirnames):
-            sub = here / name
-            if is_unfinished(name):
-                dirnames.remove(name)
-                yield Problem(sub, root, "unfinished folder (its name ends in .tmp*): skipped")
-            elif sub.is_symlink() and not _inside(sub, root):
-                # (A link to a folder inside the input is not followed: it would repeat files.)
-                yield Problem(sub, root, "symlink points outside the input: skipped")
-        for name in sorted(filenames):
-            path = here / name
-            if path.is_symlink() and not _inside(path, root):
-                yield Problem(path, root, "symlink points outside the input: skipped")
-                continue
-            found = True
-            yield Candidate(path, root)
+    folders = [root]
+    while folders:
+        here = folders.pop()
+        try:
+            with os.scandir(here) as scan:
+                entries = sorted(scan, key=lambda e: e.name)
+        except OSError as exc:
+            yield Problem(here, root, f"unreadable folder: {exc.strerror or type(exc).__name__}")
+            continue
+        subfolders = []
+        for entry in entries:
+            path = here / entry.name
+            if entry.is_symlink():
+                if not _inside(path, root):
+                    yield Problem(path, root, "symlink points outside the input: skipped")
+                    continue
+                if entry.is_dir():
+                    continue  # a link to a folder inside the input: its files are found there
+            if entry.is_dir(follow_symlinks=False):
+                if is_unfinished(entry.name):
+                    yield Problem(path, root, "unfinished folder (its name ends in .tmp*): skipped")
+                else:
+                    subfolders.append(path)
+            elif entry.is_file():
+                found = True
+                yield Candidate(path, root)
+            else:
+                yield Problem(path, root, "not a regular file (a FIFO, socket or device): skipped")
+        folders.extend(reversed(subfolders))
     if not found:
         yield Problem(root, root, "folder holds no files")
 
@@ -140,7 +154,7 @@ def read_header(candidate: Candidate) -> Instance | Problem:
         reason = f"DICOM but not an image instance: no {missing[0]}"
         return Problem(path, root, reason if has_preamble else "not a DICOM file")
     study_uid = str(ds.StudyInstanceUID)
-    patient = str(ds.get("PatientID", "") or "") or f"study:{study_uid}"
+    patient = _patient_key(ds, study_uid)
     item = str(ds.get("AccessionNumber", "") or "") or f"study:{study_uid}"
     return Instance(
         path=path,
@@ -152,6 +166,16 @@ def read_header(candidate: Candidate) -> Instance | Problem:
         sop_uid=str(ds.SOPInstanceUID),
         timestamp=_timestamp(ds.get("StudyDate"), ds.get("StudyTime")),
     )
+
+
+def _patient_key(ds: pydicom.Dataset, study_uid: str) -> str:
+    """The patient's own identity: PatientID with its issuer (one MRN from two issuers is two
+    patients); without an ID, the study stands for the patient."""
+    pid = str(ds.get("PatientID", "") or "").strip()
+    if not pid:
+        return f"study:{study_uid}"
+    issuer = str(ds.get("IssuerOfPatientID", "") or "").strip()
+    return f"{pid}\0{issuer}" if issuer else pid
 
 
 class NotDicom(Exception):

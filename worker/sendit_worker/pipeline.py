@@ -90,10 +90,8 @@ def run(options: RunOptions) -> Report:
         report.discovered = sum(len(files) for files in mine.values())
         source = options.identifiers or LocalIdentifiers(pseudonymizer)
         ids = source.resolve(_entities(mine.values()))
-        tasks = [
-            ([(ref(i.path), i) for i in files], ids[files[0].patient_key])
-            for files in mine.values()
-        ]
+        # Each file with its own patient's identifiers: a series may mix patients.
+        tasks = [[(ref(i.path), i, ids[i.patient_key]) for i in files] for files in mine.values()]
         log.info("de-identifying %d images in %d series", report.discovered, len(tasks))
         if options.on_discovered:
             options.on_discovered(report)

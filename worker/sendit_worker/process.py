@@ -7,17 +7,20 @@ recipe); tasks carry only paths and the patient's identifiers. No dataset outliv
 from __future__ import annotations
 
 import io
+import re
+import struct
 from dataclasses import dataclass
 from pathlib import Path
 
 import pydicom
-from pydicom import Dataset
+from pydicom import Dataset, FileMetaDataset
 from pydicom._uid_dict import UID_dictionary
 from pydicom.dataelem import RawDataElement
 from pydicom.encaps import generate_fragments
+from pydicom.uid import PYDICOM_IMPLEMENTATION_UID
 from pydicom.uid import DeflatedExplicitVRLittleEndian as DEFLATED
 
-from .deidentify import Replacements, deidentify
+from .deidentify import HeaderError, Replacements, deidentify
 from .discovery import Instance
 from .files import write_atomically
 from .identifiers import PatientIdentifiers
@@ -72,12 +75,10 @@ def init_process(settings: Settings) -> None:
     _context = Context(settings)
 
 
-def process_series(
-    task: tuple[list[tuple[str, Instance]], PatientIdentifiers],
-) -> list[Outcome]:
+def process_series(task: list[tuple[str, Instance, PatientIdentifiers]]) -> list[Outcome]:
+    """One series: each file with its reference and its own patient's identifiers."""
     assert _context is not None, "init_process first"
-    instances, ids = task
-    return [process_file(_context, ref, inst, ids) for ref, inst in instances]
+    return [process_file(_context, ref, inst, ids) for ref, inst, ids in task]
 
 
 def process_file(ctx: Context, ref: str, inst: Instance, ids: PatientIdentifiers) -> Outcome:
@@ -94,10 +95,15 @@ def process_file(ctx: Context, ref: str, inst: Instance, ids: PatientIdentifiers
         metadata = _metadata(ds, ctx.settings.header_json)
     except VerificationError as exc:
         return Outcome(ref, "failed", f"verification: {exc}")
+    except HeaderError as exc:
+        return Outcome(ref, "failed", f"could not de-identify {exc}")
+    except RecursionError:
+        return Outcome(ref, "failed", "could not de-identify: sequences nested too deep to walk")
     except OSError as exc:
         return Outcome(ref, "failed", f"unreadable: {exc.strerror or type(exc).__name__}")
     except Exception as exc:  # one bad file never stops the batch
-        return Outcome(ref, "failed", f"could not de-identify ({type(exc).__name__})")
+        step = "write" if isinstance(exc, OverflowError | struct.error) else "read or rewrite"
+        return Outcome(ref, "failed", f"could not {step} the file ({type(exc).__name__})")
     write_atomically(ctx.settings.output / relative, data)
     return Outcome(ref, "anonymized", output=relative, size=len(data), metadata=metadata)
 
@@ -107,16 +113,40 @@ def _deidentified_bytes(
 ) -> tuple[bytes, str]:
     transfer_syntax = _transfer_syntax(ds)
     had_pixels = 0x7FE00010 in ds
-    identifying = deidentify(ds, ctx.profile, Replacements(ids, inst.item_key, ctx.map_uid))
+    scanner = deidentify(ds, ctx.profile, Replacements(ids, inst.item_key, ctx.map_uid))
     if ctx.recipe is not None:
         ctx.recipe.apply(ds)
-    ds.file_meta.TransferSyntaxUID = transfer_syntax
+    ds.file_meta = _file_meta(ds, transfer_syntax)
     buffer = io.BytesIO()
     ds.save_as(buffer, enforce_file_format=True)
     data = buffer.getvalue()
-    verify(data, transfer_syntax=transfer_syntax, had_pixels=had_pixels, identifying=identifying)
-    relative = f"{ds.StudyInstanceUID}/{ds.SeriesInstanceUID}/{ds.SOPInstanceUID}.dcm"
-    return data, relative
+    verify(data, transfer_syntax=transfer_syntax, had_pixels=had_pixels, scanner=scanner)
+    return data, output_path(ds)
+
+
+def output_path(ds: Dataset) -> str:
+    """study/series/sop.dcm from the new UIDs only: each part must be a UID Sendit made, so
+    the path cannot be empty, absolute, or leave the output folder."""
+    parts = [str(ds.get(k) or "") for k in ("StudyInstanceUID", "SeriesInstanceUID")]
+    parts.append(f"{ds.get('SOPInstanceUID') or ''}.dcm")
+    if not all(_GENERATED_UID.match(p.removesuffix(".dcm")) for p in parts):
+        raise VerificationError("a study, series or SOP Instance UID is missing or not generated")
+    return "/".join(parts)
+
+
+_GENERATED_UID = re.compile(r"^2\.25\.\d{1,39}$")  # Pseudonymizer.uid: 2.25 and 128 bits
+
+
+def _file_meta(ds: Dataset, transfer_syntax: str) -> FileMetaDataset:
+    """Sendit's own file meta, built fresh: nothing of the source's (its AE title, address,
+    implementation name or private information) is carried over."""
+    meta = FileMetaDataset()
+    meta.MediaStorageSOPClassUID = ds.SOPClassUID
+    meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
+    meta.TransferSyntaxUID = transfer_syntax
+    meta.ImplementationClassUID = PYDICOM_IMPLEMENTATION_UID
+    meta.ImplementationVersionName = "SENDIT"
+    return meta
 
 
 def _metadata(ds: Dataset, header_json: bool) -> ImageMetadata:
@@ -152,6 +182,10 @@ def _integrity_problem(ds: Dataset, stored: bytes) -> str | None:
     """A file cut short: pydicom reads one without complaint, up to where it ends."""
     if _ends_inside_an_element(ds, stored):
         return "truncated: the file ends inside an element"
+    if not any(t in ds for t in PIXEL_TAGS):
+        if _is_image_class(ds.get("SOPClassUID")):
+            return "truncated: an image without pixel data (the file may end before it)"
+        return None
     if 0x7FE00010 not in ds:
         return None
     raw = ds.get_item(0x7FE00010)
@@ -178,6 +212,14 @@ def _integrity_problem(ds: Dataset, stored: bytes) -> str | None:
 
 
 UNDEFINED_LENGTH = 0xFFFFFFFF
+PIXEL_TAGS = (0x7FE00010, 0x7FE00008, 0x7FE00009)  # Pixel Data, Float and Double Float
+
+
+def _is_image_class(uid: object) -> bool:
+    """An Image Storage SOP class, which must carry pixels (SR, RT structure sets, presentation
+    states and the like are objects of their own kind and carry none)."""
+    entry = UID_dictionary.get(str(uid or ""))
+    return bool(entry) and entry[0].endswith("Image Storage") and "Legacy" not in entry[0]
 
 
 def _ends_inside_an_element(ds: Dataset, stored: bytes) -> bool:

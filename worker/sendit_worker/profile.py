@@ -6,12 +6,17 @@ together with the options Sendit applies, into one concrete operation per tag:
 
 - Retain Longitudinal Temporal Information with Modified Dates: dates are shifted, not removed.
 - Retain Patient Characteristics: age, sex, size, weight and the like are kept.
-- Clean Descriptors: descriptions are kept after identifying values are cut out of them;
-  free-text comments are removed.
+- Clean Descriptors: a short, named list of descriptions research needs (`KEPT_DESCRIPTORS`)
+  is kept with everything identifying cut out by the scanner; every other descriptor goes, as
+  the basic profile says, unless a batch keeps it.
 
-Anything the table does not name follows the same rules everywhere: private tags are removed
-unless on the safe list, overlays and curves are removed, UIDs that are not registered
-(class UIDs, transfer syntaxes) are remapped, dates are shifted, sequences are walked.
+Anything the table does not name is denied unless Sendit can vouch for it, by its VR: sequences
+are walked, UIDs remapped (class UIDs and transfer syntaxes kept), dates shifted, numbers and
+codes kept only when they are what their VR says (an IS holding "Smith" goes), short text
+(LO, SH) kept only when the scanner finds nothing identifying in it, free text (ST, LT, UT,
+UC), names, URLs, AE titles, binary values other than pixel data and lookup tables, unknown
+and UN elements removed. Private tags are removed unless on the safe list; overlays and
+curves are removed; ages over 89 become 090Y (HIPAA Safe Harbor).
 """
 
 from __future__ import annotations
@@ -33,7 +38,12 @@ class Op(enum.Enum):
     DUMMY = "dummy"  # a fixed, non-identifying value of the right VR
     UID = "uid"  # consistent remapping
     SHIFT = "shift"  # dates moved by the patient's jitter
-    CLEAN = "clean"  # identifying values cut out of free text
+    CLEAN = "clean"  # identifying text cut out (Clean Descriptors)
+    SCAN = "scan"  # kept only when the scanner finds nothing identifying in it
+    CODED = "coded"  # a code: kept unless the file's identifying values are in it
+    NUMBER = "number"  # an IS or DS kept only when every value is a number
+    CODE = "code"  # a CS kept only when every value is a code
+    AGE = "age"  # an AS kept when valid, over 89 years as 090Y
     RECURSE = "recurse"  # a sequence whose items get the same profile
     PATIENT_ID = "patient-id"
     PATIENT_NAME = "patient-name"
@@ -52,7 +62,7 @@ METHOD_TEXT = [f"Sendit PS3.15 Annex E Basic Profile {EDITION}"] + [
     name.removesuffix(" Option") for _, name in METHOD_CODES[1:]
 ]
 
-# Retain Patient Characteristics Option: kept as they are.
+# Retain Patient Characteristics Option: kept (as their VR allows: an age over 89 is capped).
 PATIENT_CHARACTERISTICS = frozenset(
     tag_for_keyword(k)
     for k in (
@@ -69,21 +79,106 @@ PATIENT_CHARACTERISTICS = frozenset(
     )
 )
 
+# Clean Descriptors: the descriptions kept by default, because research needs them to find
+# and group images; cleaned by the scanner. Every other descriptor of the table is removed.
+KEPT_DESCRIPTORS = frozenset(
+    tag_for_keyword(k)
+    for k in (
+        "StudyDescription",
+        "SeriesDescription",
+        "ProtocolName",
+        "PerformedProcedureStepDescription",
+        "RequestedProcedureDescription",
+        "ScheduledProcedureStepDescription",
+        "AcquisitionProtocolDescription",
+        "AcquisitionDeviceProcessingDescription",
+        "DerivationDescription",
+        "RTPlanDescription",
+    )
+)
+
+# Identifiers PS3.15 Annex E does not name: removed (or, where the object needs a value, a
+# dummy), wherever they stand.
+UNLISTED_IDENTIFIERS = {
+    tag_for_keyword(k): op
+    for k, op in (
+        ("RetrieveURL", "remove"),
+        ("PixelDataProviderURL", "remove"),
+        ("HL7InstanceIdentifier", "remove"),
+        ("StorageMediaFileSetID", "remove"),
+        ("StorageMediaFileSetUID", "uid"),
+        ("LocalNamespaceEntityID", "remove"),
+        ("UniversalEntityID", "remove"),
+        ("PatientBirthDateInAlternativeCalendar", "remove"),
+        ("PatientDeathDateInAlternativeCalendar", "remove"),
+        ("PatientAlternativeCalendar", "remove"),
+        ("ContentLabel", "dummy"),
+        ("ContentCreatorName", "remove"),
+        ("DocumentTitle", "remove"),
+        ("EncapsulatedDocument", "remove"),
+    )
+}
+
+# Coded values: short, meaningful as codes (a SNOMED code is a long run of digits), so only
+# the file's own identifying values are looked for in them, not the patterns.
+CODED = frozenset(
+    tag_for_keyword(k)
+    for k in (
+        "CodeValue",
+        "CodingSchemeDesignator",
+        "CodingSchemeVersion",
+        "LongCodeValue",
+        "URNCodeValue",
+        "MappingResource",
+        "ContextGroupVersion",
+        "ContextIdentifier",
+    )
+)
+
+# Binary values that are data, not text: pixel data and what draws it. Any other binary
+# element (an ICC profile, an encapsulated document, a vendor blob) is removed.
+KNOWN_BINARY = frozenset(
+    tag_for_keyword(k)
+    for k in (
+        "PixelData",
+        "FloatPixelData",
+        "DoubleFloatPixelData",
+        "ExtendedOffsetTable",
+        "ExtendedOffsetTableLengths",
+        "RedPaletteColorLookupTableData",
+        "GreenPaletteColorLookupTableData",
+        "BluePaletteColorLookupTableData",
+        "AlphaPaletteColorLookupTableData",
+        "LargeRedPaletteColorLookupTableData",
+        "LargeGreenPaletteColorLookupTableData",
+        "LargeBluePaletteColorLookupTableData",
+        "SegmentedRedPaletteColorLookupTableData",
+        "SegmentedGreenPaletteColorLookupTableData",
+        "SegmentedBluePaletteColorLookupTableData",
+        "SegmentedAlphaPaletteColorLookupTableData",
+        "LUTData",
+        "WaveformData",
+        "ChannelMinimumValue",
+        "ChannelMaximumValue",
+        "WaveformPaddingValue",
+    )
+)
+
 # Never shifted: the birth date is emptied and the birth time removed, as the basic profile says.
 NOT_SHIFTED = frozenset(tag_for_keyword(k) for k in ("PatientBirthDate", "PatientBirthTime"))
 
-# Private attributes known to carry no identity (a subset of PS3.15 Table E.3.10-1):
-# (private creator, group, element offset within the block).
-SAFE_PRIVATE = frozenset(
-    {
-        ("SIEMENS MR HEADER", 0x0019, 0x0C),  # B_value
-        ("SIEMENS MR HEADER", 0x0019, 0x0D),  # DiffusionDirectionality
-        ("SIEMENS MR HEADER", 0x0019, 0x0E),  # DiffusionGradientDirection
-        ("SIEMENS MR HEADER", 0x0019, 0x27),  # B_matrix
-        ("GEMS_PARM_01", 0x0043, 0x39),  # slop_int_6..9 (b-value)
-        ("Philips Imaging DD 001", 0x2001, 0x03),  # Diffusion B-Factor
-    }
-)
+# Private attributes known to carry no identity (a subset of PS3.15 Table E.3.10-1), with the
+# VR each must have: (private creator, group, element offset within the block) -> VR. One
+# stored with another VR (text in a numeric slot, a sequence, UN) is removed; a kept one still
+# goes through its VR's checks.
+SAFE_PRIVATE: dict[tuple[str, int, int], str] = {
+    ("SIEMENS MR HEADER", 0x0019, 0x0C): "IS",  # B_value
+    ("SIEMENS MR HEADER", 0x0019, 0x0D): "CS",  # DiffusionDirectionality
+    ("SIEMENS MR HEADER", 0x0019, 0x0E): "FD",  # DiffusionGradientDirection
+    ("SIEMENS MR HEADER", 0x0019, 0x27): "FD",  # B_matrix
+    ("GEMS_PARM_01", 0x0043, 0x39): "IS",  # slop_int_6..9 (b-value)
+    ("Philips Imaging DD 001", 0x2001, 0x03): "FL",  # Diffusion B-Factor
+}
 
 _PSEUDONYMS = {
     tag_for_keyword("PatientID"): Op.PATIENT_ID,
@@ -93,6 +188,22 @@ _PSEUDONYMS = {
 # VRs that hold free text, any of which may carry an identifying value.
 TEXT_VRS = frozenset({"AE", "LO", "LT", "PN", "SH", "ST", "UC", "UT", "UR"})
 _DATE_VRS = frozenset({"DA", "DT"})
+_NUMBER_VRS = frozenset({"US", "SS", "UL", "SL", "FL", "FD", "UV", "SV", "AT"})
+BINARY_VRS = frozenset({"OB", "OD", "OF", "OL", "OV", "OW", "UN"})
+# What an element the table does not name becomes, by its VR (anything else: removed).
+_BY_VR = {
+    "SQ": Op.RECURSE,
+    "DA": Op.SHIFT,
+    "DT": Op.SHIFT,
+    "TM": Op.KEEP,
+    "IS": Op.NUMBER,
+    "DS": Op.NUMBER,
+    "CS": Op.CODE,
+    "AS": Op.AGE,
+    "LO": Op.SCAN,
+    "SH": Op.SCAN,
+    **dict.fromkeys(_NUMBER_VRS, Op.KEEP),
+}
 # What the table's compound actions resolve to (where a choice is allowed, the one that keeps
 # the object conformant: an empty Type 2 attribute rather than none).
 _BASIC = {
@@ -115,18 +226,14 @@ def _vr(tag: int) -> str:
         return "UN"
 
 
-def _is_descriptor(tag: int) -> bool:
-    keyword = keyword_for_tag(tag)
-    return keyword.endswith("Description") or keyword == "ProtocolName"
-
-
 def _resolve(tag: int, basic: Op) -> Op:
     """The operation for a tag the Annex E table names, with Sendit's options applied."""
     vr = _vr(tag)
     if tag in _PSEUDONYMS:
         return _PSEUDONYMS[tag]
     if tag in PATIENT_CHARACTERISTICS:
-        return Op.RECURSE if vr == "SQ" else Op.KEEP  # kept, yet a name inside still goes
+        # kept as their VR allows (an age capped, a name inside a sequence still gone)
+        return _BY_VR.get(vr, Op.REMOVE)
     if vr in _DATE_VRS and tag not in NOT_SHIFTED:
         return Op.SHIFT
     if vr == "UI":
@@ -134,7 +241,7 @@ def _resolve(tag: int, basic: Op) -> Op:
     if vr == "SQ":
         # A sequence cannot hold a dummy value: its content goes; an empty one keeps Type 2.
         return {Op.DUMMY: Op.REMOVE, Op.UID: Op.RECURSE}.get(basic, basic)
-    if _is_descriptor(tag) and vr in TEXT_VRS:
+    if tag in KEPT_DESCRIPTORS:
         return Op.CLEAN
     return basic
 
@@ -158,13 +265,14 @@ class Profile:
             return Op.REMOVE  # group lengths, trailing padding and signatures
         if vr == "UI":
             return _uid_op(tag)
-        if vr == "PN":
-            return Op.REMOVE  # a name the table does not list is still a name
-        if vr in _DATE_VRS:
-            return Op.SHIFT
-        if vr == "SQ":
-            return Op.RECURSE
-        return Op.KEEP
+        if vr in BINARY_VRS:
+            return Op.KEEP if tag in KNOWN_BINARY else Op.REMOVE
+        return op_for_vr(vr)
+
+
+def op_for_vr(vr: str) -> Op:
+    """An element no table names, by its VR: names, free text, URLs and AE titles go."""
+    return _BY_VR.get(vr, Op.REMOVE)
 
 
 @cache
@@ -183,6 +291,10 @@ def default_profile() -> Profile:
                 continue  # repeating groups (curves, overlays): covered by Profile.op_for
             tag = (entry[0] << 16) | entry[1]
             table[tag] = _resolve(tag, basic)
+    for tag, op in UNLISTED_IDENTIFIERS.items():
+        table[tag] = Op(op)
+    for tag in CODED:
+        table.setdefault(tag, Op.CODED)
     for tag, op in _PSEUDONYMS.items():
         table[tag] = op
     return Profile(table)

@@ -28,7 +28,9 @@ class Pseudonymizer:
     key: bytes
 
     def _digest(self, kind: str, value: str) -> bytes:
-        return hmac.new(self.key, f"{kind}\0{value}".encode(), hashlib.sha256).digest()
+        # (surrogateescape: a file name that is not valid UTF-8 still gets its reference)
+        data = f"{kind}\0{value}".encode("utf-8", "surrogateescape")
+        return hmac.new(self.key, data, hashlib.sha256).digest()
 
     def token(self, kind: str, value: str, length: int = 12) -> str:
         """An uppercase base32 token: short, case-insensitive-safe, fits SH and LO."""

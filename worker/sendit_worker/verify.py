@@ -1,9 +1,12 @@
 """Fail closed: the last check of a de-identified file, on the exact bytes about to be written.
 
 The bytes must re-read as DICOM with file meta that matches the dataset, carry the
-de-identification record, keep the pixel data they came with, and contain none of the source's
-identifying values anywhere in the header (nested sequences included: the whole serialized
-header is searched, not a walk of elements that might miss one).
+de-identification record and keep the pixel data they came with. Then every element, at every
+depth, by its type: text decoded with its character set goes through the scanner (the source's
+identifying values in all their spellings, and the patterns); binary values other than the
+pixel data are searched for the source's values as bytes; codes and numbers are not compared
+with names (a PatientID "400" is no WindowCenter of 400). A dataset nested too deep to walk
+fails.
 """
 
 from __future__ import annotations
@@ -11,24 +14,23 @@ from __future__ import annotations
 import io
 
 import pydicom
-from pydicom.uid import DeflatedExplicitVRLittleEndian, ExplicitVRLittleEndian
+from pydicom import Dataset
 
-from . import words
+from .profile import BINARY_VRS, CODED, TEXT_VRS
+from .scanner import Scanner
 
 PIXEL_DATA = 0x7FE00010
+# Written by Sendit from pseudonyms (a pseudonym may hold a run of digits), or codes: the
+# source's values are searched for there, not the patterns.
+NO_PATTERNS = CODED | {0x00100010, 0x00100020, 0x00080050, 0x00120063}
+BYTES_MIN = 4  # shorter values are searched for in decoded text only: in bytes they match noise
 
 
 class VerificationError(Exception):
     """The file must not leave. The message names the check, never a value."""
 
 
-def verify(
-    data: bytes,
-    *,
-    transfer_syntax: str,
-    had_pixels: bool,
-    identifying: frozenset[str],
-) -> None:
+def verify(data: bytes, *, transfer_syntax: str, had_pixels: bool, scanner: Scanner) -> None:
     try:
         ds = pydicom.dcmread(io.BytesIO(data))
         meta = ds.file_meta
@@ -48,38 +50,48 @@ def verify(
     for reason, failed in checks.items():
         if failed:
             raise VerificationError(reason)
-    if identifying and next(
-        words.spans(_header_bytes(data, ds).lower(), _encoded(identifying)), None
-    ):
-        raise VerificationError("an identifying value of the source is still in the header")
+    needles = {n.encode() for n in scanner.needles if n.isascii() and len(n) >= BYTES_MIN}
+    try:
+        where = _leak(ds, scanner, needles)
+    except RecursionError:
+        raise VerificationError("the header is nested too deep to verify") from None
+    if where is not None:
+        raise VerificationError(f"identifying text remains in {where}")
 
 
-def _header_bytes(data: bytes, ds: pydicom.Dataset) -> bytes:
-    """Everything but the pixel data value, as stored (re-encoded plainly when deflated)."""
-    if ds.file_meta.TransferSyntaxUID == DeflatedExplicitVRLittleEndian:
-        return _plain_header(ds)
-    raw = ds.get_item(PIXEL_DATA)
-    if raw is None:
-        return data
-    start, length = raw.value_tell, len(raw.value or b"")
-    return data[:start] + data[start + length :]
+def _leak(ds: Dataset, scanner: Scanner, needles: set[bytes]) -> str | None:
+    """The tag (gggg,eeee) of the first element that still identifies someone, at any depth."""
+    for tag in list(ds.keys()):
+        raw = ds.get_item(tag)
+        vr = raw.VR or ds[tag].VR  # implicit VR: the dictionary's (pydicom resolves it)
+        if vr == "SQ":
+            for item in ds[tag].value or []:
+                found = _leak(item, scanner, needles)
+                if found is not None:
+                    return found
+        elif vr in TEXT_VRS:
+            value = ds[tag].value  # decoded with the dataset's character set
+            patterns = int(tag) not in NO_PATTERNS
+            values = value if isinstance(value, list | tuple) else [value]
+            if any(scanner.finds(str(v), patterns=patterns) for v in values if v):
+                return f"({tag.group:04X},{tag.element:04X})"
+        elif vr in BINARY_VRS and int(tag) != PIXEL_DATA and needles:
+            value = raw.value if isinstance(raw.value, bytes) else ds[tag].value
+            if isinstance(value, bytes) and _bytes_leak(value.lower(), needles):
+                return f"({tag.group:04X},{tag.element:04X})"
+    return None
 
 
-def _plain_header(ds: pydicom.Dataset) -> bytes:
-    header = ds.copy()
-    header.pop(PIXEL_DATA, None)
-    header.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
-    buffer = io.BytesIO()
-    header.save_as(buffer, enforce_file_format=True)
-    return buffer.getvalue()
+def _bytes_leak(header: bytes, needles: set[bytes]) -> bool:
+    for needle in needles:
+        start = header.find(needle)
+        while start != -1:
+            end = start + len(needle)
+            if not (_alnum(header[start - 1 : start]) or _alnum(header[end : end + 1])):
+                return True
+            start = header.find(needle, start + 1)
+    return False
 
 
-def _encoded(identifying: frozenset[str]) -> set[bytes]:
-    encoded: set[bytes] = set()
-    for value in identifying:
-        for encoding in ("utf-8", "latin-1"):
-            try:
-                encoded.add(value.encode(encoding))
-            except UnicodeEncodeError:
-                continue
-    return encoded
+def _alnum(char: bytes) -> bool:
+    return bool(char) and char.isalnum()
