@@ -7,6 +7,7 @@ import struct
 from pathlib import Path
 
 import pydicom
+import pytest
 from dicomdata import PLANTED, bundled, make_clean_image, plant_phi
 from pydicom import Dataset
 from pydicom.dataelem import RawDataElement
@@ -14,9 +15,10 @@ from pydicom.filebase import DicomBytesIO
 from pydicom.filewriter import write_dataset
 from pydicom.tag import Tag
 
+from sendit_api.errors import Permanent
 from sendit_worker.deidentify import Replacements, deidentify, identifying_values, shift_date
 from sendit_worker.identifiers import PatientIdentifiers
-from sendit_worker.profile import default_profile
+from sendit_worker.profile import Options, default_profile, profile_for
 
 IDS = PatientIdentifiers(patient="PSEUDO123", jitter_days=-10, studies={"ACCX-5512": "SNEWACC"})
 
@@ -148,3 +150,49 @@ def test_a_sequence_stored_as_UN_is_walked_like_any_sequence(tmp_path: Path) -> 
     inner = stored.SourceImageSequence[0]
     assert inner.ReferencedSOPInstanceUID == "2.25.1"
     assert "PatientName" not in inner or str(inner.PatientName) == "PSEUDO123"
+
+
+def _with(options: Options, **values: str) -> pydicom.Dataset:
+    ds = make_clean_image(pydicom.dcmread(bundled("CT_small.dcm")))
+    ds.PatientName = "Zyxwvutson^Quintessa"
+    for keyword, value in values.items():
+        setattr(ds, keyword, value)
+    repl = Replacements(IDS, "ACCX-5512", lambda uid: "2.25.1")
+    deidentify(ds, profile_for(options), repl)
+    return ds
+
+
+DEFAULT = Options(keep_descriptors=(), cap_ages=True)
+
+
+def test_descriptors_outside_the_kept_list_go_unless_the_batch_keeps_them() -> None:
+    text = "ROI near Zyxwvutson marker"
+    assert "ROIObservationDescription" not in _with(DEFAULT, ROIObservationDescription=text)
+    kept = Options(keep_descriptors=("ROIObservationDescription",), cap_ages=True)
+    assert (
+        _with(kept, ROIObservationDescription=text).ROIObservationDescription == "ROI near marker"
+    )
+
+
+def test_a_kept_descriptor_must_be_text() -> None:
+    with pytest.raises(Permanent, match="PatientBirthDate"):
+        profile_for(Options(keep_descriptors=("PatientBirthDate",), cap_ages=True))
+
+
+def test_ages_of_ninety_and_over_become_090Y_unless_the_batch_keeps_them() -> None:
+    assert _with(DEFAULT, PatientAge="095Y").PatientAge == "090Y"
+    assert _with(DEFAULT, PatientAge="089Y").PatientAge == "089Y"
+    assert _with(DEFAULT, PatientAge="1100M").get("PatientAge") is None  # not an AS: gone
+    assert _with(Options((), cap_ages=False), PatientAge="095Y").PatientAge == "095Y"
+
+
+def test_values_that_are_not_what_their_vr_says_go() -> None:
+    ds = _with(DEFAULT, BodyPartExamined="chest of J. Doe")
+    text = b"Zyxwvutson"  # a DS holding a name, as an export may: stored, never converted
+    ds = make_clean_image(pydicom.dcmread(bundled("CT_small.dcm")))
+    ds.BodyPartExamined = "chest of J. Doe"
+    ds[0x00180050] = RawDataElement(Tag(0x00180050), "DS", len(text), text, 0, False, True)
+    deidentify(ds, default_profile(), Replacements(IDS, "A", lambda uid: "2.25.1"))
+    assert "SliceThickness" not in ds and "BodyPartExamined" not in ds
+    ds = _with(DEFAULT, SliceThickness="2.5", BodyPartExamined="CHEST")
+    assert (ds.SliceThickness, ds.BodyPartExamined) == (2.5, "CHEST")

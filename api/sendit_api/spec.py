@@ -55,6 +55,8 @@ class Pixels:
 @dataclass(frozen=True)
 class Deidentify:
     profile: str
+    keep_descriptors: tuple[str, ...]
+    cap_ages: bool
     recipe: FileRef | None
     pseudonym_key: PseudonymKey | None
     identifier_service: IdentifierService | None

@@ -58,6 +58,16 @@ def _parser() -> argparse.ArgumentParser:
         "--filter", type=Path, action="append", default=[], help="an extra deid filter file"
     )
     r.add_argument("--identifier-service", metavar="URL", help="a DASHER-style service")
+    r.add_argument(
+        "--keep-descriptor",
+        action="append",
+        default=[],
+        metavar="KEYWORD",
+        help="keep (cleaned) a description beyond the default list, e.g. ImageComments",
+    )
+    r.add_argument(
+        "--keep-ages", action="store_true", help="keep ages of 90 and over (default: 090Y)"
+    )
     r.add_argument("--workers", type=int, default=0, help=f"processes (default {available_cpus()})")
     r.set_defaults(command=_run)
 
@@ -172,6 +182,10 @@ def _override(spec: dict[str, Any], args: argparse.Namespace) -> None:
         filters += [{"file": str(f.resolve())} for f in args.filter]
     if args.identifier_service:
         deid["identifierService"] = {"url": args.identifier_service}
+    if args.keep_descriptor:
+        deid["keepDescriptors"] = [*deid.get("keepDescriptors", []), *args.keep_descriptor]
+    if args.keep_ages:
+        deid["capAges"] = False
 
 
 def _inside(path: Path, folder: Path) -> bool:

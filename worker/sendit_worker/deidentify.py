@@ -12,6 +12,7 @@ import datetime as dt
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import lru_cache
 
 from pydicom import Dataset
 from pydicom.datadict import dictionary_VR, keyword_for_tag
@@ -22,17 +23,21 @@ from pydicom.tag import BaseTag
 
 from .identifiers import PatientIdentifiers
 from .profile import METHOD_CODES, METHOD_TEXT, SAFE_PRIVATE, TEXT_VRS, Op, Profile, op_for_vr
-from .scanner import Scanner, id_spellings, name_parts
+from .scanner import Scanner, id_spellings, name_parts, scanner_for
 
 _DUMMY_TEXT = "ANONYMIZED"
 _NUMBER_VRS = frozenset({"US", "SS", "UL", "SL", "FL", "FD", "UV", "SV"})
 PIXEL_DATA = 0x7FE00010
 BIRTH_DATE = 0x00100030
 OLDEST_AGE = 90  # HIPAA Safe Harbor: 90 and above are one category, written 090Y
-_IS = re.compile(r"^\s*[+-]?\d{1,12}\s*$")
-_DS = re.compile(r"^\s*[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?\s*$")
-_CS = re.compile(r"^[A-Z0-9 _]{0,16}$")
 _AS = re.compile(r"^(\d{3})([DWMY])$")
+# What a stored value of these VRs may be, every value of it (checked on the stored bytes).
+_VALUE = {
+    "IS": rb" *[+-]?\d{1,12} *",
+    "DS": rb" *[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)? *",
+    "CS": rb"[A-Z0-9 _]{0,16}",
+}
+_STORED = {vr: re.compile(rb"(?:%s)(?:\\(?:%s))*[\0 ]*" % (v, v)) for vr, v in _VALUE.items()}
 
 
 class HeaderError(Exception):
@@ -66,7 +71,7 @@ class Identity:
     values: set[str]
 
     def scanner(self) -> Scanner:
-        return Scanner(self.names, self.values)
+        return scanner_for(frozenset(self.names), frozenset(self.values))
 
 
 def identifying_values(ds: Dataset, profile: Profile) -> Scanner:
@@ -147,13 +152,13 @@ def _is_dt_offset(value: str) -> bool:
     return len(head) > 8 and len(tail) == 4 and tail.isdigit()
 
 
-def cap_age(value: str) -> str | None:
-    """A valid AS, with ages of 90 years and more as 090Y; None when not an age."""
+def cap_age(value: str, cap: bool = True) -> str | None:
+    """A valid AS, with ages of 90 years and more as 090Y when `cap`; None when not an age."""
     match = _AS.match(value.strip())
     if not match:
         return None
     years = int(match[1]) / {"D": 365.25, "W": 52.18, "M": 12, "Y": 1}[match[2]]
-    return f"{OLDEST_AGE:03d}Y" if years >= OLDEST_AGE else value.strip()
+    return f"{OLDEST_AGE:03d}Y" if cap and years >= OLDEST_AGE else value.strip()
 
 
 def deidentify(ds: Dataset, profile: Profile, repl: Replacements) -> Scanner:
@@ -171,7 +176,7 @@ def deidentify(ds: Dataset, profile: Profile, repl: Replacements) -> Scanner:
         elem = parent[tag]
         if op is Op.CLEAN:
             _map_values(elem, scanner.clean)
-        elif any(scanner.finds(v, patterns=op is Op.SCAN) for v in _strings(elem.value)):
+        elif any(scanner.finds(v, patterns=op is Op.SCAN) for v in stored_texts(parent, tag)):
             del parent[tag]  # SCAN, CODED: kept only when nothing identifying is in it
     ds.add_new(0x00120062, "CS", "YES")  # PatientIdentityRemoved
     ds.add_new(0x00120063, "LO", METHOD_TEXT)  # DeidentificationMethod
@@ -228,15 +233,11 @@ def _apply_element(
             return  # a creator: decided below, once its block is known
         block = (t >> 16, element >> 8)
         wanted = SAFE_PRIVATE.get((*safe.get(block, ("",)), element & 0xFF))
-        if element < 0x1000 or wanted is None or wanted != ds[tag].VR:
+        if element < 0x1000 or wanted is None or _stored_vr(ds, tag) != wanted:
             del ds[tag]
             return
         kept_blocks.add(block)
-        op = op_for_vr(wanted)
-        if op is Op.SCAN:
-            pending.append((ds, tag, op))
-        elif op is not Op.KEEP and not _transform(ds, ds[tag], op, repl):
-            del ds[tag]
+        _apply_op(ds, tag, op_for_vr(wanted), repl, pending, profile.cap_ages)
         return
     if t == PIXEL_DATA:
         return
@@ -251,12 +252,33 @@ def _apply_element(
             _collect(item, profile, found)
     else:
         _collect_element(ds, tag, t, vr, op, found)
+    _apply_op(ds, tag, op, repl, pending, profile.cap_ages)
+
+
+def _apply_op(
+    ds: Dataset,
+    tag: BaseTag,
+    op: Op,
+    repl: Replacements,
+    pending: list[tuple[Dataset, BaseTag, Op]],
+    cap_ages: bool,
+) -> None:
     if op is Op.KEEP:
         return
     if op is Op.REMOVE:
         del ds[tag]
     elif op in (Op.CLEAN, Op.SCAN, Op.CODED):
         pending.append((ds, tag, op))
+    elif op is Op.NUMBER or op is Op.CODE:
+        if not _stored_is_valid(ds, tag):  # a DS of "Smith", a CS of free text
+            del ds[tag]
+    elif op is Op.AGE:
+        stored = _stored_strings(ds, tag)
+        ages = [cap_age(v, cap_ages) for v in stored]
+        if None in ages:
+            del ds[tag]
+        elif ages != stored:
+            ds[tag].value = ages if len(ages) > 1 else ages[0]
     elif not _transform(ds, ds[tag], op, repl):
         del ds[tag]
 
@@ -282,17 +304,6 @@ def _transform(ds: Dataset, elem: DataElement, op: Op, repl: Replacements) -> bo
     """Apply a value operation; False when the element must go instead (a value that is not
     what its VR says: an IS holding a name, a CS holding free text, a date that cannot shift)."""
     vr = elem.VR
-    if op is Op.NUMBER:
-        pattern = _IS if vr == "IS" else _DS
-        return all(pattern.match(v) for v in _strings(elem.value))
-    if op is Op.CODE:
-        return all(_CS.match(v) for v in _strings(elem.value))
-    if op is Op.AGE:
-        ages = [cap_age(v) for v in _strings(elem.value)]
-        if None in ages:
-            return False
-        elem.value = ages if len(ages) > 1 else (ages[0] if ages else elem.value)
-        return True
     if op is Op.EMPTY:
         elem.value = Sequence() if vr == "SQ" else None
     elif op is Op.DUMMY:
@@ -306,6 +317,53 @@ def _transform(ds: Dataset, elem: DataElement, op: Op, repl: Replacements) -> bo
     elif op is Op.ACCESSION:
         elem.value = repl.ids.studies.get(repl.item_key, "") if elem.value else ""
     return True
+
+
+def stored_texts(ds: Dataset, tag: BaseTag) -> list[str]:
+    """A text element's values, decoded: from the stored bytes when they are plain ASCII (no
+    ISO 2022 escapes), which every DICOM character set reads alike, else by pydicom with the
+    dataset's character set."""
+    value = ds.get_item(tag).value
+    if isinstance(value, bytes) and value.isascii() and b"\x1b" not in value:
+        return _stored_strings(ds, tag)
+    return _strings(ds[tag].value)
+
+
+def _stored_vr(ds: Dataset, tag: BaseTag) -> str:
+    """The VR as stored; in implicit VR, as the dictionaries say (UN when they do not)."""
+    vr = ds.get_item(tag).VR
+    if vr:
+        return vr
+    try:
+        return ds[tag].VR
+    except (ValueError, TypeError, KeyError):
+        return "UN"
+
+
+def _stored_is_valid(ds: Dataset, tag: BaseTag) -> bool:
+    """Every value of an IS, DS or CS, as stored (before pydicom converts it), is what its VR
+    says."""
+    value = ds.get_item(tag).value
+    if value is None:
+        return True
+    if not isinstance(value, bytes):  # already converted (set in memory): its text
+        value = "\\".join(_strings(value)).encode("ascii", "replace")
+    return _valid(_stored_vr(ds, tag), value)
+
+
+@lru_cache(maxsize=4096)
+def _valid(vr: str, value: bytes) -> bool:
+    pattern = _STORED.get(vr)
+    return pattern is not None and pattern.fullmatch(value) is not None
+
+
+def _stored_strings(ds: Dataset, tag: BaseTag) -> list[str]:
+    """A text element's values as stored, before pydicom converts them."""
+    raw = ds.get_item(tag)
+    if isinstance(raw.value, bytes):
+        text = raw.value.decode("ascii", "replace").rstrip("\0 ")
+        return [v.strip() for v in text.split("\\") if v.strip()]
+    return _strings(raw.value)
 
 
 def _map_values(elem: DataElement, fn: Callable[[str], str]) -> None:

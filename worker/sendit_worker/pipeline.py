@@ -25,6 +25,7 @@ from .discovery import Candidate, Instance, Problem, candidate_files, group, rea
 from .identifiers import IdentifierSource, LocalIdentifiers
 from .images import DeidentifiedImage
 from .process import Outcome, Settings, init_process, process_series
+from .profile import Options
 from .pseudonyms import Pseudonymizer
 from .report import FileError, Report
 
@@ -62,6 +63,7 @@ class RunOptions:
     on_discovered: Callable[[Report], None] | None = None  # totals known, before any image
     on_series: Callable[[SeriesDone], None] | None = None
     header_json: bool = False  # outcomes carry the header as DICOM JSON (for BigQuery rows)
+    profile: Options | None = None  # the batch's profile options; None: the default profile
 
 
 def run(options: RunOptions) -> Report:
@@ -74,6 +76,7 @@ def run(options: RunOptions) -> Report:
         recipe=options.recipe,
         filters=tuple(options.filters) + ((options.recipe,) if options.recipe else ()),
         header_json=options.header_json,
+        options=options.profile,
     )
     workers = options.workers or available_cpus()
     with _pool(workers, settings) as pool:

@@ -27,7 +27,7 @@ from .identifiers import PatientIdentifiers
 from .images import KEYWORDS, ImageMetadata
 from .logs import quiet_libraries
 from .pixels import PixelScreen
-from .profile import Profile, default_profile
+from .profile import Options, Profile, default_profile, profile_for
 from .pseudonyms import Pseudonymizer
 from .recipe import UserRecipe
 from .verify import VerificationError, verify
@@ -42,6 +42,7 @@ class Settings:
     recipe: Path | None = None
     filters: tuple[Path, ...] = ()
     header_json: bool = False  # also return each output's header as DICOM JSON (for BigQuery)
+    options: Options | None = None  # the batch's profile options; None: the default profile
 
 
 @dataclass(frozen=True)
@@ -57,7 +58,8 @@ class Outcome:
 class Context:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        self.profile: Profile = default_profile()
+        options = settings.options
+        self.profile: Profile = profile_for(options) if options else default_profile()
         self.pseudonymizer = Pseudonymizer(settings.key)
         self.screen = PixelScreen(settings.filters)
         self.recipe = UserRecipe.load(settings.recipe) if settings.recipe else None

@@ -28,6 +28,8 @@ from functools import cache
 from dicomanonymizer.dicom_anonymization_databases import dicomfields_2026c as annex_e
 from pydicom.datadict import dictionary_VR, keyword_for_tag, tag_for_keyword
 
+from sendit_api.errors import Permanent
+
 EDITION = "2026c"
 
 
@@ -185,6 +187,7 @@ _PSEUDONYMS = {
     tag_for_keyword("PatientName"): Op.PATIENT_NAME,
     tag_for_keyword("AccessionNumber"): Op.ACCESSION,
 }
+DESCRIPTOR_VRS = frozenset({"LO", "SH", "ST", "LT", "UT", "UC"})
 # VRs that hold free text, any of which may carry an identifying value.
 TEXT_VRS = frozenset({"AE", "LO", "LT", "PN", "SH", "ST", "UC", "UT", "UR"})
 _DATE_VRS = frozenset({"DA", "DT"})
@@ -251,6 +254,7 @@ class Profile:
     """Compiled tag table: one operation per public tag the table names; rules for the rest."""
 
     table: dict[int, Op]
+    cap_ages: bool = True  # ages of 90 years and more become 090Y (HIPAA Safe Harbor)
 
     def op_for(self, tag: int, vr: str) -> Op:
         op = self.table.get(tag)
@@ -298,3 +302,24 @@ def default_profile() -> Profile:
     for tag, op in _PSEUDONYMS.items():
         table[tag] = op
     return Profile(table)
+
+
+@dataclass(frozen=True)
+class Options:
+    """A batch's choices over the default (spec.deidentify: keepDescriptors, capAges)."""
+
+    keep_descriptors: tuple[str, ...]
+    cap_ages: bool
+
+
+@cache
+def profile_for(options: Options) -> Profile:
+    """The default profile with a batch's options. Raises Permanent for a descriptor that is
+    not a text attribute of the dictionary (only text can be cleaned)."""
+    table = dict(default_profile().table)
+    for keyword in options.keep_descriptors:
+        tag = tag_for_keyword(keyword)
+        if tag is None or _vr(tag) not in DESCRIPTOR_VRS:
+            raise Permanent(f"deidentify.keepDescriptors: {keyword!r} is not a text attribute")
+        table[tag] = Op.CLEAN
+    return Profile(table, cap_ages=options.cap_ages)

@@ -31,6 +31,7 @@ from .destinations.errors import DeliveryError
 from .files import copy_atomically
 from .identifiers import IdentifierSource, ServiceIdentifiers
 from .pipeline import RunOptions, SeriesDone, run
+from .profile import Options, profile_for
 from .report import Report
 
 log = logging.getLogger("sendit")
@@ -88,7 +89,9 @@ def run_batch(
         filters=tuple(placement.config_file(f) for f in deid.pixels.filters),
         shard=placement.shard,
         header_json=spec.destinations.bigquery is not None,
+        profile=Options(deid.keep_descriptors, deid.cap_ages),
     )
+    profile_for(options.profile)  # a bad option fails here, before any file is read
     if placement.fresh_workspace:
         _clear_outputs(workspace)
     remote = deliver and spec.destinations.remote

@@ -26,6 +26,7 @@ from functools import lru_cache
 MIN_NAME = 2  # a name part this short is still a name ("Ng"), matched as a whole word only
 # (in a script written without spaces, one character is a name: 王)
 MIN_VALUE = 3  # other values shorter than this match too much to mean anything
+MEMO = 4096  # texts remembered per scanner
 
 _MONTH = r"(?:jan|feb|mar|apr|may|jun|jul|aug|sep|sept|oct|nov|dec)[a-z]*\.?"
 _STREET = (
@@ -47,6 +48,9 @@ PATTERNS: dict[str, str] = {
     "street address": rf"\b\d{{1,6}}\s+(?:[\w'.\-]+\s+){{0,4}}(?:{_STREET})\b\.?",
 }
 _PATTERNS = re.compile("|".join(f"(?:{p})" for p in PATTERNS.values()))
+# Every pattern needs one of these: text without any cannot match, and costs one quick search.
+_MAY_MATCH = re.compile(r"[0-9@]|www|://")
+_WORD = re.compile(r"[^\W_]+")
 # Scripts written without spaces between words: there, a name is found anywhere.
 _NO_SPACES = re.compile(r"[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af\uf900-\ufaff]")
 
@@ -92,6 +96,13 @@ def id_spellings(value: str) -> list[str]:
     return [v for v in out if len(v) >= MIN_VALUE]
 
 
+@lru_cache(maxsize=64)
+def scanner_for(names: frozenset[str], values: frozenset[str]) -> Scanner:
+    """One scanner per set of identifying values: the files of a patient's series share one
+    (compiled once, its answers remembered)."""
+    return Scanner(names, values)
+
+
 class Scanner:
     """The identifying values of one file (folded), and the patterns, as one matcher."""
 
@@ -102,6 +113,11 @@ class Scanner:
         self.needles = frozenset(needles)
         alternatives = [_needle(n) for n in sorted(needles, key=len, reverse=True)]
         self._values = re.compile("|".join(alternatives)) if alternatives else None
+        # A whole-word match starts with a whole word: a text holding none of the needles'
+        # first words cannot match, and is told so by a set lookup instead of the regex.
+        self._first = {w[0] for n in needles if (w := _WORD.findall(n))}
+        self._anywhere = [n for n in needles if _NO_SPACES.search(n)]
+        self._seen: dict[tuple[str, bool], bool] = {}
 
     def spans(self, text: str, *, patterns: bool = True) -> list[tuple[int, int]]:
         """Where identifying text stands in `text` (indices into `text`), merged."""
@@ -113,15 +129,30 @@ class Scanner:
 
     def _matches(self, folded: str, patterns: bool) -> list[tuple[int, int]]:
         found = [m.span() for m in self._values.finditer(folded)] if self._values else []
-        if patterns:
+        if patterns and _MAY_MATCH.search(folded):
             found += [m.span() for m in _PATTERNS.finditer(folded)]
         return found
 
     def finds(self, text: str, *, patterns: bool = True) -> bool:
+        """Does `text` hold anything identifying? (Remembered: a series repeats its values.)"""
+        key = (text, patterns)
+        found = self._seen.get(key)
+        if found is None:
+            if len(self._seen) >= MEMO:
+                self._seen.clear()
+            found = self._seen[key] = self._finds(text, patterns)
+        return found
+
+    def _finds(self, text: str, patterns: bool) -> bool:
         folded = fold(text)
-        if self._values is not None and self._values.search(folded):
+        values = self._values
+        if values is not None and self._may_hold_a_value(folded) and values.search(folded):
             return True
-        return patterns and _PATTERNS.search(folded) is not None
+        return (
+            patterns
+            and _MAY_MATCH.search(folded) is not None
+            and (_PATTERNS.search(folded) is not None)
+        )
 
     def clean(self, text: str) -> str:
         """`text` with everything identifying cut out (never the whole value kept as it was)."""
@@ -134,6 +165,11 @@ class Scanner:
             last = end
         kept.append(text[last:])
         return re.sub(r"\s{2,}", " ", "".join(kept)).strip(" ,;:-^/")
+
+    def _may_hold_a_value(self, folded: str) -> bool:
+        return not self._first.isdisjoint(_WORD.findall(folded)) or any(
+            n in folded for n in self._anywhere
+        )
 
 
 def _needle(folded: str) -> str:

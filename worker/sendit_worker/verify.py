@@ -16,6 +16,7 @@ import io
 import pydicom
 from pydicom import Dataset
 
+from .deidentify import stored_texts
 from .profile import BINARY_VRS, CODED, TEXT_VRS
 from .scanner import Scanner
 
@@ -70,10 +71,8 @@ def _leak(ds: Dataset, scanner: Scanner, needles: set[bytes]) -> str | None:
                 if found is not None:
                     return found
         elif vr in TEXT_VRS:
-            value = ds[tag].value  # decoded with the dataset's character set
             patterns = int(tag) not in NO_PATTERNS
-            values = value if isinstance(value, list | tuple) else [value]
-            if any(scanner.finds(str(v), patterns=patterns) for v in values if v):
+            if any(scanner.finds(v, patterns=patterns) for v in stored_texts(ds, tag)):
                 return f"({tag.group:04X},{tag.element:04X})"
         elif vr in BINARY_VRS and int(tag) != PIXEL_DATA and needles:
             value = raw.value if isinstance(raw.value, bytes) else ds[tag].value
