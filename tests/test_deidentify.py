@@ -18,7 +18,7 @@ from pydicom.tag import Tag
 from sendit_api.errors import Permanent
 from sendit_worker.deidentify import Replacements, deidentify, identifying_values, shift_date
 from sendit_worker.identifiers import PatientIdentifiers
-from sendit_worker.profile import Options, default_profile, profile_for
+from sendit_worker.profile import SAFE_PRIVATE, Options, default_profile, profile_for
 
 IDS = PatientIdentifiers(patient="PSEUDO123", jitter_days=-10, studies={"ACCX-5512": "SNEWACC"})
 
@@ -81,7 +81,12 @@ def test_private_tags_are_removed_unless_on_the_safe_list() -> None:
     safe = ds.private_block(0x0019, "SIEMENS MR HEADER", create=True)
     safe.add_new(0x0C, "IS", "1000")
     _, out = _deidentified(ds)
-    assert all(not (e.tag.group & 1) or e.tag.group == 0x0019 for e in out)
+    kept = [e for e in out if e.tag.group & 1 and e.tag.element >= 0x1000]
+    assert kept, "CT_small's GE blocks hold attributes of Table E.3.10-1"
+    for elem in kept:
+        creator = out[(elem.tag.group << 16) | (elem.tag.element >> 8)].value
+        key = (creator, elem.tag.group, elem.tag.element & 0xFF)
+        assert SAFE_PRIVATE.get(key) == elem.VR, key
     assert out.private_block(0x0019, "SIEMENS MR HEADER")[0x0C].value == "1000"
     assert 0x00090010 not in out  # the unsafe block's creator went with it
 
@@ -196,3 +201,17 @@ def test_values_that_are_not_what_their_vr_says_go() -> None:
     assert "SliceThickness" not in ds and "BodyPartExamined" not in ds
     ds = _with(DEFAULT, SliceThickness="2.5", BodyPartExamined="CHEST")
     assert (ds.SliceThickness, ds.BodyPartExamined) == (2.5, "CHEST")
+
+
+def test_a_safe_private_sequence_is_walked_and_a_safe_slot_holding_text_goes() -> None:
+    ds = make_clean_image(pydicom.dcmread(bundled("CT_small.dcm")))
+    philips = ds.private_block(0x2001, "Philips Imaging DD 001", create=True)
+    item = Dataset()
+    item.PatientName, item.ImageComments = "Zyxwvutson^Quintessa", "Zyxwvutson"
+    philips.add_new(0x5F, "SQ", pydicom.Sequence([item]))  # Stack Sequence: safe, walked
+    philips.add_new(0x02, "LO", "Zyxwvutson")  # Chemical Shift Number is an IS: not this
+    _, out = _deidentified(ds)
+    block = out.private_block(0x2001, "Philips Imaging DD 001")
+    (inner,) = block[0x5F].value
+    assert str(inner.get("PatientName", "")) in ("", "PSEUDO123") and "ImageComments" not in inner
+    assert (block.get_tag(0x02)) not in out

@@ -237,7 +237,12 @@ def _apply_element(
             del ds[tag]
             return
         kept_blocks.add(block)
-        _apply_op(ds, tag, op_for_vr(wanted), repl, pending, profile.cap_ages)
+        op = op_for_vr(wanted)
+        if op is Op.RECURSE:  # a safe sequence: its items are de-identified like any
+            for item in _items(ds[tag]):
+                _apply(item, profile, repl, found, pending)
+        else:
+            _apply_op(ds, tag, op, repl, pending, profile.cap_ages)
         return
     if t == PIXEL_DATA:
         return

@@ -24,6 +24,7 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass
 from functools import cache
+from importlib import resources
 
 from dicomanonymizer.dicom_anonymization_databases import dicomfields_2026c as annex_e
 from pydicom.datadict import dictionary_VR, keyword_for_tag, tag_for_keyword
@@ -169,18 +170,19 @@ KNOWN_BINARY = frozenset(
 # Never shifted: the birth date is emptied and the birth time removed, as the basic profile says.
 NOT_SHIFTED = frozenset(tag_for_keyword(k) for k in ("PatientBirthDate", "PatientBirthTime"))
 
-# Private attributes known to carry no identity (a subset of PS3.15 Table E.3.10-1), with the
-# VR each must have: (private creator, group, element offset within the block) -> VR. One
-# stored with another VR (text in a numeric slot, a sequence, UN) is removed; a kept one still
-# goes through its VR's checks.
-SAFE_PRIVATE: dict[tuple[str, int, int], str] = {
-    ("SIEMENS MR HEADER", 0x0019, 0x0C): "IS",  # B_value
-    ("SIEMENS MR HEADER", 0x0019, 0x0D): "CS",  # DiffusionDirectionality
-    ("SIEMENS MR HEADER", 0x0019, 0x0E): "FD",  # DiffusionGradientDirection
-    ("SIEMENS MR HEADER", 0x0019, 0x27): "FD",  # B_matrix
-    ("GEMS_PARM_01", 0x0043, 0x39): "IS",  # slop_int_6..9 (b-value)
-    ("Philips Imaging DD 001", 0x2001, 0x03): "FL",  # Diffusion B-Factor
-}
+
+def _safe_private() -> dict[tuple[str, int, int], str]:
+    """PS3.15 Table E.3.10-1 (data/safe_private.tsv): (private creator, group, element offset
+    within the block) -> the VR the element must have. One stored with another VR (text in a
+    numeric slot, UN) is removed; a kept one still goes through its VR's rules."""
+    text = (resources.files("sendit_worker") / "data" / "safe_private.tsv").read_text()
+    rows = [line.split("\t") for line in text.splitlines() if line and not line.startswith("#")]
+    return {
+        (creator, int(group, 16), int(element, 16)): vr for group, element, vr, creator in rows[1:]
+    }
+
+
+SAFE_PRIVATE = _safe_private()
 
 _PSEUDONYMS = {
     tag_for_keyword("PatientID"): Op.PATIENT_ID,
