@@ -117,3 +117,29 @@ def test_the_console_script_is_installed_and_logs_no_identifiers(tmp_path: Path)
     assert result.returncode == 0, result.stderr
     assert "anonymized 1" in result.stderr
     assert not leaks((result.stdout + result.stderr).encode(), [*planted_tokens(), "Zyxwvutson"])
+
+
+@pytest.mark.emulators
+def test_an_incomplete_delivery_still_writes_the_report_and_exits_1(
+    tmp_path: Path, pubsub_emulator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Delivery that ends incomplete is a stand-in here (Delivery.finish raising, as it does
+    when a series was not delivered): the report says what was done, the exit code says so."""
+    from sendit_worker.destinations.deliver import Delivery
+    from sendit_worker.destinations.errors import DeliveryError
+
+    def incomplete(self, report) -> None:
+        raise DeliveryError("1 series not delivered; rerun to complete")
+
+    monkeypatch.setattr(Delivery, "finish", incomplete)
+    topic = pubsub_emulator.topic("sendit-test", "cli-incomplete")
+    identified_file(tmp_path / "data" / "st" / "a.dcm")
+    (tmp_path / "batch.yaml").write_text(
+        "apiVersion: sendit.dev/v1alpha1\nkind: SenditBatch\nmetadata: {name: part}\n"
+        "spec:\n  source:\n    volume: {hostPath: {path: data}}\n    folders: [st]\n"
+        f"  destinations: {{local: {{path: out}}, pubsub: {{topic: '{topic}'}}}}\n"
+    )
+    report = tmp_path / "report.json"
+    code = main(["run", "-f", str(tmp_path / "batch.yaml"), "--report", str(report)])
+    assert code == 1
+    assert json.loads(report.read_text())["anonymized"] == 1

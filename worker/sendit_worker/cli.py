@@ -12,12 +12,15 @@ import argparse
 import logging
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sendit_api import exits
 from sendit_api.errors import Permanent, Transient
 
 from .cpus import available_cpus
+
+if TYPE_CHECKING:
+    from .report import Report
 
 log = logging.getLogger("sendit")
 
@@ -112,6 +115,7 @@ def _parser() -> argparse.ArgumentParser:
 def _run(args: argparse.Namespace) -> int:
     from sendit_api.spec import parse_batch
 
+    from .destinations.errors import DeliveryError
     from .placement import LocalPlacement
     from .progress import TerminalProgress
     from .runner import run_batch
@@ -132,15 +136,26 @@ def _run(args: argparse.Namespace) -> int:
     if args.report and _inside(args.report, placement.workspace(batch)):
         raise Permanent("the report must be written outside the output folder")
     deliver = batch.spec.send == "auto"
-    report = run_batch(batch, placement, TerminalProgress(), deliver=deliver, workers=args.workers)
+    try:
+        report = run_batch(
+            batch, placement, TerminalProgress(), deliver=deliver, workers=args.workers
+        )
+    except DeliveryError as exc:  # the report still says what was done, then exit 1
+        if exc.report is not None:
+            _print_report(exc.report, args.report)
+        raise
+    _print_report(report, args.report)
+    return exits.INCOMPLETE if report.failed else exits.OK
+
+
+def _print_report(report: Report, path: Path | None) -> None:
     print(f"sendit: {report.summary()}", file=sys.stderr)
     for error in report.errors[:20]:
         print(f"  {error.ref}: {error.reason}", file=sys.stderr)
     if len(report.errors) > 20:
         print(f"  ... and {len(report.errors) - 20} more (see --report)", file=sys.stderr)
-    if args.report:
-        report.write(args.report)
-    return exits.INCOMPLETE if report.failed else exits.OK
+    if path:
+        report.write(path)
 
 
 def _read_manifest(path: Path) -> dict[str, Any]:

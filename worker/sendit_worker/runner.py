@@ -202,7 +202,11 @@ def _complete(
     progress.stage(ShardReport("sending", report.counts()))
     outputs: dict[str, int] = {}
     if delivery:
-        delivery.finish(report)  # sets report.sent; raises DeliveryError when incomplete
+        try:
+            delivery.finish(report)  # sets report.sent; raises DeliveryError when incomplete
+        except DeliveryError as exc:
+            exc.report = report  # what was done, for the command line to show
+            raise
         outputs.update(dict.fromkeys((k for k in dests.kinds() if k != "local"), report.sent))
     if dests.local:
         target = placement.local_copy(batch)

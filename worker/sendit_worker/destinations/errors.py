@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from sendit_api.errors import Permanent, Transient
 
+from ..report import Report
+
 
 class DestinationError(Permanent):
     """A destination is missing, forbidden or misconfigured: found before any data moves."""
@@ -15,3 +17,5 @@ class DestinationUnavailable(Transient):
 
 class DeliveryError(Transient):
     """Delivery did not complete; what was delivered is recorded, a rerun completes it."""
+
+    report: Report | None = None  # the run's report so far, when the runner knows it
