@@ -172,10 +172,21 @@ def test_batch_reaches_sent_with_counts(cluster, operator):
     assert status["observedGeneration"] == 1 and status["completionTime"]
     assert set(status["shards"]) == {"0", "1"}
     table = cluster.kubectl("-n", NS, "get", "sb", "auto").stdout.split("\n")
-    header = ["NAME", "PHASE", "IMAGES", "ANONYMIZED", "WITHHELD", "FAILED", "SENT"]
-    assert table[0].split()[:7] == header
-    row = ["auto", "Sent", "6", str(c["anonymized"]), "0", "0", str(c["sent"])]
-    assert table[1].split()[:7] == row
+    header = ["NAME", "PHASE", "PROGRESS", "IMAGES", "ANONYMIZED", "WITHHELD", "FAILED", "SENT"]
+    assert table[0].split()[:8] == header
+    done = f"{c['sent']}/{c['anonymized']}"
+    row = ["auto", "Sent", done, "6", str(c["anonymized"]), "0", "0", str(c["sent"])]
+    assert table[1].split()[:8] == row
+    assert status["percent"] == 100
+    waited = subprocess.run(
+        ["sendit", "status", "auto", "-n", NS, "--timeout", "30"],
+        env={**os.environ, "KUBECONFIG": str(cluster.kubeconfig)},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert waited.returncode == 0, waited.stderr
+    assert waited.stdout.startswith(f"Sent | {done}")
 
 
 def test_manual_send(cluster, fake_node, operator, tmp_path):

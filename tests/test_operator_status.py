@@ -192,3 +192,28 @@ def test_cleanup_runs_only_after_a_complete_verified_send():
         "cleanup": job("cleanup", "Failed", sends=False, reason="BackoffLimitExceeded"),
     }
     assert phase(delete, "Sending", failed, complete).phase == "Failed"
+
+
+def test_progress_counts_images_done_then_images_sent_and_a_rate_while_running():
+    two = shards("processing", "processing", discovered=20, anonymized=4, withheld=1)
+    assert st.progress("Processing", st.counts(two), two, None)["progress"] == "10/40"
+    early = {
+        "0": ShardReport.of(
+            {
+                "stage": "processing",
+                "discovered": 20,
+                "anonymized": 5,
+                "updated": "2026-01-01T00:00:10Z",
+            }
+        )
+    }
+    now = st.progress("Processing", st.counts(early), early, "2026-01-01T00:00:00Z")
+    assert (now["progress"], now["percent"]) == ("5/20", 25)
+    assert (now["imagesPerSecond"], now["secondsLeft"]) == (0.5, 30)
+    sending = shards("sent", "sending", discovered=10, anonymized=8, sent=4)
+    later = st.progress("Sending", st.counts(sending), sending, None)
+    assert (later["progress"], later["percent"], later["secondsLeft"]) == ("8/16", 50, None)
+    final = st.progress(
+        "Sent", st.counts(shards("sent", discovered=3, anonymized=3, sent=3)), {}, None
+    )
+    assert final["progress"] == "3/3" and final["imagesPerSecond"] is None

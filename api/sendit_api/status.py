@@ -73,6 +73,7 @@ class ShardReport:
     stage: str
     counts: Counts = field(default_factory=Counts)
     outputs: Mapping[str, int] = field(default_factory=dict)  # images by destination kind
+    updated: str = ""  # when the pod last reported (set by `patch`)
 
     @classmethod
     def of(cls, data: Mapping[str, Any]) -> ShardReport:
@@ -80,6 +81,7 @@ class ShardReport:
             stage=str(data.get("stage") or ""),
             counts=Counts.of(data),
             outputs={k: int(v) for k, v in (data.get("outputs") or {}).items()},
+            updated=str(data.get("updated") or ""),
         )
 
     def patch(self, index: int) -> dict[str, Any]:

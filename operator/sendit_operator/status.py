@@ -11,6 +11,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from sendit_api.clock import parse
 from sendit_api.names import SENDS_ANNOTATION, STAGE_LABEL
 from sendit_api.spec import BatchSpec
 from sendit_api.status import (
@@ -212,6 +213,30 @@ def conditions(
     return out
 
 
+def progress(phase: str, c: Counts, shards: Mapping[str, ShardReport], start: str | None) -> JSON:
+    """How far the batch is, as "done/total" images (Argo Workflows' convention) and a
+    percentage: images de-identified of those discovered, then, once sending, images sent of
+    those anonymized. While it runs, the rate since its start (to the shards' last report, so
+    the status changes only when a shard reports) and the time left at that rate."""
+    delivering = phase in (SENDING, SENT)
+    done = c.sent if delivering else min(c.discovered, c.anonymized + c.withheld + c.failed)
+    total = c.anonymized if delivering else c.discovered
+    out: JSON = {
+        "progress": f"{done}/{total}",
+        "percent": done * 100 // total if total else 0,
+        "imagesPerSecond": None,  # (null: a merge patch removes what no longer applies)
+        "secondsLeft": None,
+    }
+    last = max((s.updated for s in shards.values() if s.updated), default="")
+    if phase in (PROCESSING, SENDING) and start and last and done:
+        seconds = (parse(last) - parse(start)).total_seconds()
+        if seconds > 0:
+            rate = done / seconds
+            out["imagesPerSecond"] = round(rate, 2)
+            out["secondsLeft"] = int((total - done) / rate)
+    return out
+
+
 def rollup(
     spec: BatchSpec,
     generation: int,
@@ -240,6 +265,7 @@ def rollup(
     start = status.get("startTime") or (min(started) if started else None)
     if start:
         new["startTime"] = start
+    new.update(progress(now.phase, c, shards, start))
     if now.phase in FINAL:
         new["completionTime"] = (
             max((j.completed for j in jobs.values() if j.completed), default=None) or at

@@ -104,6 +104,13 @@ def _parser() -> argparse.ArgumentParser:
     wa.add_argument("--source", type=Path, required=True, help="where the volume is mounted")
     wa.set_defaults(command=_watch)
 
+    st = sub.add_parser("status", help="a batch's progress, until it is final (exit code: how)")
+    st.add_argument("batch", metavar="NAME", help="the SenditBatch's name")
+    st.add_argument("-n", "--namespace", default="default")
+    st.add_argument("--no-wait", dest="wait", action="store_false", help="print once and exit")
+    st.add_argument("--timeout", type=float, default=0, help="give up after this many seconds")
+    st.set_defaults(command=_status)
+
     loc = sub.add_parser("locate", help="find the file behind a reference from a report")
     loc.add_argument("ref", help="a reference such as 0:ABCDEFGHIJ")
     loc.add_argument("folders", nargs="+", type=Path, metavar="FOLDER")
@@ -242,6 +249,12 @@ def _watch(args: argparse.Namespace) -> int:
     from .watch_scan import main as watch_main
 
     return watch_main(args)
+
+
+def _status(args: argparse.Namespace) -> int:
+    from .batch_status import main as status_main
+
+    return status_main(args)
 
 
 def _locate(args: argparse.Namespace) -> int:
