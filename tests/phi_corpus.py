@@ -78,50 +78,39 @@ def name_variants() -> Dataset:
     return ds
 
 
-def umlauts_and_dotless_i() -> Dataset:
-    ds = _base(name="Müller^Işık")
-    ds.SpecificCharacterSet = "ISO_IR 192"
-    ds.StudyDescription = "MULLER scan"
-    ds.SeriesDescription = "for ışık"
-    ds.ProtocolName = "ISIK follow-up"
-    return ds
+def spelled(name: str, charset: str | list[str], **texts: str) -> Callable[[], Dataset]:
+    """A patient named in a character set, the name written again in descriptions."""
+
+    def build() -> Dataset:
+        ds = _base(name=name)
+        ds.SpecificCharacterSet = charset
+        for keyword, text in texts.items():
+            setattr(ds, keyword, text)
+        return ds
+
+    return build
 
 
-def latin1() -> Dataset:
-    ds = _base(name="Çelikkaya^Zoë")
-    ds.SpecificCharacterSet = "ISO_IR 100"
-    ds.StudyDescription = "CT ÇELIKKAYA"
-    ds.SeriesDescription = "Zoe axial"
-    return ds
-
-
-def cyrillic() -> Dataset:
-    ds = _base(name="Иванов^Пётр")
-    ds.SpecificCharacterSet = "ISO_IR 144"
-    ds.StudyDescription = "КТ ИВАНОВ"
-    ds.SeriesDescription = "пётр серия"
-    return ds
-
-
-def japanese_iso2022() -> Dataset:
-    ds = _base(name="Yamada^Tarou=山田^太郎=やまだ^たろう")
-    ds.SpecificCharacterSet = ["", "ISO 2022 IR 87"]
-    ds.StudyDescription = "山田様の検査"
-    return ds
-
-
-def korean_iso2022() -> Dataset:
-    ds = _base(name="Hong^Gildong=洪^吉洞=홍^길동")
-    ds.SpecificCharacterSet = ["", "ISO 2022 IR 149"]
-    ds.StudyDescription = "홍 길동 검사"
-    return ds
-
-
-def chinese_utf8() -> Dataset:
-    ds = _base(name="Wang^XiaoDong=王^小东=")
-    ds.SpecificCharacterSet = "ISO_IR 192"
-    ds.StudyDescription = "王小东胸部CT"
-    return ds
+umlauts_and_dotless_i = spelled(
+    "Müller^Işık",
+    "ISO_IR 192",
+    StudyDescription="MULLER scan",
+    SeriesDescription="for ışık",
+    ProtocolName="ISIK follow-up",
+)
+latin1 = spelled(
+    "Çelikkaya^Zoë", "ISO_IR 100", StudyDescription="CT ÇELIKKAYA", SeriesDescription="Zoe axial"
+)
+cyrillic = spelled(
+    "Иванов^Пётр", "ISO_IR 144", StudyDescription="КТ ИВАНОВ", SeriesDescription="пётр серия"
+)
+japanese_iso2022 = spelled(
+    "Yamada^Tarou=山田^太郎=やまだ^たろう", ["", "ISO 2022 IR 87"], StudyDescription="山田様の検査"
+)
+korean_iso2022 = spelled(
+    "Hong^Gildong=洪^吉洞=홍^길동", ["", "ISO 2022 IR 149"], StudyDescription="홍 길동 검사"
+)
+chinese_utf8 = spelled("Wang^XiaoDong=王^小东=", "ISO_IR 192", StudyDescription="王小东胸部CT")
 
 
 def private_blocks_that_look_safe() -> Dataset:
