@@ -1,4 +1,4 @@
-"""pytest fixtures for the Google Cloud destinations (loaded via ``pytest_plugins``).
+"""pytest fixtures for the destinations (loaded via ``pytest_plugins``).
 
 Real parts where they run here, each bound to 127.0.0.1 on a free port and started and stopped
 by its session fixture (CI starts with nothing running):
@@ -10,6 +10,8 @@ Java); sets ``PUBSUB_EMULATOR_HOST``. Attribute ``host``.
 ``fault_proxy``: a small HTTP proxy in front of fake-gcs-server that injects 503s and delays
 (timeouts) on chosen requests; attribute ``url``, methods ``fail(status, every=N)``,
 ``delay(seconds, every=N)``, ``clear()``.
+``orthanc`` (session): a real PACS, Orthanc from Debian with its DICOMweb plugin; attributes
+``dicomweb`` (the DICOMweb root), ``dicom`` (its DIMSE port), ``AE``; ``instances()``.
 ``bigquery_mock`` (session): a MOCK of the BigQuery REST API - no BigQuery emulator runs here
 (see docs/destinations.md). It validates the requests google-cloud-bigquery sends (datasets
 and tables insert/get/patch, multipart jobs.insert of NEWLINE_DELIMITED_JSON load jobs with a
@@ -34,6 +36,7 @@ import tempfile
 import threading
 import time
 import urllib.parse
+import urllib.request
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -222,6 +225,77 @@ def pubsub_emulator() -> Iterator[PubSubEmulator]:
                 yield emulator
         finally:
             _stop(emulator.proc)
+
+
+# -- A PACS: Orthanc from Debian, with its DICOMweb plugin --------------------------------------
+
+DICOMWEB_PLUGIN = Path("/usr/share/orthanc/plugins/libOrthancDicomWeb.so")
+
+
+class Orthanc:
+    """A real Orthanc on 127.0.0.1 (HTTP, DICOMweb at /dicom-web) with its own storage."""
+
+    AE = "ORTHANC"
+
+    def __init__(self, data_dir: Path) -> None:
+        binary = shutil.which("Orthanc") or shutil.which("Orthanc", path="/usr/sbin")
+        if binary is None or not DICOMWEB_PLUGIN.exists():
+            pytest.fail("Orthanc and orthanc-dicomweb are not installed (scripts/test.sh does)")
+        self.http, self.dicom = free_port(), free_port()
+        self.url = f"http://127.0.0.1:{self.http}"
+        config = {
+            "Name": "sendit-test",
+            "StorageDirectory": str(data_dir / "db"),
+            "IndexDirectory": str(data_dir / "db"),
+            "HttpPort": self.http,
+            "HttpBindAddress": "127.0.0.1",
+            "RemoteAccessAllowed": False,
+            "AuthenticationEnabled": False,
+            "DicomPort": self.dicom,
+            "DicomAet": self.AE,
+            "DicomCheckCalledAet": True,
+            "DicomAlwaysAllowStore": True,
+            "DicomAlwaysAllowEcho": True,
+            "Plugins": [str(DICOMWEB_PLUGIN)],
+            "DicomWeb": {"Enable": True, "Root": "/dicom-web/"},
+        }
+        (data_dir / "orthanc.json").write_text(json.dumps(config))
+        self.log = data_dir / "orthanc.log"
+        with open(self.log, "wb") as log:
+            self.proc = subprocess.Popen(
+                [binary, str(data_dir / "orthanc.json")],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        wait_for_port(self.http, 60, self.proc)
+        wait_for_port(self.dicom, 30, self.proc)
+
+    @property
+    def dicomweb(self) -> str:
+        return f"{self.url}/dicom-web"
+
+    def instances(self) -> set[str]:
+        """The SOP Instance UIDs Orthanc holds."""
+        with urllib.request.urlopen(f"{self.url}/instances?expand", timeout=30) as r:
+            return {i["MainDicomTags"]["SOPInstanceUID"] for i in json.load(r)}
+
+    def clear(self) -> None:
+        with urllib.request.urlopen(f"{self.url}/instances", timeout=30) as r:
+            ids = json.load(r)
+        for i in ids:
+            request = urllib.request.Request(f"{self.url}/instances/{i}", method="DELETE")
+            urllib.request.urlopen(request, timeout=30).close()
+
+
+@pytest.fixture(scope="session")
+def orthanc() -> Iterator[Orthanc]:
+    with tempfile.TemporaryDirectory(prefix="orthanc-") as data:
+        pacs = Orthanc(Path(data))
+        try:
+            yield pacs
+        finally:
+            _stop(pacs.proc)
 
 
 # -- Faults: a proxy in front of fake-gcs-server -----------------------------------------------

@@ -45,7 +45,7 @@ def _inner(kind):
 def _mirrors(cls, schema: dict, where: str) -> list[str]:
     problems = []
     hints = typing.get_type_hints(cls)
-    fields = {typed.schema_name(f.name): f for f in dataclasses.fields(cls)}
+    fields = {typed.schema_key(f): f for f in dataclasses.fields(cls)}
     if set(fields) != set(schema["properties"]):
         problems.append(f"{where}: {sorted(set(fields) ^ set(schema['properties']))}")
     for name, f in fields.items():
@@ -98,7 +98,7 @@ class _Quiet:
 
 @pytest.mark.emulators
 def test_every_destination_kind_in_the_schema_has_a_sink(
-    deliver_one_kind, tmp_path, fake_gcs, pubsub_emulator, bigquery_mock, monkeypatch
+    deliver_one_kind, tmp_path, fake_gcs, pubsub_emulator, bigquery_mock, orthanc, monkeypatch
 ):
     monkeypatch.setenv("STORAGE_EMULATOR_HOST", fake_gcs.url)
     fake_gcs.bucket("only-gcs")
@@ -107,6 +107,7 @@ def test_every_destination_kind_in_the_schema_has_a_sink(
         "gcs": {"bucket": "only-gcs"},
         "bigquery": {"project": "p", "dataset": "d", "table": "t", "endpoint": bigquery_mock.url},
         "pubsub": {"topic": pubsub_emulator.topic("sendit-test", "only-pubsub")},
+        "pacs": {"dicomweb": {"url": orthanc.dicomweb}},
     }
     kinds = list(node("spec", "destinations")["properties"])
     assert sorted(kinds) == sorted(settings), "a destination kind without a test here"

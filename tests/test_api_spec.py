@@ -58,7 +58,11 @@ def test_host_path_is_the_local_root() -> None:
         ({"source": {"folders": []}}, "spec/source/folders"),
         ({"source": {"folders": ["a"]}, "send": "sometimes"}, "spec/send"),
         ({"source": {"folders": ["a"]}, "parallelism": 0}, "spec/parallelism"),
-        ({"source": {"folders": ["a"]}, "destinations": {"pacs": {}}}, "spec/destinations"),
+        ({"source": {"folders": ["a"]}, "destinations": {"ftp": {}}}, "spec/destinations"),
+        (
+            {"source": {"folders": ["a"]}, "destinations": {"pacs": {"dimse": {"port": 1}}}},
+            "spec/destinations/pacs/dimse",
+        ),
         ({}, "spec"),
     ],
 )

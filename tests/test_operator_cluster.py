@@ -334,12 +334,19 @@ def test_invalid_manifests_are_rejected_with_clear_messages(cluster):
     escape["spec"]["source"]["folders"] = ["../etc"]
     out = cluster.kubectl("apply", "-f", "-", check=False, input=json.dumps(escape))
     assert out.returncode != 0 and "no '..'" in out.stderr
-    # Bug: a batch whose only destination was `pacs` (no sink yet) reached Sent with nothing
+    # Bug: a batch whose only destination was `pacs` (no sink then) reached Sent with nothing
     # sent. A destination kind without a sink is not in the schema, and is refused.
-    pacs = json.loads(manifest("pacs-only", cluster.data))
-    pacs["spec"]["destinations"] = {"pacs": {"host": "127.0.0.1"}}
-    out = cluster.kubectl("apply", "-f", "-", check=False, input=json.dumps(pacs))
-    assert out.returncode != 0 and 'unknown field "spec.destinations.pacs"' in out.stderr
+    ftp = json.loads(manifest("ftp-only", cluster.data))
+    ftp["spec"]["destinations"] = {"ftp": {"host": "127.0.0.1"}}
+    out = cluster.kubectl("apply", "-f", "-", check=False, input=json.dumps(ftp))
+    assert out.returncode != 0 and 'unknown field "spec.destinations.ftp"' in out.stderr
+    both = json.loads(manifest("pacs-both", cluster.data))
+    both["spec"]["destinations"]["pacs"] = {
+        "dicomweb": {"url": "http://127.0.0.1:1/dicom-web"},
+        "dimse": {"host": "127.0.0.1", "port": 104, "calledAETitle": "PACS"},
+    }
+    out = cluster.kubectl("apply", "-f", "-", check=False, input=json.dumps(both))
+    assert out.returncode != 0 and "exactly one of pacs.dicomweb and pacs.dimse" in out.stderr
     apply(cluster, manifest("fixed", cluster.data, suspend=True))
     for change, message in [
         ('{"spec":{"source":{"folders":["other"]}}}', "spec.source cannot change"),

@@ -11,7 +11,7 @@ from __future__ import annotations
 import dataclasses
 import re
 import types
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cache
 from typing import Any, Union, get_args, get_origin, get_type_hints
 
@@ -120,20 +120,41 @@ class PubSub:
 
 
 @dataclass(frozen=True)
+class DicomWeb:
+    url: str
+
+
+@dataclass(frozen=True)
+class Dimse:
+    host: str
+    port: int
+    called_ae_title: str = field(metadata={"schema": "calledAETitle"})
+    calling_ae_title: str = field(metadata={"schema": "callingAETitle"})
+
+
+@dataclass(frozen=True)
+class Pacs:
+    dicomweb: DicomWeb | None
+    dimse: Dimse | None
+    concurrency: int
+
+
+@dataclass(frozen=True)
 class Destinations:
     local: Local | None
     gcs: Gcs | None
     bigquery: BigQuery | None
     pubsub: PubSub | None
+    pacs: Pacs | None
 
     def kinds(self) -> list[str]:
         """The destination kinds the batch names, as the schema spells them."""
-        return [schema_name(f.name) for f in dataclasses.fields(self) if getattr(self, f.name)]
+        return [schema_key(f) for f in dataclasses.fields(self) if getattr(self, f.name)]
 
     @property
     def remote(self) -> bool:
         """Anything beyond a local folder: delivery with preflight, a ledger and events."""
-        return any((self.gcs, self.bigquery, self.pubsub))
+        return any((self.gcs, self.bigquery, self.pubsub, self.pacs))
 
 
 @dataclass(frozen=True)
@@ -194,9 +215,7 @@ def parse_batch(manifest: Any) -> Batch:
 def build(cls: type, data: JSON) -> Any:
     """A dataclass from its JSON (camelCase keys), converting nested objects by their types."""
     hints = _hints(cls)
-    return cls(
-        **{f.name: _convert(hints[f.name], data.get(schema_name(f.name))) for f in _fields(cls)}
-    )
+    return cls(**{f.name: _convert(hints[f.name], data.get(schema_key(f))) for f in _fields(cls)})
 
 
 def _convert(kind: Any, value: Any) -> Any:
@@ -225,6 +244,7 @@ def _fields(cls: type) -> tuple[dataclasses.Field, ...]:
     return dataclasses.fields(cls)
 
 
-def schema_name(field: str) -> str:
-    """A field's name in the CRD: snake_case to camelCase."""
-    return re.sub(r"_([a-z])", lambda m: m[1].upper(), field)
+def schema_key(f: dataclasses.Field) -> str:
+    """A field's name in the CRD: snake_case to camelCase, unless the field names it (DICOM
+    spells some acronyms whole: calledAETitle)."""
+    return f.metadata.get("schema") or re.sub(r"_([a-z])", lambda m: m[1].upper(), f.name)

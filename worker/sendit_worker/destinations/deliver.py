@@ -26,6 +26,7 @@ from .bigquery import BigQuerySink, row
 from .errors import DeliveryError, DestinationUnavailable
 from .gcs import GcsSink
 from .ledger import Ledger, series_key
+from .pacs import PacsSink
 from .pubsub import PubSubSink, make_event
 from .staging import STATE_DIR
 
@@ -53,6 +54,7 @@ class Delivery:
         gcs: GcsSink | None = None,
         bigquery: BigQuerySink | None = None,
         pubsub: PubSubSink | None = None,
+        pacs: PacsSink | None = None,
     ) -> None:
         self.batch = batch
         self.destinations = destinations
@@ -63,6 +65,7 @@ class Delivery:
         self.gcs = gcs or (GcsSink(d.gcs) if d.gcs else None)
         self.bigquery = bigquery or (BigQuerySink(d.bigquery) if d.bigquery else None)
         self.pubsub = pubsub or (PubSubSink(d.pubsub.topic_path) if d.pubsub else None)
+        self.pacs = pacs or (PacsSink(d.pacs) if d.pacs else None)
         self.ledger = Ledger(root / STATE_DIR / "ledger.jsonl")
         concurrency = d.gcs.concurrency if d.gcs else 4
         self._uploads = ThreadPoolExecutor(concurrency, thread_name_prefix="upload")
@@ -83,7 +86,7 @@ class Delivery:
     def preflight(self) -> None:
         """Every destination exists and is usable: raises DestinationError naming the first that
         is not, before any data moves."""
-        for sink in (self.gcs, self.bigquery, self.pubsub):
+        for sink in (self.gcs, self.bigquery, self.pacs, self.pubsub):
             if sink is not None:
                 sink.preflight()
 
@@ -149,6 +152,8 @@ class Delivery:
                 uploaded = sum(not r.already_present for r in results)
                 present = sum(r.already_present for r in results)
                 where = layouts.locations(cfg.bucket, artifacts)
+            if self.pacs:
+                self.pacs.store(images)
             jobs: tuple[str, ...] = ()
             if self.bigquery:
                 rows = [row(i, self.batch, *where.get(i.sop, (None, None))) for i in images]
@@ -181,6 +186,8 @@ class Delivery:
             cfg = self.gcs.config
             fields["uri"] = f"gs://{cfg.bucket}/{layouts.series_prefix(cfg.prefix, m)}"
             fields["layout"] = cfg.layout
+        if self.pacs:
+            fields["pacs"] = len(images)  # acknowledged by the PACS, one by one
         return make_event("series.delivered", self.batch, str(m.series), **fields)
 
     def _done(self, images: list[DeidentifiedImage], result: SeriesResult) -> None:
