@@ -237,7 +237,7 @@ class Orthanc:
 
     AE = "ORTHANC"
 
-    def __init__(self, data_dir: Path) -> None:
+    def __init__(self, data_dir: Path, users: dict[str, str] | None = None) -> None:
         binary = shutil.which("Orthanc") or shutil.which("Orthanc", path="/usr/sbin")
         if binary is None or not DICOMWEB_PLUGIN.exists():
             pytest.fail("Orthanc and orthanc-dicomweb are not installed (scripts/test.sh does)")
@@ -250,7 +250,8 @@ class Orthanc:
             "HttpPort": self.http,
             "HttpBindAddress": "127.0.0.1",
             "RemoteAccessAllowed": False,
-            "AuthenticationEnabled": False,
+            "AuthenticationEnabled": bool(users),
+            "RegisteredUsers": users or {},
             "DicomPort": self.dicom,
             "DicomAet": self.AE,
             "DicomCheckCalledAet": True,
@@ -292,6 +293,17 @@ class Orthanc:
 def orthanc() -> Iterator[Orthanc]:
     with tempfile.TemporaryDirectory(prefix="orthanc-") as data:
         pacs = Orthanc(Path(data))
+        try:
+            yield pacs
+        finally:
+            _stop(pacs.proc)
+
+
+@pytest.fixture(scope="session")
+def orthanc_with_login() -> Iterator[Orthanc]:
+    """An Orthanc that lets in only the user `sendit` with password `pacs-secret`."""
+    with tempfile.TemporaryDirectory(prefix="orthanc-login-") as data:
+        pacs = Orthanc(Path(data), users={"sendit": "pacs-secret"})
         try:
             yield pacs
         finally:

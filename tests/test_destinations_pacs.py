@@ -84,3 +84,18 @@ def test_a_batch_whose_only_destination_is_a_pacs_runs_locally_and_reruns_exactl
     )
     assert json.loads(report.read_text())["sent"] == first["sent"]
     assert len(orthanc.instances()) == first["sent"]
+
+
+def test_dicomweb_credentials_come_from_the_environment(
+    orthanc_with_login, deidentified, monkeypatch
+) -> None:
+    """As the operator fills them from pacs.credentialsSecretRef."""
+    _, series = deidentified
+    monkeypatch.setenv("SENDIT_PACS_USERNAME", "sendit")
+    monkeypatch.setenv("SENDIT_PACS_PASSWORD", "wrong")
+    with pytest.raises(DestinationError, match="no permission"):
+        dicomweb(orthanc_with_login).preflight()
+    monkeypatch.setenv("SENDIT_PACS_PASSWORD", "pacs-secret")
+    sink = dicomweb(orthanc_with_login)
+    sink.preflight()
+    assert sink.store(series[0]) == len(series[0])

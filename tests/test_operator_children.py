@@ -153,3 +153,27 @@ def test_cleanup_job_is_one_pod_with_the_source_writable():
     args = container["args"]
     assert args[args.index("--stage") + 1] == "cleanup" and "--send" not in args
     assert job["metadata"]["annotations"]["sendit.dev/sends"] == "false"
+
+
+def test_pacs_credentials_reach_the_delivering_pod_from_their_secret():
+    owner, b = batch(
+        destinations={
+            "pacs": {
+                "dicomweb": {"url": "https://pacs"},
+                "credentialsSecretRef": {"name": "pacs-login"},
+            }
+        }
+    )
+    (container,) = render_job(owner, b, "process", "img")["spec"]["template"]["spec"]["containers"]
+    creds = {
+        e["name"]: e["valueFrom"]["secretKeyRef"] for e in container["env"] if "PACS" in e["name"]
+    }
+    assert creds["SENDIT_PACS_PASSWORD"] == {
+        "name": "pacs-login",
+        "key": "password",
+        "optional": True,
+    }
+    assert set(creds) == {"SENDIT_PACS_USERNAME", "SENDIT_PACS_PASSWORD", "SENDIT_PACS_TOKEN"}
+    assert problem(b.spec, lambda kind, name: name != "pacs-login") == (
+        "Secret pacs-login not found (or the operator may not read it)"
+    )

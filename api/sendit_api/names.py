@@ -29,4 +29,10 @@ WORKER_UID: Final = 10001  # the worker image's user
 
 PSEUDONYM_KEY_ENV: Final = "SENDIT_PSEUDONYM_KEY"
 IDENTIFIER_TOKEN_ENV: Final = "SENDIT_IDENTIFIER_TOKEN"
-SHARD_INDEX_ENV: Final = "JOB_COMPLETION_INDEX"  # set by Kubernetes in an Indexed Job's pods
+SHARD_INDEX_ENV: Final = "JOB_COMPLETION_INDEX"
+# A PACS's DICOMweb credentials (keys of pacs.credentialsSecretRef's Secret, each optional).
+PACS_CREDENTIAL_ENV: Final = {
+    "username": "SENDIT_PACS_USERNAME",
+    "password": "SENDIT_PACS_PASSWORD",
+    "token": "SENDIT_PACS_TOKEN",
+}  # set by Kubernetes in an Indexed Job's pods

@@ -133,9 +133,15 @@ class Dimse:
 
 
 @dataclass(frozen=True)
+class SecretRef:
+    name: str
+
+
+@dataclass(frozen=True)
 class Pacs:
     dicomweb: DicomWeb | None
     dimse: Dimse | None
+    credentials_secret_ref: SecretRef | None
     concurrency: int
 
 
@@ -180,6 +186,14 @@ class BatchSpec:
     ttl_seconds_after_finished: int | None
     suspend: bool
     cancel: bool
+
+    def secret_names(self) -> list[str]:
+        """Every Secret the batch reads: the pseudonym key, tokens, destination credentials."""
+        pacs = self.destinations.pacs
+        names = [r.name for r in self.deidentify.secrets()]
+        if pacs and pacs.credentials_secret_ref:
+            names.append(pacs.credentials_secret_ref.name)
+        return names
 
     def claims(self) -> list[str]:
         volumes = [self.source.volume or {}, self.workspace or {}]

@@ -19,6 +19,7 @@ from sendit_api.names import (
     GROUP,
     IDENTIFIER_TOKEN_ENV,
     LOCAL_MOUNT,
+    PACS_CREDENTIAL_ENV,
     PLURAL,
     PSEUDONYM_KEY_ENV,
     SENDS_ANNOTATION,
@@ -114,6 +115,16 @@ def render_job(owner: JSON, batch: Batch, stage: str, image: str) -> JSON:
             env.append(secret_env(IDENTIFIER_TOKEN_ENV, deid.identifier_service.token_secret_ref))
         if delivers:
             args.append("--send")
+    pacs = spec.destinations.pacs
+    if delivers and pacs and pacs.credentials_secret_ref:
+        secret = pacs.credentials_secret_ref.name
+        env += [
+            {
+                "name": variable,
+                "valueFrom": {"secretKeyRef": {"name": secret, "key": key, "optional": True}},
+            }
+            for key, variable in PACS_CREDENTIAL_ENV.items()
+        ]
     local = spec.destinations.local
     if delivers and local:
         volumes.append(

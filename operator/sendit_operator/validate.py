@@ -20,7 +20,7 @@ def problem(spec: BatchSpec, exists: Exists) -> str | None:
     if any(ref.file is not None for ref in (deid.recipe, *deid.pixels.filters) if ref):
         return "in a cluster, recipes and filters are given as configMapKeyRef, not file"
     wanted = (
-        [("Secret", r.name) for r in deid.secrets()]
+        [("Secret", name) for name in spec.secret_names()]
         + [("ConfigMap", r.name) for r in deid.config_maps()]
         + [("PersistentVolumeClaim", c) for c in spec.claims()]
     )

@@ -4,6 +4,9 @@ the STOW-RS response's ReferencedSOPSequence, or a C-STORE status of success or 
 PACS that already holds it says so there too). Anything else fails the series, which stays
 out of the ledger, so a rerun sends it again and nothing twice.
 
+DICOMweb credentials come from the environment (the operator fills it from the batch's
+pacs.credentialsSecretRef): a username and password (basic auth) or a token (bearer).
+
 Errors: a PACS that refuses us (unknown AE title, 401/403/404) is permanent and found at
 preflight (a C-ECHO, a QIDO-RS probe); one that does not answer usefully (no connection,
 5xx, a timeout, an association aborted) is transient and retried with backoff.
@@ -12,6 +15,7 @@ preflight (a C-ECHO, a QIDO-RS probe); one that does not answer usefully (no con
 from __future__ import annotations
 
 import logging
+import os
 import time
 from collections.abc import Callable
 from typing import TypeVar
@@ -22,6 +26,7 @@ from dicomweb_client.api import DICOMwebClient
 from pydicom import Dataset
 from pynetdicom import AE, build_context
 
+from sendit_api.names import PACS_CREDENTIAL_ENV
 from sendit_api.spec import Pacs
 
 from ..images import DeidentifiedImage
@@ -45,6 +50,7 @@ class PacsSink:
         if (config.dicomweb is None) == (config.dimse is None):
             raise DestinationError("give exactly one of pacs.dicomweb and pacs.dimse")
         self.config = config
+        self.session = _session()
         self.what = (
             f"PACS at {config.dicomweb.url}"
             if config.dicomweb
@@ -62,7 +68,7 @@ class PacsSink:
     def _probe_dicomweb(self) -> None:
         url = f"{self.config.dicomweb.url.rstrip('/')}/studies"
         try:
-            response = requests.get(url, params={"limit": 1}, timeout=TIMEOUT)
+            response = self.session.get(url, params={"limit": 1}, timeout=TIMEOUT)
         except requests.RequestException as exc:
             raise DestinationUnavailable(
                 f"{self.what} is not reachable now ({type(exc).__name__}); retry later"
@@ -104,7 +110,7 @@ class PacsSink:
         return len(images)
 
     def _stow(self, images: list[DeidentifiedImage]) -> set[str]:
-        client = DICOMwebClient(self.config.dicomweb.url, timeout=TIMEOUT)
+        client = DICOMwebClient(self.config.dicomweb.url, session=self.session, timeout=TIMEOUT)
         acknowledged: set[str] = set()
         for start in range(0, len(images), PART):
             part = [pydicom.dcmread(i.path) for i in images[start : start + PART]]
@@ -150,6 +156,17 @@ class PacsSink:
             if assoc.is_established:
                 assoc.release()
         return acknowledged
+
+
+def _session() -> requests.Session:
+    """A session with the DICOMweb credentials the environment holds, if any."""
+    session = requests.Session()
+    given = {key: os.environ.get(variable) for key, variable in PACS_CREDENTIAL_ENV.items()}
+    if given["token"]:
+        session.headers["Authorization"] = f"Bearer {given['token']}"
+    elif given["username"] and given["password"]:
+        session.auth = (given["username"], given["password"])
+    return session
 
 
 def _stored(status: int) -> bool:
