@@ -480,6 +480,19 @@ def test_batch_reaches_sent_on_fake_gcs(cluster, operator, fake_gcs):
     assert not any(FOLDER in name for name in objects)
 
 
+def test_batch_reaches_sent_on_orthanc(cluster, operator, orthanc):
+    """A PACS destination (a real Orthanc, DICOMweb): the batch reaches Sent with Orthanc
+    holding every image it counts, none twice, no folder name among them."""
+    orthanc.clear()
+    body = json.loads(manifest("to-pacs", cluster.data))
+    body["spec"]["destinations"] = {"pacs": {"dicomweb": {"url": orthanc.dicomweb}}}
+    apply(cluster, json.dumps(body))
+    status = wait_phase(cluster, "to-pacs", "Sent")
+    held = orthanc.instances()
+    assert status["counts"]["sent"] == status["counts"]["anonymized"] == len(held) > 0
+    assert status["outputs"] == {"pacs": len(held)}
+
+
 def test_liveness_and_metrics(cluster, operator):
     assert operator.get(operator.liveness, "/healthz") is not None
     text = wait_for(

@@ -67,9 +67,11 @@ class Delivery:
         self.pubsub = pubsub or (PubSubSink(d.pubsub.topic_path) if d.pubsub else None)
         self.pacs = pacs or (PacsSink(d.pacs) if d.pacs else None)
         self.ledger = Ledger(root / STATE_DIR / "ledger.jsonl")
-        concurrency = d.gcs.concurrency if d.gcs else 4
-        self._uploads = ThreadPoolExecutor(concurrency, thread_name_prefix="upload")
-        self._series = ThreadPoolExecutor(concurrency, thread_name_prefix="series")
+        uploads = d.gcs.concurrency if d.gcs else 4
+        # Series at once: as many as a PACS may take associations for, else the upload width.
+        series = d.pacs.concurrency if d.pacs else uploads
+        self._uploads = ThreadPoolExecutor(uploads, thread_name_prefix="upload")
+        self._series = ThreadPoolExecutor(series, thread_name_prefix="series")
         self._pending: list[Future[SeriesResult]] = []
         self._lock = threading.Lock()
         self.sent = 0
