@@ -153,6 +153,12 @@ def dates_that_escape() -> Dataset:
     return ds
 
 
+def text_in_the_preamble() -> Dataset:
+    ds = _base()
+    ds.preamble = b"Zyxwvutson Quintessa PID-7734129".ljust(128, b"\0")
+    return ds
+
+
 def deep_nesting() -> Dataset:
     ds = _base()
     inner = ds
@@ -185,6 +191,7 @@ CASES = [
     Case("unnamed-ids", identifiers_annex_e_does_not_name, ("7734129", "zyxwvutson", "quintessa")),
     Case("dates", dates_that_escape, ("19990102", "19990303", "1376/03/25", "095y")),
     Case("deep", deep_nesting, ("zyxwvutson", "oldmrn-99817")),
+    Case("preamble", text_in_the_preamble, ("zyxwvutson", "7734129")),
 ]
 
 
@@ -196,9 +203,10 @@ def write(root: Path) -> None:
 
 
 def texts(path: Path) -> Iterator[str]:
-    """Everything an output says, decoded with its character set: every value at every depth
-    (file meta included; binary values as Latin-1), the pixel data aside."""
+    """Everything an output says, decoded with its character set: the preamble, every value at
+    every depth (file meta included; binary values as Latin-1), the pixel data aside."""
     ds = pydicom.dcmread(path)
+    yield (ds.preamble or b"").decode("latin-1")
     stack: list[Dataset] = [ds.file_meta, ds]
     while stack:
         for elem in stack.pop():

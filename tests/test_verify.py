@@ -22,6 +22,7 @@ def _bytes(ds: pydicom.Dataset) -> bytes:
 def _clean(name: str = "CT_small.dcm") -> pydicom.Dataset:
     ds = pydicom.dcmread(bundled(name))
     ds.PatientIdentityRemoved = "YES"
+    ds.preamble = bytes(128)
     return ds
 
 
@@ -72,6 +73,13 @@ def test_file_meta_must_match_the_dataset() -> None:
     ds = _clean()
     ds.file_meta.MediaStorageSOPInstanceUID = "1.2.3.4"
     with pytest.raises(VerificationError, match="SOP Instance UID"):
+        _verify(ds)
+
+
+def test_a_preamble_that_holds_anything_fails() -> None:
+    ds = _clean()
+    ds.preamble = b"Quintessa".ljust(128, b"\0")
+    with pytest.raises(VerificationError, match="preamble"):
         _verify(ds)
 
 

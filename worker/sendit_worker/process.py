@@ -119,6 +119,7 @@ def _deidentified_bytes(
     if ctx.recipe is not None:
         ctx.recipe.apply(ds)
     ds.file_meta = _file_meta(ds, transfer_syntax)
+    ds.preamble = bytes(128)  # the source's preamble is free for any text: never carried over
     buffer = io.BytesIO()
     ds.save_as(buffer, enforce_file_format=True)
     data = buffer.getvalue()

@@ -44,6 +44,7 @@ def verify(data: bytes, *, transfer_syntax: str, had_pixels: bool, scanner: Scan
                 meta.MediaStorageSOPClassUID != ds.SOPClassUID
             ),
             "PatientIdentityRemoved is not YES": ds.get("PatientIdentityRemoved") != "YES",
+            "the preamble is not empty": any(data[:128]),
             "pixel data lost": had_pixels and PIXEL_DATA not in ds,
         }
     except Exception as exc:  # whatever makes it unreadable, it does not leave
