@@ -10,6 +10,7 @@ import pydicom
 import pytest
 from dicomdata import PLANTED, bundled, make_clean_image, plant_phi
 from pydicom import Dataset
+from pydicom._uid_dict import UID_dictionary
 from pydicom.dataelem import RawDataElement
 from pydicom.filebase import DicomBytesIO
 from pydicom.filewriter import write_dataset
@@ -23,10 +24,15 @@ from sendit_worker.profile import SAFE_PRIVATE, Options, default_profile, profil
 IDS = PatientIdentifiers(patient="PSEUDO123", jitter_days=-10, studies={"ACCX-5512": "SNEWACC"})
 
 
+def _map_uid(uid: str) -> str:
+    """As the pool maps them: a registered UID (a class, a syntax) to itself."""
+    return uid if uid in UID_dictionary else "2.25." + str(abs(hash(uid)))
+
+
 def _deidentified(ds: pydicom.Dataset | None = None) -> tuple[pydicom.Dataset, pydicom.Dataset]:
     source = ds or plant_phi(make_clean_image(pydicom.dcmread(bundled("CT_small.dcm"))))
     original = copy.deepcopy(source)
-    repl = Replacements(IDS, "ACCX-5512", lambda uid: "2.25." + str(abs(hash(uid))))
+    repl = Replacements(IDS, "ACCX-5512", _map_uid)
     deidentify(source, default_profile(), repl)
     return original, source
 
@@ -105,6 +111,16 @@ def test_uids_are_remapped_but_class_uids_kept() -> None:
     assert ds.SOPInstanceUID != original.SOPInstanceUID
     assert ds.StudyInstanceUID != original.StudyInstanceUID
     assert ds.SOPClassUID == original.SOPClassUID
+
+
+def test_a_class_uid_no_registry_knows_is_remapped_too() -> None:
+    """A private SOP class UID may embed anything (here an MRN): default deny."""
+    source = make_clean_image(pydicom.dcmread(bundled("CT_small.dcm")))
+    item = Dataset()
+    item.ReferencedSOPClassUID = "1.2.826.0.1.7734129"
+    source.ReferencedImageSequence = pydicom.Sequence([item])
+    _, ds = _deidentified(source)
+    assert ds.ReferencedImageSequence[0].ReferencedSOPClassUID.startswith("2.25.")
 
 
 def test_method_is_recorded_with_codes_of_the_options() -> None:
@@ -189,6 +205,11 @@ def test_ages_of_ninety_and_over_become_090Y_unless_the_batch_keeps_them() -> No
     assert _with(DEFAULT, PatientAge="089Y").PatientAge == "089Y"
     assert _with(DEFAULT, PatientAge="1100M").get("PatientAge") is None  # not an AS: gone
     assert _with(Options((), cap_ages=False), PatientAge="095Y").PatientAge == "095Y"
+
+
+def test_an_enumerated_characteristic_keeps_only_its_defined_values() -> None:
+    assert _with(DEFAULT, PatientSex="F").PatientSex == "F"
+    assert "PatientSex" not in _with(DEFAULT, PatientSex="SENTINEL")
 
 
 def test_values_that_are_not_what_their_vr_says_go() -> None:

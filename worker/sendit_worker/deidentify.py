@@ -22,7 +22,16 @@ from pydicom.sequence import Sequence
 from pydicom.tag import BaseTag
 
 from .identifiers import PatientIdentifiers
-from .profile import METHOD_CODES, METHOD_TEXT, SAFE_PRIVATE, TEXT_VRS, Op, Profile, op_for_vr
+from .profile import (
+    ENUMERATED,
+    METHOD_CODES,
+    METHOD_TEXT,
+    SAFE_PRIVATE,
+    TEXT_VRS,
+    Op,
+    Profile,
+    op_for_vr,
+)
 from .scanner import Scanner, id_spellings, name_parts, scanner_for
 
 _DUMMY_TEXT = "ANONYMIZED"
@@ -275,7 +284,9 @@ def _apply_op(
     elif op in (Op.CLEAN, Op.SCAN, Op.CODED):
         pending.append((ds, tag, op))
     elif op is Op.NUMBER or op is Op.CODE:
-        if not _stored_is_valid(ds, tag):  # a DS of "Smith", a CS of free text
+        if not _stored_is_valid(ds, tag) or (
+            int(tag) in ENUMERATED and not set(_stored_strings(ds, tag)) <= ENUMERATED[int(tag)]
+        ):  # a DS of "Smith", a CS of free text
             del ds[tag]
     elif op is Op.AGE:
         stored = _stored_strings(ds, tag)

@@ -27,7 +27,7 @@ from functools import cache
 from importlib import resources
 
 from dicomanonymizer.dicom_anonymization_databases import dicomfields_2026c as annex_e
-from pydicom.datadict import dictionary_VR, keyword_for_tag, tag_for_keyword
+from pydicom.datadict import dictionary_VR, tag_for_keyword
 
 from sendit_api.errors import Permanent
 
@@ -167,6 +167,14 @@ KNOWN_BINARY = frozenset(
     )
 )
 
+# Retained characteristics whose values the standard enumerates: any other value is not a
+# characteristic Sendit can vouch for, and goes.
+ENUMERATED = {
+    tag_for_keyword("PatientSex"): frozenset({"M", "F", "O"}),
+    tag_for_keyword("PatientSexNeutered"): frozenset({"ALTERED", "UNALTERED"}),
+    tag_for_keyword("SmokingStatus"): frozenset({"YES", "NO", "UNKNOWN"}),
+}
+
 # Never shifted: the birth date is emptied and the birth time removed, as the basic profile says.
 NOT_SHIFTED = frozenset(tag_for_keyword(k) for k in ("PatientBirthDate", "PatientBirthTime"))
 
@@ -270,7 +278,9 @@ class Profile:
         if (tag & 0xFFFF) == 0 or tag > 0x7FE00010:
             return Op.REMOVE  # group lengths, trailing padding and signatures
         if vr == "UI":
-            return _uid_op(tag)
+            # Every UID is mapped: a registered one (a class UID, a transfer syntax) maps to
+            # itself, any other, a private class UID that may embed a number included, to a new one.
+            return Op.UID
         if vr in BINARY_VRS:
             return Op.KEEP if tag in KNOWN_BINARY else Op.REMOVE
         return op_for_vr(vr)
@@ -279,13 +289,6 @@ class Profile:
 def op_for_vr(vr: str) -> Op:
     """An element no table names, by its VR: names, free text, URLs and AE titles go."""
     return _BY_VR.get(vr, Op.REMOVE)
-
-
-@cache
-def _uid_op(tag: int) -> Op:
-    """Class UIDs and transfer syntaxes name kinds of things, not instances: they stay."""
-    keyword = keyword_for_tag(tag)
-    return Op.KEEP if keyword.endswith(("ClassUID", "SyntaxUID")) else Op.UID
 
 
 @cache
