@@ -110,6 +110,7 @@ UNLISTED_IDENTIFIERS = {
         ("HL7InstanceIdentifier", "remove"),
         ("StorageMediaFileSetID", "remove"),
         ("StorageMediaFileSetUID", "uid"),
+        ("ReferencedFileID", "remove"),  # path components of the source's files
         ("LocalNamespaceEntityID", "remove"),
         ("UniversalEntityID", "remove"),
         ("PatientBirthDateInAlternativeCalendar", "remove"),
