@@ -184,8 +184,10 @@ async def reconcile(state: State, key: Key, batch_index: Index, job_index: Index
             raise
         if any(current.get(k) != v for k, v in p.status.items()):
             await asyncio.to_thread(state.kube.patch_status, PLURAL, *key, p.status)
-        if p.event:
-            kopf.event(body, type=p.event.type, reason=p.event.reason, message=p.event.message)
+        if p.event:  # worth one try, not retries: a retried POST that had landed posts twice
+            kopf.event(
+                body, type=p.event.type, reason=p.event.reason, message=p.event.message, backoffs=()
+            )
         _observe(state, key, batch_index, current, p.status)
     if current.get("phase") in RUNNING and p.status.get("phase") not in RUNNING:
         _wake_queued(state, batch_index, job_index)

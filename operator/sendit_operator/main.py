@@ -71,6 +71,9 @@ def _lifecycle(registry: kopf.OperatorRegistry, metrics_port: int) -> None:
         settings.persistence.finalizer = "sendit.dev/operator"  # kopf's timer keeps one
         settings.posting.reporting_component = MANAGER
         settings.posting.reporting_instance = os.environ.get("HOSTNAME", MANAGER)
+        # Events are the phase changes the handlers post; kopf's own log lines (a handler or
+        # a timer that succeeded) stay in the log, not in the API server.
+        settings.posting.level = logging.WARNING
         settings.watching.server_timeout = 300
         settings.batching.worker_limit = 64
         if metrics_port:
