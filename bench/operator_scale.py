@@ -69,7 +69,7 @@ def main() -> None:
         liveness = free_port()
         operator = subprocess.Popen(
             [
-                "sendit-operator",
+                str(Path(sys.executable).with_name("sendit-operator")),
                 "-q",
                 "--namespace",
                 NS,
