@@ -261,16 +261,24 @@ class Orthanc:
             "DicomWeb": {"Enable": True, "Root": "/dicom-web/"},
         }
         (data_dir / "orthanc.json").write_text(json.dumps(config))
+        self.binary, self.config = binary, data_dir / "orthanc.json"
         self.log = data_dir / "orthanc.log"
-        with open(self.log, "wb") as log:
+        self.start()
+
+    def start(self) -> None:
+        """Start (or start again: the same ports, the same storage)."""
+        with open(self.log, "ab") as log:
             self.proc = subprocess.Popen(
-                [binary, str(data_dir / "orthanc.json")],
+                [self.binary, str(self.config)],
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
             )
         wait_for_port(self.http, 60, self.proc)
         wait_for_port(self.dicom, 30, self.proc)
+
+    def stop(self) -> None:
+        _stop(self.proc)
 
     @property
     def dicomweb(self) -> str:
@@ -296,7 +304,7 @@ def orthanc() -> Iterator[Orthanc]:
         try:
             yield pacs
         finally:
-            _stop(pacs.proc)
+            pacs.stop()
 
 
 @pytest.fixture(scope="session")
@@ -307,7 +315,7 @@ def orthanc_with_login() -> Iterator[Orthanc]:
         try:
             yield pacs
         finally:
-            _stop(pacs.proc)
+            pacs.stop()
 
 
 # -- Faults: a proxy in front of fake-gcs-server -----------------------------------------------

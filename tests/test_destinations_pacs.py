@@ -99,3 +99,46 @@ def test_dicomweb_credentials_come_from_the_environment(
     sink = dicomweb(orthanc_with_login)
     sink.preflight()
     assert sink.store(series[0]) == len(series[0])
+
+
+def test_a_pacs_that_goes_down_mid_batch_fails_the_run_and_the_rerun_completes_it(
+    tmp_path, monkeypatch
+) -> None:
+    """Orthanc stopped while a batch is being delivered: the run ends incomplete (exit 1), no
+    image is counted sent that the PACS did not acknowledge; Orthanc restarted, the rerun
+    delivers the rest, and Orthanc holds every image once."""
+    import subprocess
+    import sys
+    import time
+
+    from emulators import Orthanc
+
+    (tmp_path / "orthanc").mkdir()
+    pacs = Orthanc(tmp_path / "orthanc")
+    try:
+        monkeypatch.setenv("SENDIT_PSEUDONYM_KEY", KEY.decode())
+        make_sample(tmp_path / "src" / "st", patients=2, files=30)
+        dimse_cfg = f"{{host: 127.0.0.1, port: {pacs.dicom}, calledAETitle: {pacs.AE}}}"
+        (tmp_path / "b.yaml").write_text(
+            "apiVersion: sendit.dev/v1alpha1\nkind: SenditBatch\nmetadata: {name: outage}\n"
+            "spec:\n  source:\n    volume: {hostPath: {path: src}}\n    folders: [st]\n"
+            f"  destinations: {{pacs: {{dimse: {dimse_cfg}, concurrency: 1}}}}\n"
+        )
+        report = tmp_path / "r.json"
+        argv = ["run", "-f", str(tmp_path / "b.yaml"), "--workers", "1", "--report", str(report)]
+        cli = ("-c", "import sys; from sendit_worker.cli import main; sys.exit(main())")
+        run = subprocess.Popen([sys.executable, *cli, *argv], stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and run.poll() is None and len(pacs.instances()) < 3:
+            time.sleep(0.1)
+        assert run.poll() is None, "the batch finished before the PACS could go down"
+        pacs.stop()
+        assert run.wait(120) == 1  # incomplete: a rerun completes it
+        first = json.loads(report.read_text())
+        assert first["sent"] < first["anonymized"]
+        pacs.start()
+        assert main(argv) == 0
+        done = json.loads(report.read_text())
+        assert done["sent"] == done["anonymized"] == len(pacs.instances()) > first["sent"]
+    finally:
+        pacs.stop()
