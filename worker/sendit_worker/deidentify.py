@@ -242,7 +242,7 @@ def _apply_element(
             return  # a creator: decided below, once its block is known
         block = (t >> 16, element >> 8)
         wanted = SAFE_PRIVATE.get((*safe.get(block, ("",)), element & 0xFF))
-        if element < 0x1000 or wanted is None or _stored_vr(ds, tag) != wanted:
+        if element < 0x1000 or wanted is None or stored_vr(ds, tag) != wanted:
             del ds[tag]
             return
         kept_blocks.add(block)
@@ -295,8 +295,8 @@ def _apply_op(
             del ds[tag]
         elif ages != stored:
             ds[tag].value = ages if len(ages) > 1 else ages[0]
-    elif not _transform(ds, ds[tag], op, repl):
-        del ds[tag]
+    else:
+        _transform(ds, ds[tag], op, repl)
 
 
 _SAFE_CREATORS = frozenset(creator for creator, _, _ in SAFE_PRIVATE)
@@ -316,9 +316,8 @@ def _safe_private_blocks(ds: Dataset) -> dict[tuple[int, int], tuple[str, int]]:
     return blocks
 
 
-def _transform(ds: Dataset, elem: DataElement, op: Op, repl: Replacements) -> bool:
-    """Apply a value operation; False when the element must go instead (a value that is not
-    what its VR says: an IS holding a name, a CS holding free text, a date that cannot shift)."""
+def _transform(ds: Dataset, elem: DataElement, op: Op, repl: Replacements) -> None:
+    """Apply a value operation (the checks that remove an element are `_apply_op`'s)."""
     vr = elem.VR
     if op is Op.EMPTY:
         elem.value = Sequence() if vr == "SQ" else None
@@ -327,12 +326,11 @@ def _transform(ds: Dataset, elem: DataElement, op: Op, repl: Replacements) -> bo
     elif op is Op.UID:
         _map_values(elem, repl.map_uid)
     elif op is Op.SHIFT:
-        return _shift(elem, repl.ids.jitter_days)
+        _shift(elem, repl.ids.jitter_days)
     elif op is Op.PATIENT_ID or op is Op.PATIENT_NAME:
         elem.value = repl.ids.patient
     elif op is Op.ACCESSION:
         elem.value = repl.ids.studies.get(repl.item_key, "") if elem.value else ""
-    return True
 
 
 def stored_texts(ds: Dataset, tag: BaseTag) -> list[str]:
@@ -345,7 +343,7 @@ def stored_texts(ds: Dataset, tag: BaseTag) -> list[str]:
     return _strings(ds[tag].value)
 
 
-def _stored_vr(ds: Dataset, tag: BaseTag) -> str:
+def stored_vr(ds: Dataset, tag: BaseTag) -> str:
     """The VR as stored; in implicit VR, as the dictionaries say (UN when they do not)."""
     vr = ds.get_item(tag).VR
     if vr:
@@ -364,7 +362,7 @@ def _stored_is_valid(ds: Dataset, tag: BaseTag) -> bool:
         return True
     if not isinstance(value, bytes):  # already converted (set in memory): its text
         value = "\\".join(_strings(value)).encode("ascii", "replace")
-    return _valid(_stored_vr(ds, tag), value)
+    return _valid(stored_vr(ds, tag), value)
 
 
 @lru_cache(maxsize=4096)
@@ -392,16 +390,15 @@ def _map_values(elem: DataElement, fn: Callable[[str], str]) -> None:
         elem.value = [fn(str(v)) for v in value]
 
 
-def _shift(elem: DataElement, days: int) -> bool:
+def _shift(elem: DataElement, days: int) -> None:
     values = _strings(elem.value)
     if not values:
-        return True
+        return
     shifted = [shift_date(v, days) for v in values]
     if any(s is None for s in shifted):
         elem.value = None  # not a date we can shift: emptied, rather than kept as it was
     else:
         elem.value = shifted if len(shifted) > 1 else shifted[0]
-    return True
 
 
 def _dummy(vr: str) -> object:

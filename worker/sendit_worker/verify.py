@@ -16,7 +16,7 @@ import io
 import pydicom
 from pydicom import Dataset
 
-from .deidentify import stored_texts
+from .deidentify import stored_texts, stored_vr
 from .profile import BINARY_VRS, CODED, TEXT_VRS
 from .scanner import Scanner
 
@@ -65,7 +65,7 @@ def _leak(ds: Dataset, scanner: Scanner, needles: set[bytes]) -> str | None:
     """The tag (gggg,eeee) of the first element that still identifies someone, at any depth."""
     for tag in list(ds.keys()):
         raw = ds.get_item(tag)
-        vr = raw.VR or ds[tag].VR  # implicit VR: the dictionary's (pydicom resolves it)
+        vr = stored_vr(ds, tag)
         if vr == "SQ":
             for item in ds[tag].value or []:
                 found = _leak(item, scanner, needles)
