@@ -21,7 +21,7 @@ import kopf
 
 from sendit_api.clock import timestamp
 from sendit_api.names import BATCH_LABEL, GROUP, PLURAL, VERSION, WATCH_PLURAL
-from sendit_api.spec import parse_batch
+from sendit_api.spec import Batch, parse_batch
 from sendit_api.status import FINAL, QUEUED, RUNNING, Counts
 
 from . import metrics, validate
@@ -175,7 +175,7 @@ async def reconcile(state: State, key: Key, batch_index: Index, job_index: Index
             before = state.written.get(key)
             state.written[key] = p.status
         try:
-            await _execute(state, body, p)
+            await _execute(state, body, batch, p)
         except BaseException:
             if before is None:
                 state.written.pop(key, None)
@@ -193,7 +193,7 @@ async def reconcile(state: State, key: Key, batch_index: Index, job_index: Index
         _wake_queued(state, batch_index, job_index)
 
 
-async def _execute(state: State, body: JSON, p: Plan) -> None:
+async def _execute(state: State, body: JSON, batch: Batch, p: Plan) -> None:
     kube, namespace = state.kube, body["metadata"]["namespace"]
     for action in p.actions:
         if isinstance(action, DeleteJob):
@@ -201,11 +201,10 @@ async def _execute(state: State, body: JSON, p: Plan) -> None:
         elif isinstance(action, SuspendJob):
             await asyncio.to_thread(kube.suspend_job, namespace, action.name, action.suspend)
         elif isinstance(action, CreateStage):
-            await _create(state, body, action.stage)
+            await _create(state, body, batch, action.stage)
 
 
-async def _create(state: State, body: JSON, stage: str) -> None:
-    batch = parse_batch(body)
+async def _create(state: State, body: JSON, batch: Batch, stage: str) -> None:
     # The ServiceAccount and Role at once; then the RoleBinding (the API server checks that
     # the operator holds what the Role grants, so the Role must exist); then the Job, whose
     # pods need the ServiceAccount.
