@@ -99,3 +99,11 @@ def test_error_messages_never_quote_manifest_values() -> None:
         parse_batch({**MINIMAL, "spec": {"source": {"folders": ["Doe_John"]}, "send": "Doe_Jane"}})
     assert "Doe" not in str(err.value)
     assert "enum" in str(err.value)
+
+
+def test_a_topic_without_a_project_is_refused_where_no_cel_rule_runs() -> None:
+    pubsub = parse_batch(
+        {**MINIMAL, "spec": {**MINIMAL["spec"], "destinations": {"pubsub": {"topic": "t"}}}}
+    ).spec.destinations.pubsub
+    with pytest.raises(Permanent, match=r"pubsub\.project"):
+        _ = pubsub.topic_path

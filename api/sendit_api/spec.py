@@ -113,9 +113,12 @@ class PubSub:
 
     @property
     def topic_path(self) -> str:
-        """projects/P/topics/T (the schema requires a project unless the topic is a path)."""
+        """projects/P/topics/T. The schema's rule asks for a project unless the topic is a
+        path; outside a cluster nothing runs that rule, so this says it."""
         if self.topic.startswith("projects/"):
             return self.topic
+        if not self.project:
+            raise Permanent("give pubsub.topic as projects/P/topics/T, or give pubsub.project")
         return f"projects/{self.project}/topics/{self.topic}"
 
 
