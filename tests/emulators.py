@@ -233,15 +233,19 @@ DICOMWEB_PLUGIN = Path("/usr/share/orthanc/plugins/libOrthancDicomWeb.so")
 
 
 class Orthanc:
-    """A real Orthanc on 127.0.0.1 (HTTP, DICOMweb at /dicom-web) with its own storage."""
+    """A real Orthanc on 127.0.0.1 (HTTP, DICOMweb at /dicom-web) with its own storage. It knows
+    Sendit's AE title (SENDIT) at 127.0.0.1:commitment_port, so it takes storage commitment
+    requests from it and sends the reports there; `lua` is a script of Orthanc's callbacks."""
 
     AE = "ORTHANC"
 
-    def __init__(self, data_dir: Path, users: dict[str, str] | None = None) -> None:
+    def __init__(
+        self, data_dir: Path, users: dict[str, str] | None = None, lua: str | None = None
+    ) -> None:
         binary = shutil.which("Orthanc") or shutil.which("Orthanc", path="/usr/sbin")
         if binary is None or not DICOMWEB_PLUGIN.exists():
             pytest.fail("Orthanc and orthanc-dicomweb are not installed (scripts/test.sh does)")
-        self.http, self.dicom = free_port(), free_port()
+        self.http, self.dicom, self.commitment_port = free_port(), free_port(), free_port()
         self.url = f"http://127.0.0.1:{self.http}"
         config = {
             "Name": "sendit-test",
@@ -257,9 +261,15 @@ class Orthanc:
             "DicomCheckCalledAet": True,
             "DicomAlwaysAllowStore": True,
             "DicomAlwaysAllowEcho": True,
+            "DicomModalities": {
+                "sendit": {"AET": "SENDIT", "Host": "127.0.0.1", "Port": self.commitment_port}
+            },
             "Plugins": [str(DICOMWEB_PLUGIN)],
             "DicomWeb": {"Enable": True, "Root": "/dicom-web/"},
         }
+        if lua:
+            (data_dir / "callbacks.lua").write_text(lua)
+            config["LuaScripts"] = [str(data_dir / "callbacks.lua")]
         (data_dir / "orthanc.json").write_text(json.dumps(config))
         self.binary, self.config = binary, data_dir / "orthanc.json"
         self.log = data_dir / "orthanc.log"
@@ -289,6 +299,14 @@ class Orthanc:
         with urllib.request.urlopen(f"{self.url}/instances?expand", timeout=30) as r:
             return {i["MainDicomTags"]["SOPInstanceUID"] for i in json.load(r)}
 
+    def delete(self, sop: str) -> None:
+        """Remove one instance, by its SOP Instance UID."""
+        lookup = urllib.request.Request(f"{self.url}/tools/lookup", data=sop.encode())
+        with urllib.request.urlopen(lookup, timeout=30) as r:
+            (found,) = (i for i in json.load(r) if i["Type"] == "Instance")
+        request = urllib.request.Request(f"{self.url}/instances/{found['ID']}", method="DELETE")
+        urllib.request.urlopen(request, timeout=30).close()
+
     def clear(self) -> None:
         with urllib.request.urlopen(f"{self.url}/instances", timeout=30) as r:
             ids = json.load(r)
@@ -301,6 +319,26 @@ class Orthanc:
 def orthanc() -> Iterator[Orthanc]:
     with tempfile.TemporaryDirectory(prefix="orthanc-") as data:
         pacs = Orthanc(Path(data))
+        try:
+            yield pacs
+        finally:
+            pacs.stop()
+
+
+# Orthanc 1.10 drops an instance this filter refuses, yet its DICOMweb plugin lists it in the
+# STOW-RS response's ReferencedSOPSequence (and C-STORE answers 0xA700 out of resources).
+REFUSE_UIDS_ENDING_7 = """
+function ReceivedInstanceFilter(dicom, origin, info)
+  return string.sub(dicom.SOPInstanceUID, -1) ~= "7"
+end
+"""
+
+
+@pytest.fixture(scope="session")
+def orthanc_that_refuses_one() -> Iterator[Orthanc]:
+    """An Orthanc whose policy refuses every instance whose SOP Instance UID ends in 7."""
+    with tempfile.TemporaryDirectory(prefix="orthanc-filter-") as data:
+        pacs = Orthanc(Path(data), lua=REFUSE_UIDS_ENDING_7)
         try:
             yield pacs
         finally:
