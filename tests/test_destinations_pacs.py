@@ -302,3 +302,50 @@ def test_a_pacs_that_goes_down_mid_batch_fails_the_run_and_the_rerun_completes_i
         assert done["sent"] == done["anonymized"] == len(pacs.instances()) > first["sent"]
     finally:
         pacs.stop()
+
+
+def use_tls(monkeypatch, pki, *keys: str) -> None:
+    """The credentials Secret's TLS keys, as the operator passes them (file paths)."""
+    variables = {
+        "ca.crt": "SENDIT_PACS_CA",
+        "tls.crt": "SENDIT_PACS_CERT",
+        "tls.key": "SENDIT_PACS_KEY",
+    }
+    for key, variable in variables.items():
+        if key in keys:
+            monkeypatch.setenv(variable, str(pki[key]))
+        else:
+            monkeypatch.delenv(variable, raising=False)
+
+
+@pytest.mark.parametrize("kind", ["dicomweb", "dimse"])
+def test_tls_checks_the_pacs_by_the_secrets_ca_and_presents_its_client_certificate(
+    kind, orthanc_tls, deidentified, monkeypatch
+) -> None:
+    """HTTPS (through the fixture's TLS front) and Orthanc's DICOM TLS: the PACS's certificate
+    is checked against ca.crt, and the PACS lets in only a client with tls.crt and tls.key;
+    over DIMSE the commitment report comes back over TLS too."""
+    pacs = orthanc_tls
+    pacs.clear()
+    _, series = deidentified
+
+    def sink() -> PacsSink:
+        if kind == "dicomweb":
+            return PacsSink(destinations(pacs={"dicomweb": {"url": pacs.https}}).pacs)
+        return dimse(pacs, mode="required", tls=True)
+
+    for keys in [("tls.crt", "tls.key"), ("ca.crt",)]:  # an unknown CA; no client certificate
+        use_tls(monkeypatch, pacs.pki, *keys)
+        with pytest.raises(DestinationError, match="TLS handshake failed") as err:
+            sink().preflight()
+        assert isinstance(err.value, Permanent)
+    use_tls(monkeypatch, pacs.pki, "ca.crt", "tls.crt", "tls.key")
+    good = sink()
+    seen = reports_seen(good)
+    try:
+        good.preflight()
+        assert good.store(series[0]) == len(series[0])
+    finally:
+        good.close()
+    assert pacs.instances() == {i.sop for i in series[0]}
+    assert seen == ([] if kind == "dicomweb" else ["new association"])

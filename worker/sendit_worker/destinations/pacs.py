@@ -18,8 +18,10 @@ retried with backoff.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
+import socket
 import ssl
 import time
 from collections import Counter
@@ -116,6 +118,8 @@ class PacsSink:
     def _echo(self) -> None:
         """A C-ECHO; with storage commitment required, the PACS must also accept it, and the
         listener for its reports is bound now (a port in use fails here, not mid-batch)."""
+        if self.config.dimse.tls:
+            self._probe_tls()
         assoc = self._associate([build_context(VERIFICATION)])
         if assoc.is_rejected:
             raise DestinationError(f"{self.what} refused the association (check the AE titles)")
@@ -133,6 +137,28 @@ class PacsSink:
             raise DestinationError(f"{self.what} does not take storage commitment requests")
         if self._commit and commits:
             self._listen()
+
+    def _probe_tls(self) -> None:
+        """A TLS handshake alone: pynetdicom reports a failed one as no connection, so a
+        certificate the PACS or we refuse would look transient."""
+        dimse = self.config.dimse
+        try:
+            with (
+                socket.create_connection((dimse.host, dimse.port), timeout=TIMEOUT) as raw,
+                _client_context(self.tls).wrap_socket(raw, server_hostname=dimse.host) as tls,
+            ):
+                tls.settimeout(1)  # TLS 1.3: a refused client certificate comes after, as an alert
+                with contextlib.suppress(TimeoutError):
+                    if tls.recv(1) == b"":
+                        raise ssl.SSLError("closed")
+        except ssl.SSLError:
+            raise DestinationError(
+                f"{self.what}: the TLS handshake failed (check ca.crt, tls.crt and tls.key)"
+            ) from None
+        except OSError as exc:
+            raise DestinationUnavailable(
+                f"{self.what} is not reachable now ({type(exc).__name__}); retry later"
+            ) from None
 
     # -- one series ---------------------------------------------------------------------------
 
@@ -241,8 +267,8 @@ class PacsSink:
             contexts = [*contexts, build_context(commitment.PUSH_MODEL)]
             ext_neg = [build_role(commitment.PUSH_MODEL, scu_role=True, scp_role=True)]
         ae.requested_contexts = contexts
-        tls = (_client_context(self.tls), dimse.host) if dimse.tls else None
         try:
+            tls = (_client_context(self.tls), dimse.host) if dimse.tls else None
             return ae.associate(
                 dimse.host,
                 dimse.port,
@@ -344,9 +370,20 @@ def _server_context(tls: dict[str, Path]) -> ssl.SSLContext:
     return context
 
 
+class _Session(requests.Session):
+    """requests prefers $REQUESTS_CA_BUNDLE (often set, in images too) to a session's own
+    verify: a ca.crt given for the PACS must win."""
+
+    def merge_environment_settings(self, url, proxies, stream, verify, cert):  # type: ignore[no-untyped-def]
+        settings = super().merge_environment_settings(url, proxies, stream, verify, cert)
+        if isinstance(self.verify, str):
+            settings["verify"] = self.verify
+        return settings
+
+
 def _session(tls: dict[str, Path]) -> requests.Session:
     """A session with the DICOMweb credentials the environment holds, if any."""
-    session = requests.Session()
+    session = _Session()
     given = {key: os.environ.get(variable) for key, variable in PACS_CREDENTIAL_ENV.items()}
     if given["token"]:
         session.headers["Authorization"] = f"Bearer {given['token']}"
