@@ -349,3 +349,29 @@ def test_tls_checks_the_pacs_by_the_secrets_ca_and_presents_its_client_certifica
         good.close()
     assert pacs.instances() == {i.sop for i in series[0]}
     assert seen == ([] if kind == "dicomweb" else ["new association"])
+
+
+def test_a_run_whose_pacs_refuses_some_images_ends_incomplete_naming_the_reason(
+    orthanc_that_refuses_one, tmp_path, monkeypatch, caplog
+) -> None:
+    """`sendit run` to a PACS that drops some images (over DICOMweb, where Orthanc still lists
+    them as stored): the series holding one are not counted sent and the run exits 1
+    (incomplete: what was delivered is recorded, a rerun retries only those series), saying
+    why; every other image reaches the PACS."""
+    pacs = orthanc_that_refuses_one
+    pacs.clear()
+    monkeypatch.setenv("SENDIT_PSEUDONYM_KEY", KEY.decode())
+    make_sample(tmp_path / "src" / "st", patients=2, files=30)
+    (tmp_path / "b.yaml").write_text(
+        "apiVersion: sendit.dev/v1alpha1\nkind: SenditBatch\nmetadata: {name: refused}\n"
+        "spec:\n  source:\n    volume: {hostPath: {path: src}}\n    folders: [st]\n"
+        f"  destinations: {{pacs: {{dicomweb: {{url: '{pacs.dicomweb}'}}}}}}\n"
+    )
+    report = tmp_path / "r.json"
+    argv = ["run", "-f", str(tmp_path / "b.yaml"), "--workers", "1", "--report", str(report)]
+    assert main(argv) == 1
+    done = json.loads(report.read_text())
+    held = pacs.instances()
+    assert not any(sop.endswith("7") for sop in held)
+    assert 0 < done["sent"] < done["anonymized"] and done["sent"] < len(held)
+    assert "(1 listed by STOW-RS, not held)" in caplog.text
