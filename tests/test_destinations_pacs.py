@@ -10,14 +10,20 @@ import dataclasses
 import json
 import logging
 import shutil
+import threading
 
 import pydicom
 import pytest
 from batches import destinations
 from dicomdata import KEY
+from emulators import free_port
+from pydicom import Dataset
+from pynetdicom import AE, evt
 
 from sendit_api.errors import Permanent, Transient
+from sendit_api.names import PACS_TLS_ENV
 from sendit_worker.cli import main
+from sendit_worker.destinations import commitment
 from sendit_worker.destinations.errors import (
     DeliveryError,
     DestinationError,
@@ -306,12 +312,7 @@ def test_a_pacs_that_goes_down_mid_batch_fails_the_run_and_the_rerun_completes_i
 
 def use_tls(monkeypatch, pki, *keys: str) -> None:
     """The credentials Secret's TLS keys, as the operator passes them (file paths)."""
-    variables = {
-        "ca.crt": "SENDIT_PACS_CA",
-        "tls.crt": "SENDIT_PACS_CERT",
-        "tls.key": "SENDIT_PACS_KEY",
-    }
-    for key, variable in variables.items():
+    for key, variable in PACS_TLS_ENV.items():
         if key in keys:
             monkeypatch.setenv(variable, str(pki[key]))
         else:
@@ -375,3 +376,54 @@ def test_a_run_whose_pacs_refuses_some_images_ends_incomplete_naming_the_reason(
     assert not any(sop.endswith("7") for sop in held)
     assert 0 < done["sent"] < done["anonymized"] and done["sent"] < len(held)
     assert "(1 listed by STOW-RS, not held)" in caplog.text
+
+
+def test_a_report_on_the_same_association_is_taken_too(deidentified) -> None:
+    """A MOCK PACS (pynetdicom: no PACS here sends its commitment report on the request's own
+    association, as the standard allows and Orthanc does not): it stores, commits, and
+    reports back on that association; the series counts, and no listener was needed."""
+    _, series = deidentified
+    images = series[0]
+    held: set[str] = set()
+
+    def on_store(event):
+        held.add(str(event.dataset.SOPInstanceUID))
+        return 0x0000
+
+    def on_action(event):
+        asked = event.action_information
+
+        def report() -> None:
+            info = Dataset()
+            info.TransactionUID = asked.TransactionUID
+            info.ReferencedSOPSequence = asked.ReferencedSOPSequence
+            event.assoc.send_n_event_report(
+                info, 1, commitment.PUSH_MODEL, commitment.PUSH_MODEL_INSTANCE
+            )
+
+        threading.Timer(0.2, report).start()
+        return 0x0000, None
+
+    ae = AE(ae_title="MOCKPACS")
+    headers = [pydicom.dcmread(i.path, stop_before_pixels=True) for i in images]
+    for kind, syntax in {(h.SOPClassUID, h.file_meta.TransferSyntaxUID) for h in headers}:
+        ae.add_supported_context(kind, syntax)
+    ae.add_supported_context(commitment.PUSH_MODEL, scu_role=True, scp_role=True)
+    port = free_port()
+    handlers = [(evt.EVT_C_STORE, on_store), (evt.EVT_N_ACTION, on_action)]
+    server = ae.start_server(("127.0.0.1", port), block=False, evt_handlers=handlers)
+    settings = {"host": "127.0.0.1", "port": port, "calledAETitle": "MOCKPACS"}
+    # a port nobody sends to: the report must come on the association
+    settings["storageCommitment"] = {
+        "mode": "required",
+        "bindAddress": "127.0.0.1",
+        "port": free_port(),
+    }
+    sink = PacsSink(destinations(pacs={"dimse": settings}).pacs)
+    seen = reports_seen(sink)
+    try:
+        assert sink.store(images) == len(images)
+    finally:
+        sink.close()
+        server.shutdown()
+    assert seen == ["same association"] and held == {i.sop for i in images}
