@@ -82,6 +82,11 @@ class PacsSink:
         self.listener: commitment.Listener | None = None
         self._commit = bool(config.dimse) and config.dimse.storage_commitment.mode != "disabled"
 
+    def _tls_failed(self) -> DestinationError:
+        return DestinationError(
+            f"{self.what}: the TLS handshake failed (check ca.crt, tls.crt and tls.key)"
+        )
+
     def close(self) -> None:
         if self.listener is not None:
             self.listener.stop()
@@ -99,9 +104,7 @@ class PacsSink:
         try:
             response = self.session.get(url, params={"limit": 1}, timeout=TIMEOUT)
         except requests.exceptions.SSLError:
-            raise DestinationError(
-                f"{self.what}: the TLS handshake failed (check ca.crt, tls.crt and tls.key)"
-            ) from None
+            raise self._tls_failed() from None
         except requests.RequestException as exc:
             raise DestinationUnavailable(
                 f"{self.what} is not reachable now ({type(exc).__name__}); retry later"
@@ -152,9 +155,7 @@ class PacsSink:
                     if tls.recv(1) == b"":
                         raise ssl.SSLError("closed")
         except ssl.SSLError:
-            raise DestinationError(
-                f"{self.what}: the TLS handshake failed (check ca.crt, tls.crt and tls.key)"
-            ) from None
+            raise self._tls_failed() from None
         except OSError as exc:
             raise DestinationUnavailable(
                 f"{self.what} is not reachable now ({type(exc).__name__}); retry later"
@@ -278,9 +279,7 @@ class PacsSink:
                 evt_handlers=[(evt.EVT_N_EVENT_REPORT, self.reports.handle)],
             )
         except ssl.SSLError:
-            raise DestinationError(
-                f"{self.what}: the TLS handshake failed (check ca.crt, tls.crt and tls.key)"
-            ) from None
+            raise self._tls_failed() from None
 
     def _committed(self, assoc: Association, stored: list[Dataset]) -> commitment.Result | None:
         """The PACS's commitment report for the stored instances, or None when the C-STORE
