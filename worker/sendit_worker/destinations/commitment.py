@@ -96,13 +96,18 @@ class Reports:
             self._waiting[transaction] = threading.Event()
 
     def wait(self, transaction: str, timeout: float) -> Result | None:
-        """The report, or None when none came within timeout (the wait is then forgotten)."""
+        """The report, or None when none came within timeout."""
         with self._lock:
             arrived = self._waiting[transaction]
         arrived.wait(timeout)
         with self._lock:
-            del self._waiting[transaction]
-            return self._results.pop(transaction, None)
+            return self._results.get(transaction)
+
+    def forget(self, transaction: str) -> None:
+        """No longer waited for: a report that comes later is refused."""
+        with self._lock:
+            self._waiting.pop(transaction, None)
+            self._results.pop(transaction, None)
 
     def handle(self, event: evt.Event) -> tuple[int, None]:
         """EVT_N_EVENT_REPORT: the status we answer the PACS with (and no Event Reply)."""

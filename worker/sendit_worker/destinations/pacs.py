@@ -293,18 +293,21 @@ class PacsSink:
             return None
         info = commitment.request([(h.SOPClassUID, h.SOPInstanceUID) for h in stored])
         transaction = str(info.TransactionUID)
-        self.reports.expect(transaction)
-        status, _ = assoc.send_n_action(
-            info,
-            commitment.REQUEST_COMMITMENT,
-            commitment.PUSH_MODEL,
-            commitment.PUSH_MODEL_INSTANCE,
-        )
-        if not status or int(status.Status) != 0:
-            self.reports.wait(transaction, 0)
+        self.reports.expect(transaction)  # before the request: the report may follow at once
+        try:
+            status, _ = assoc.send_n_action(
+                info,
+                commitment.REQUEST_COMMITMENT,
+                commitment.PUSH_MODEL,
+                commitment.PUSH_MODEL_INSTANCE,
+            )
+            accepted = bool(status) and int(status.Status) == 0
+            report = self.reports.wait(transaction, settings.timeout_seconds) if accepted else None
+        finally:
+            self.reports.forget(transaction)
+        if not accepted:
             # Orthanc refuses (and aborts) a request from an AE title it has no modality for.
             return self._without_commitment("refused the storage commitment request")
-        report = self.reports.wait(transaction, settings.timeout_seconds)
         if report is None:
             raise Transient(
                 f"no storage commitment report within {settings.timeout_seconds:g} s "
