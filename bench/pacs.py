@@ -4,8 +4,10 @@
 
 Makes a sample, de-identifies it with the real pipeline, then times, in one run and on fresh
 Orthanc storage each: dcmtk's `storescu` of the files (one association), plain STOW-RS of the
-files with dicomweb-client (one request per 50), and Sendit's delivery over DIMSE and over
-DICOMweb (series in parallel, every image acknowledged and recorded). Prints images/s and MB/s.
+files with dicomweb-client (one request per 50), and Sendit's delivery over DIMSE (counting
+C-STORE statuses, then storage commitment reports) and over DICOMweb (STOW-RS and a QIDO-RS
+check per series), series in parallel, every image confirmed and recorded. Prints images/s
+and MB/s.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from pathlib import Path
 import pydicom
 from dicomweb_client.api import DICOMwebClient
 
-from sendit_api.spec import Destinations, DicomWeb, Dimse, Pacs
+from sendit_api.spec import Destinations, DicomWeb, Dimse, Pacs, StorageCommitment
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
@@ -69,12 +71,11 @@ def main() -> None:
         runs = {
             "storescu (dcmtk, raw)": lambda pacs: _storescu(pacs, files),
             "STOW-RS (dicomweb-client)": lambda pacs: _stow(pacs, files),
-            "sendit DIMSE": lambda pacs: deliver(
-                root / "out",
-                series,
-                Pacs(
-                    None, Dimse("127.0.0.1", pacs.dicom, pacs.AE, "SENDIT"), None, args.concurrency
-                ),
+            "sendit DIMSE (C-STORE status)": lambda pacs: deliver(
+                root / "out", series, Pacs(None, _dimse(pacs, "disabled"), None, args.concurrency)
+            ),
+            "sendit DIMSE + commitment": lambda pacs: deliver(
+                root / "out", series, Pacs(None, _dimse(pacs, "required"), None, args.concurrency)
             ),
             "sendit DICOMweb": lambda pacs: deliver(
                 root / "out", series, Pacs(DicomWeb(pacs.dicomweb), None, None, args.concurrency)
@@ -93,8 +94,10 @@ def main() -> None:
             print(line(label, seconds, len(files), size) + f"  (Orthanc holds {held})")
 
 
-def _dimse(pacs: Orthanc) -> Dimse:
-    return Dimse("127.0.0.1", pacs.dicom, pacs.AE, "SENDIT")
+def _dimse(pacs: Orthanc, commitment: str) -> Dimse:
+    """Orthanc sends its commitment reports to SENDIT at 127.0.0.1:commitment_port."""
+    listener = StorageCommitment(commitment, pacs.commitment_port, "127.0.0.1", 60.0)
+    return Dimse("127.0.0.1", pacs.dicom, pacs.AE, "SENDIT", False, listener)
 
 
 def _storescu(pacs: Orthanc, files: list[Path]) -> float:

@@ -23,14 +23,17 @@ A fixture whose binary cannot be found FAILS the test; it never skips.
 from __future__ import annotations
 
 import contextlib
+import datetime as dt
 import email.parser
 import http.client
+import ipaddress
 import json
 import os
 import re
 import shutil
 import signal
 import socket
+import ssl
 import subprocess
 import tempfile
 import threading
@@ -43,6 +46,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
 
 
 def free_port() -> int:
@@ -233,15 +240,23 @@ DICOMWEB_PLUGIN = Path("/usr/share/orthanc/plugins/libOrthancDicomWeb.so")
 
 
 class Orthanc:
-    """A real Orthanc on 127.0.0.1 (HTTP, DICOMweb at /dicom-web) with its own storage."""
+    """A real Orthanc on 127.0.0.1 (HTTP, DICOMweb at /dicom-web) with its own storage. It knows
+    Sendit's AE title (SENDIT) at 127.0.0.1:commitment_port, so it takes storage commitment
+    requests from it and sends the reports there; `lua` is a script of Orthanc's callbacks."""
 
     AE = "ORTHANC"
 
-    def __init__(self, data_dir: Path, users: dict[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        data_dir: Path,
+        users: dict[str, str] | None = None,
+        lua: str | None = None,
+        pki: Pki | None = None,
+    ) -> None:
         binary = shutil.which("Orthanc") or shutil.which("Orthanc", path="/usr/sbin")
         if binary is None or not DICOMWEB_PLUGIN.exists():
             pytest.fail("Orthanc and orthanc-dicomweb are not installed (scripts/test.sh does)")
-        self.http, self.dicom = free_port(), free_port()
+        self.http, self.dicom, self.commitment_port = free_port(), free_port(), free_port()
         self.url = f"http://127.0.0.1:{self.http}"
         config = {
             "Name": "sendit-test",
@@ -257,9 +272,26 @@ class Orthanc:
             "DicomCheckCalledAet": True,
             "DicomAlwaysAllowStore": True,
             "DicomAlwaysAllowEcho": True,
+            "DicomModalities": {
+                "sendit": {"AET": "SENDIT", "Host": "127.0.0.1", "Port": self.commitment_port}
+            },
             "Plugins": [str(DICOMWEB_PLUGIN)],
             "DicomWeb": {"Enable": True, "Root": "/dicom-web/"},
         }
+        if lua:
+            (data_dir / "callbacks.lua").write_text(lua)
+            config["LuaScripts"] = [str(data_dir / "callbacks.lua")]
+        if pki:  # DICOM TLS, asking for a client certificate the CA signed
+            # (not HTTPS: Debian's Orthanc 1.10.1 dies of a segfault on its first HTTPS
+            # connection; Pki.https_front stands in front of it instead)
+            config |= {
+                "DicomTlsEnabled": True,
+                "DicomTlsCertificate": str(pki["pacs.crt"]),
+                "DicomTlsPrivateKey": str(pki["pacs.key"]),
+                "DicomTlsTrustedCertificates": str(pki["ca.crt"]),
+                "DicomTlsRemoteCertificateRequired": True,
+            }
+            config["DicomModalities"]["sendit"]["UseDicomTls"] = True
         (data_dir / "orthanc.json").write_text(json.dumps(config))
         self.binary, self.config = binary, data_dir / "orthanc.json"
         self.log = data_dir / "orthanc.log"
@@ -286,21 +318,137 @@ class Orthanc:
 
     def instances(self) -> set[str]:
         """The SOP Instance UIDs Orthanc holds."""
-        with urllib.request.urlopen(f"{self.url}/instances?expand", timeout=30) as r:
+        with self._open(f"{self.url}/instances?expand") as r:
             return {i["MainDicomTags"]["SOPInstanceUID"] for i in json.load(r)}
 
+    def delete(self, sop: str) -> None:
+        """Remove one instance, by its SOP Instance UID."""
+        lookup = urllib.request.Request(f"{self.url}/tools/lookup", data=sop.encode())
+        with self._open(lookup) as r:
+            (found,) = (i for i in json.load(r) if i["Type"] == "Instance")
+        request = urllib.request.Request(f"{self.url}/instances/{found['ID']}", method="DELETE")
+        self._open(request).close()
+
     def clear(self) -> None:
-        with urllib.request.urlopen(f"{self.url}/instances", timeout=30) as r:
+        with self._open(f"{self.url}/instances") as r:
             ids = json.load(r)
         for i in ids:
             request = urllib.request.Request(f"{self.url}/instances/{i}", method="DELETE")
-            urllib.request.urlopen(request, timeout=30).close()
+            self._open(request).close()
+
+    def _open(self, request: str | urllib.request.Request) -> Any:
+        return urllib.request.urlopen(request, timeout=30)
 
 
 @pytest.fixture(scope="session")
 def orthanc() -> Iterator[Orthanc]:
     with tempfile.TemporaryDirectory(prefix="orthanc-") as data:
         pacs = Orthanc(Path(data))
+        try:
+            yield pacs
+        finally:
+            pacs.stop()
+
+
+# Orthanc 1.10 drops an instance this filter refuses, yet its DICOMweb plugin lists it in the
+# STOW-RS response's ReferencedSOPSequence (and C-STORE answers 0xA700 out of resources).
+REFUSE_UIDS_ENDING_7 = """
+function ReceivedInstanceFilter(dicom, origin, info)
+  return string.sub(dicom.SOPInstanceUID, -1) ~= "7"
+end
+"""
+
+
+class Pki:
+    """A CA, and two certificates for 127.0.0.1 it signed (the PACS's and Sendit's, each good
+    for a server and a client: Orthanc and our commitment listener are both), as PEM files."""
+
+    def __init__(self, folder: Path) -> None:
+        now = dt.datetime.now(dt.UTC)
+        ca_key = ec.generate_private_key(ec.SECP256R1())
+        ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "sendit test CA")])
+
+        def signed(key, subject: x509.Name, ca: bool) -> x509.Certificate:
+            builder = (
+                x509.CertificateBuilder()
+                .subject_name(subject)
+                .issuer_name(ca_name)
+                .public_key(key.public_key())
+                .serial_number(x509.random_serial_number())
+                .not_valid_before(now - dt.timedelta(minutes=5))
+                .not_valid_after(now + dt.timedelta(days=1))
+                .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True)
+            )
+            if not ca:
+                host = x509.IPAddress(ipaddress.ip_address("127.0.0.1"))
+                builder = builder.add_extension(x509.SubjectAlternativeName([host]), critical=False)
+            return builder.sign(ca_key, hashes.SHA256())
+
+        def pem(*parts: Any) -> bytes:
+            return b"".join(
+                p.public_bytes(serialization.Encoding.PEM)
+                if isinstance(p, x509.Certificate)
+                else p.private_bytes(
+                    serialization.Encoding.PEM,
+                    serialization.PrivateFormat.PKCS8,
+                    serialization.NoEncryption(),
+                )
+                for p in parts
+            )
+
+        keys = {who: ec.generate_private_key(ec.SECP256R1()) for who in ("pacs", "sendit")}
+        certs = {
+            who: signed(key, x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, who)]), False)
+            for who, key in keys.items()
+        }
+        files = {
+            "ca.crt": pem(signed(ca_key, ca_name, True)),
+            "pacs.crt": pem(certs["pacs"]),
+            "pacs.key": pem(keys["pacs"]),
+            "tls.crt": pem(certs["sendit"]),  # the Secret's keys
+            "tls.key": pem(keys["sendit"]),
+        }
+        for name, data in files.items():
+            (folder / name).write_bytes(data)
+        self.folder = folder
+
+    def __getitem__(self, name: str) -> Path:
+        return self.folder / name
+
+    def server_context(self) -> ssl.SSLContext:
+        """The PACS's side: its certificate; a client must show one the CA signed."""
+        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH, cafile=self["ca.crt"])
+        context.load_cert_chain(self["pacs.crt"], self["pacs.key"])
+        context.verify_mode = ssl.CERT_REQUIRED
+        return context
+
+
+@pytest.fixture(scope="session")
+def orthanc_tls() -> Iterator[Orthanc]:
+    """An Orthanc over DICOM TLS that wants a client certificate its CA signed (the files in
+    `orthanc_tls.pki`) and sends commitment reports over TLS too; and `orthanc_tls.https`, its
+    DICOMweb over HTTPS, with the same demands, through a TLS front (Python's ssl: see the
+    note in Orthanc) forwarding to it."""
+    with tempfile.TemporaryDirectory(prefix="orthanc-tls-") as data:
+        (Path(data) / "pki").mkdir()
+        pki = Pki(Path(data) / "pki")
+        pacs = Orthanc(Path(data), pki=pki)
+        front = FaultProxy(pacs.url, tls=pki.server_context())
+        threading.Thread(target=front.serve_forever, daemon=True).start()
+        pacs.pki, pacs.https = pki, f"{front.url}/dicom-web"
+        try:
+            yield pacs
+        finally:
+            front.shutdown()
+            front.server_close()
+            pacs.stop()
+
+
+@pytest.fixture(scope="session")
+def orthanc_that_refuses_one() -> Iterator[Orthanc]:
+    """An Orthanc whose policy refuses every instance whose SOP Instance UID ends in 7."""
+    with tempfile.TemporaryDirectory(prefix="orthanc-filter-") as data:
+        pacs = Orthanc(Path(data), lua=REFUSE_UIDS_ENDING_7)
         try:
             yield pacs
         finally:
@@ -324,10 +472,12 @@ def orthanc_with_login() -> Iterator[Orthanc]:
 class FaultProxy(ThreadingHTTPServer):
     daemon_threads = True
 
-    def __init__(self, upstream: str) -> None:
+    def __init__(self, upstream: str, tls: ssl.SSLContext | None = None) -> None:
         super().__init__(("127.0.0.1", 0), _ProxyHandler)
+        if tls:  # a TLS front: the handshake on accept, the request forwarded in the clear
+            self.socket = tls.wrap_socket(self.socket, server_side=True)
         self.upstream = urllib.parse.urlsplit(upstream)
-        self.url = f"http://127.0.0.1:{self.server_address[1]}"
+        self.url = f"{'https' if tls else 'http'}://127.0.0.1:{self.server_address[1]}"
         self.lock = threading.Lock()
         self.count = 0
         self.injected: list[str] = []

@@ -166,7 +166,9 @@ def test_pacs_credentials_reach_the_delivering_pod_from_their_secret():
     )
     (container,) = render_job(owner, b, "process", "img")["spec"]["template"]["spec"]["containers"]
     creds = {
-        e["name"]: e["valueFrom"]["secretKeyRef"] for e in container["env"] if "PACS" in e["name"]
+        e["name"]: e["valueFrom"]["secretKeyRef"]
+        for e in container["env"]
+        if "PACS" in e["name"] and "valueFrom" in e
     }
     assert creds["SENDIT_PACS_PASSWORD"] == {
         "name": "pacs-login",
@@ -174,6 +176,27 @@ def test_pacs_credentials_reach_the_delivering_pod_from_their_secret():
         "optional": True,
     }
     assert set(creds) == {"SENDIT_PACS_USERNAME", "SENDIT_PACS_PASSWORD", "SENDIT_PACS_TOKEN"}
+    # TLS material: the same Secret's keys as files, each optional, their paths in the env.
+    pod = render_job(owner, b, "process", "img")["spec"]["template"]["spec"]
+    (tls,) = (v["secret"] for v in pod["volumes"] if v["name"] == "pacs-tls")
+    assert tls["secretName"] == "pacs-login" and tls["optional"] is True
+    assert [i["key"] for i in tls["items"]] == ["ca.crt", "tls.crt", "tls.key"]
+    paths = {e["name"]: e.get("value") for e in container["env"]}
+    assert paths["SENDIT_PACS_CA"] == "/sendit/pacs-tls/ca.crt"
+    assert paths["SENDIT_PACS_KEY"] == "/sendit/pacs-tls/tls.key"
     assert problem(b.spec, lambda kind, name: name != "pacs-login") == (
         "Secret pacs-login not found (or the operator may not read it)"
     )
+
+
+def test_a_dimse_pacs_with_storage_commitment_gets_the_listeners_port_named():
+    dimse = {"host": "pacs", "port": 104, "calledAETitle": "PACS"}
+    owner, b = batch(destinations={"pacs": {"dimse": dimse}})
+    (container,) = render_job(owner, b, "process", "img")["spec"]["template"]["spec"]["containers"]
+    assert container["ports"] == [
+        {"name": "dicom-commit", "containerPort": 11113, "protocol": "TCP"}
+    ]
+    dimse["storageCommitment"] = {"mode": "disabled"}
+    owner, b = batch(destinations={"pacs": {"dimse": dimse}})
+    (container,) = render_job(owner, b, "process", "img")["spec"]["template"]["spec"]["containers"]
+    assert "ports" not in container

@@ -480,14 +480,27 @@ def test_batch_reaches_sent_on_fake_gcs(cluster, operator, fake_gcs):
     assert not any(FOLDER in name for name in objects)
 
 
-def test_batch_reaches_sent_on_orthanc(cluster, operator, orthanc):
-    """A PACS destination (a real Orthanc, DICOMweb): the batch reaches Sent with Orthanc
-    holding every image it counts, none twice, no folder name among them."""
+@pytest.mark.parametrize("kind", ["dicomweb", "dimse"])
+def test_batch_reaches_sent_on_orthanc(cluster, operator, orthanc, kind):
+    """A PACS destination (a real Orthanc, over DICOMweb; over DIMSE with storage commitment,
+    its reports to the one delivering pod): the batch reaches Sent with Orthanc holding every
+    image it counts, none twice, no folder name among them."""
     orthanc.clear()
-    body = json.loads(manifest("to-pacs", cluster.data))
-    body["spec"]["destinations"] = {"pacs": {"dicomweb": {"url": orthanc.dicomweb}}}
+    name = f"to-pacs-{kind}"
+    body = json.loads(manifest(name, cluster.data, parallelism=1 if kind == "dimse" else 2))
+    commitment = {"mode": "required", "port": orthanc.commitment_port, "bindAddress": "127.0.0.1"}
+    pacs = {
+        "dicomweb": {"url": orthanc.dicomweb},
+        "dimse": {
+            "host": "127.0.0.1",
+            "port": orthanc.dicom,
+            "calledAETitle": orthanc.AE,
+            "storageCommitment": commitment,
+        },
+    }
+    body["spec"]["destinations"] = {"pacs": {kind: pacs[kind]}}
     apply(cluster, json.dumps(body))
-    status = wait_phase(cluster, "to-pacs", "Sent")
+    status = wait_phase(cluster, name, "Sent")
     held = orthanc.instances()
     assert status["counts"]["sent"] == status["counts"]["anonymized"] == len(held) > 0
     assert status["outputs"] == {"pacs": len(held)}

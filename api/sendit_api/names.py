@@ -29,10 +29,18 @@ WORKER_UID: Final = 10001  # the worker image's user
 
 PSEUDONYM_KEY_ENV: Final = "SENDIT_PSEUDONYM_KEY"
 IDENTIFIER_TOKEN_ENV: Final = "SENDIT_IDENTIFIER_TOKEN"
-SHARD_INDEX_ENV: Final = "JOB_COMPLETION_INDEX"
+SHARD_INDEX_ENV: Final = "JOB_COMPLETION_INDEX"  # set by Kubernetes in an Indexed Job's pods
 # A PACS's DICOMweb credentials (keys of pacs.credentialsSecretRef's Secret, each optional).
 PACS_CREDENTIAL_ENV: Final = {
     "username": "SENDIT_PACS_USERNAME",
     "password": "SENDIT_PACS_PASSWORD",
     "token": "SENDIT_PACS_TOKEN",
-}  # set by Kubernetes in an Indexed Job's pods
+}
+# Its TLS material (keys of the same Secret, each optional), mounted as files at
+# PACS_TLS_MOUNT/<key>: each variable holds a PEM file's path (on a laptop, any path).
+PACS_TLS_MOUNT: Final = "/sendit/pacs-tls"
+PACS_TLS_ENV: Final = {
+    "ca.crt": "SENDIT_PACS_CA",  # the CA bundle that signed the PACS's certificate
+    "tls.crt": "SENDIT_PACS_CERT",  # a client certificate (and the commitment listener's)
+    "tls.key": "SENDIT_PACS_KEY",  # its private key
+}

@@ -128,11 +128,21 @@ class DicomWeb:
 
 
 @dataclass(frozen=True)
+class StorageCommitment:
+    mode: str  # auto | required | disabled
+    port: int  # where Sendit listens for an N-EVENT-REPORT on a new association
+    bind_address: str
+    timeout_seconds: float
+
+
+@dataclass(frozen=True)
 class Dimse:
     host: str
     port: int
     called_ae_title: str = field(metadata={"schema": "calledAETitle"})
     calling_ae_title: str = field(metadata={"schema": "callingAETitle"})
+    tls: bool
+    storage_commitment: StorageCommitment
 
 
 @dataclass(frozen=True)

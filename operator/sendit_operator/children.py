@@ -20,6 +20,8 @@ from sendit_api.names import (
     IDENTIFIER_TOKEN_ENV,
     LOCAL_MOUNT,
     PACS_CREDENTIAL_ENV,
+    PACS_TLS_ENV,
+    PACS_TLS_MOUNT,
     PLURAL,
     PSEUDONYM_KEY_ENV,
     SENDS_ANNOTATION,
@@ -125,6 +127,15 @@ def render_job(owner: JSON, batch: Batch, stage: str, image: str) -> JSON:
             }
             for key, variable in PACS_CREDENTIAL_ENV.items()
         ]
+        # TLS material as files (ssl loads them so), readable by the worker's group only.
+        items = [{"key": key, "path": key} for key in PACS_TLS_ENV]
+        tls = {"secretName": secret, "items": items, "optional": True, "defaultMode": 0o440}
+        volumes.append({"name": "pacs-tls", "secret": tls})
+        mounts.append({"name": "pacs-tls", "mountPath": PACS_TLS_MOUNT, "readOnly": True})
+        env += [
+            {"name": variable, "value": f"{PACS_TLS_MOUNT}/{key}"}
+            for key, variable in PACS_TLS_ENV.items()
+        ]
     local = spec.destinations.local
     if delivers and local:
         volumes.append(
@@ -144,6 +155,11 @@ def render_job(owner: JSON, batch: Batch, stage: str, image: str) -> JSON:
     }
     if spec.image_pull_policy:
         container["imagePullPolicy"] = spec.image_pull_policy
+    commitment = pacs.dimse.storage_commitment if pacs and pacs.dimse else None
+    if delivers and commitment and commitment.mode != "disabled":
+        # Where the PACS's storage commitment reports come in (a Service may target it).
+        port = {"name": "dicom-commit", "containerPort": commitment.port, "protocol": "TCP"}
+        container["ports"] = [port]
     labels = {BATCH_LABEL: batch.name, STAGE_LABEL: stage}
     job_spec: JSON = {
         "completionMode": "Indexed",

@@ -21,5 +21,8 @@ def quiet_libraries() -> None:
     pydicom.config.settings.writing_validation_mode = pydicom.config.IGNORE
     warnings.filterwarnings("ignore", module=r"(pydicom|deid)(\.|$)")
     logging.getLogger("pydicom").setLevel(logging.CRITICAL + 1)
+    # PACS clients narrate every request at INFO (pynetdicom two lines per image sent).
+    for library in ("pynetdicom", "dicomweb_client"):
+        logging.getLogger(library).setLevel(logging.WARNING)
     bot.level = QUIET
     bot.history = deque(maxlen=0)  # deid keeps every message it ever emitted, values included

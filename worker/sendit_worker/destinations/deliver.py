@@ -131,6 +131,8 @@ class Delivery:
     def close(self) -> None:
         self._series.shutdown(wait=True, cancel_futures=True)
         self._uploads.shutdown(wait=True, cancel_futures=True)
+        if self.pacs:
+            self.pacs.close()
 
     # -- one series -------------------------------------------------------------------------
 
