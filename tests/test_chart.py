@@ -438,6 +438,7 @@ OPERATOR_CAN = [
     ("create", "serviceaccounts"),
     ("create", "cronjobs.batch"),
     ("create", "events"),
+    ("list", "events"),
     ("get", "configmaps"),
     ("get", "secrets/sendit-pseudonym-key"),
 ]

@@ -55,6 +55,7 @@ class State:
     locks: defaultdict[Key, asyncio.Lock] = field(default_factory=lambda: defaultdict(asyncio.Lock))
     admission: asyncio.Lock = field(default_factory=asyncio.Lock)
     tasks: set[asyncio.Task] = field(default_factory=set)
+    page: Any = None  # the status page's server (an aiohttp AppRunner), when it runs
 
 
 KEPT = ("name", "namespace", "uid", "generation", "creationTimestamp")
