@@ -71,6 +71,7 @@ class EventRow:
     message: str
     count: int
     last: str
+    order: int = 0  # the API server's resourceVersion: which came first within a second
 
 
 def batch_row(body: JSON) -> BatchRow:
@@ -119,11 +120,12 @@ def event_row(event: JSON) -> EventRow:
         message=str(event.get("message") or event.get("note") or ""),
         count=int(event.get("count") or 1),
         last=str(last or "")[:19] + "Z" if last else "",
+        order=int(rv) if (rv := str(meta.get("resourceVersion", ""))).isdigit() else 0,
     )
 
 
 def newest(events: Iterable[EventRow], n: int) -> list[EventRow]:
-    return sorted(events, key=lambda e: e.last, reverse=True)[:n]
+    return sorted(events, key=lambda e: (e.last, e.order), reverse=True)[:n]
 
 
 # -- pages -----------------------------------------------------------------------------------
@@ -150,6 +152,7 @@ def layout(title: str, fragment: str, content: str) -> str:
 <meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <title>{_e(title)}</title>
+<link rel="icon" href="/assets/favicon.svg" type="image/svg+xml">
 <link rel="stylesheet" href="/assets/page.css">
 <script src="/assets/page.js" defer></script>
 </head>
@@ -264,14 +267,18 @@ def _row(b: BatchRow, now: datetime) -> str:
         f'<td class="phase">{_phase(b.phase)}</td>'
         f'<td class="progress">{_bar(b)}</td>'
         f'<td class="num anonymized">{c.anonymized}</td>'
-        f'<td class="num withheld">{c.withheld}</td>'
-        f'<td class="num failed">{c.failed}</td>'
+        f'<td class="num withheld{_some(c.withheld)}">{c.withheld}</td>'
+        f'<td class="num failed{_some(c.failed)}">{c.failed}</td>'
         f'<td class="num sent">{c.sent}</td>'
         f'<td class="num rate">{_e(_rate(b.rate))}</td>'
         f'<td class="start">{_e(_when(b.start))}</td>'
         f'<td class="num age">{_e(_age(b.created, now))}</td>'
         "</tr>"
     )
+
+
+def _some(n: int) -> str:
+    return " some" if n else ""
 
 
 def _phase(phase: str) -> str:

@@ -22,7 +22,7 @@ log = logging.getLogger("sendit.operator")
 Bodies = Callable[[], Iterable[Mapping[str, Any]]]
 ListEvents = Callable[[], list[dict[str, Any]]]
 EVENTS_TTL = 5.0
-ASSETS = {"page.css": "text/css", "page.js": "text/javascript"}
+ASSETS = {"page.css": "text/css", "page.js": "text/javascript", "favicon.svg": "image/svg+xml"}
 HEADERS = {
     # Every asset is the operator's own: nothing inline, nothing from elsewhere, no forms.
     "Content-Security-Policy": "default-src 'none'; style-src 'self'; script-src 'self'; "
@@ -93,7 +93,7 @@ def app(bodies: Bodies, events: Events) -> web.Application:
         return html(page.batch_fragment(b, mine(await events.get(), b), _now()))
 
     async def asset(request: web.Request) -> web.Response:
-        name = request.match_info["name"]
+        name = request.match_info.get("name", "favicon.svg")
         if name not in assets:
             raise web.HTTPNotFound()
         headers = {**HEADERS, "Cache-Control": "max-age=300"}
@@ -107,6 +107,7 @@ def app(bodies: Bodies, events: Events) -> web.Application:
             web.get("/batches/{namespace}/{name}", batch),
             web.get("/fragment/batches/{namespace}/{name}", batch_fragment),
             web.get("/assets/{name}", asset),
+            web.get("/favicon.ico", asset),
         ]
     )
     return application
