@@ -219,14 +219,14 @@ def main() -> None:
             if not every:
                 time.sleep(args.window)
             reporting = time.monotonic() - t0
-            quiet = requests(cluster)
-            while time.monotonic() - t0 < reporting + 120:
-                time.sleep(3)
+            quiet, still, settled = requests(cluster), 0, time.monotonic()
+            while still < 3 and time.monotonic() - t0 < reporting + 120:  # 3 polls unchanged
+                time.sleep(2)
                 now = requests(cluster)
-                if now == quiet:
-                    break
+                still = still + 1 if now == quiet else 0
+                settled = settled if now == quiet else time.monotonic()
                 quiet = now
-            seconds = time.monotonic() - t0
+            seconds = settled - t0
             delta = quiet - before
             used = cpu_seconds(operator.pid) - cpu
             ours = delta[("PATCH", "senditbatches/status")] - sent

@@ -2,9 +2,9 @@
 # Run Sendit's checks and tests on a fresh machine: installs what they need, then runs them.
 # System packages (Debian): dciodvfy (dicom3tools) and dcmtk validate outputs; Orthanc with its
 # DICOMweb plugin is the PACS the tests deliver to; Java runs the Pub/Sub emulator; Chromium is
-# the browser Playwright drives at the status page. Python
-# packages go into .venv. The Kubernetes control plane used by the operator tests is built
-# from Go modules by the test setup itself (cached outside the tree).
+# the browser Playwright drives at the status page. Python packages go into .venv. The
+# Kubernetes control plane used by the operator tests is built from Go modules by the test
+# setup itself (cached outside the tree).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 

@@ -1,6 +1,7 @@
 """`sendit-operator`: kopf's runner with Sendit's handlers and settings, a liveness and a
-metrics endpoint. Imports the contract (sendit_api), kopf, the Kubernetes client and the
-Prometheus client only: no DICOM, no de-identification, no Google clients."""
+metrics endpoint, and if asked the read-only status page. Imports the contract (sendit_api),
+kopf (and aiohttp, which it runs on), the Kubernetes client and the Prometheus client only: no
+DICOM, no de-identification, no Google clients."""
 
 from __future__ import annotations
 
