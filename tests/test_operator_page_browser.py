@@ -5,7 +5,7 @@ for real to Sent, one suspended with shard reports patched into its status (Proc
 known progress), one whose Secret is missing (Queued, stalled), one cancelled, one whose Job
 is patched to failed (Failed). The page must show their rows and progress, follow a status
 change without a reload and without a console error. A screenshot of each page is saved for
-review."""
+review. The operator's metrics are read at the end: they must have counted the same images."""
 
 from __future__ import annotations
 
@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 from dicomdata import KEY
 from polling import wait_for
+from prometheus_client.parser import text_string_to_metric_families
 from test_operator_cluster import OPERATOR_NS, OPERATOR_SA, Operator, free_port, manifest
 
 from sendit_worker.sample import make_sample
@@ -222,3 +223,18 @@ def test_the_page_shows_every_batch_and_follows_it_to_sent(
     print(f"\nscreenshots: {index} {batch}")
     assert errors == []
     page.close()
+
+    # The operator's metrics counted the same images, as increments: `paused` went 0 -> 5 ->
+    # 30 anonymized, `live` ran for real; each of live's two shards timed its delivery once.
+    samples = {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for family in text_string_to_metric_families(operator.get(operator.metrics, "/metrics"))
+        for s in family.samples
+    }
+    assert (
+        samples[("sendit_images_total", (("outcome", "anonymized"),))]
+        == 30 + (live["counts"]["anonymized"])
+    )
+    assert samples[("sendit_images_total", (("outcome", "sent"),))] == live["counts"]["sent"]
+    assert samples[("sendit_delivery_seconds_count", ())] == 2
+    assert samples[("sendit_batches", (("phase", "Sent"),))] == 1
