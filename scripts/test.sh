@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Run Sendit's checks and tests on a fresh machine: installs what they need, then runs them.
 # System packages (Debian): dciodvfy (dicom3tools) and dcmtk validate outputs; Orthanc with its
-# DICOMweb plugin is the PACS the tests deliver to; Java runs the Pub/Sub emulator. Python
-# packages go into .venv. The Kubernetes control plane used by the operator tests is built
-# from Go modules by the test setup itself (cached outside the tree).
+# DICOMweb plugin is the PACS the tests deliver to; Java runs the Pub/Sub emulator; Chromium is
+# the browser Playwright drives at the status page. Python packages go into .venv. The
+# Kubernetes control plane used by the operator tests is built from Go modules by the test
+# setup itself (cached outside the tree).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -12,6 +13,7 @@ command -v dciodvfy >/dev/null || need_apt+=(dicom3tools)
 command -v dcmdump >/dev/null || need_apt+=(dcmtk)
 command -v Orthanc >/dev/null || need_apt+=(orthanc)  # a real PACS for the pacs destination
 [ -e /usr/share/orthanc/plugins/libOrthancDicomWeb.so ] || need_apt+=(orthanc-dicomweb)
+[ -x /usr/bin/chromium ] || need_apt+=(chromium)  # the status page's browser test (Playwright)
 if ((${#need_apt[@]})); then
   if [ "$(id -u)" = 0 ]; then sudo=""; else sudo="sudo"; fi
   $sudo apt-get update -qq

@@ -3,8 +3,9 @@ tests/helm/build.py (cached under ~/.cache/sendit/helm/<hash>/bin/helm; the buil
 tests when it cannot be done, it never skips).
 
 Without a cluster: the chart's CRDs are the top-level crds/ byte for byte, values.schema.json
-covers every value, `helm lint`, `helm template` for the main value combinations, and the
-schema rejecting bad values at render time.
+covers every value, `helm lint`, `helm template` for the main value combinations, the
+schema rejecting bad values at render time, and the Grafana dashboard asking only for metrics
+the operator exports.
 
 On the real test control plane (`controlplane`): every rendered object passes a server-side
 dry-run, the operator's and the workers' pods pass the restricted Pod Security admission,
@@ -19,6 +20,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import time
 import urllib.request
@@ -84,10 +86,13 @@ EVERYTHING = {
     "networkPolicy": {
         "enabled": True,
         "metricsFrom": [{"namespaceSelector": {"matchLabels": {"name": "monitoring"}}}],
+        "statusPageFrom": [{"podSelector": {"matchLabels": {"app": "viewer"}}}],
         "egress": {"enabled": True, "apiServerCIDRs": ["10.0.0.1/32"]},
     },
     "secrets": {"googleCredentials": {"name": "gcp-key"}, "extraNames": ["dasher-token"]},
     "imagePullSecrets": [{"name": "regcred"}],
+    "statusPage": {"enabled": True},
+    "grafanaDashboard": {"enabled": True, "namespace": "monitoring"},
 }
 NO_RESTRICTION = {"rbac": {"restrictSecrets": False}, "metrics": {"service": {"enabled": False}}}
 COMBOS = {
@@ -263,8 +268,90 @@ def test_everything_render(helm):
     (policy,) = kinds["NetworkPolicy"]
     assert policy["spec"]["policyTypes"] == ["Ingress", "Egress"]
     assert policy["spec"]["ingress"][0]["ports"] == [{"port": "metrics", "protocol": "TCP"}]
+    assert policy["spec"]["ingress"][1] == {
+        "ports": [{"port": "status", "protocol": "TCP"}],
+        "from": [{"podSelector": {"matchLabels": {"app": "viewer"}}}],
+    }
+    assert "--status-port=8081" in c["args"]
+    assert {"name": "status", "containerPort": 8081, "protocol": "TCP"} in c["ports"]
+    (service,) = kinds["Service"]
+    assert [p["name"] for p in service["spec"]["ports"]] == ["metrics", "status"]
+    (dashboard,) = kinds["ConfigMap"]
+    assert dashboard["metadata"]["namespace"] == "monitoring"
+    assert dashboard["metadata"]["labels"]["grafana_dashboard"] == "1"
+    assert json.loads(dashboard["data"]["sendit.json"]) == json.loads(DASHBOARD.read_text())
     secret_rule = next(r for r in kinds["ClusterRole"][0]["rules"] if r["resources"] == ["secrets"])
     assert secret_rule["resourceNames"] == ["sendit-pseudonym-key", "gcp-key", "dasher-token"]
+
+
+def test_status_page_and_dashboard_are_off_by_default(helm):
+    kinds = by_kind(render(helm, {"networkPolicy": {"enabled": True}}))
+    (deploy,) = kinds["Deployment"]
+    c = deploy["spec"]["template"]["spec"]["containers"][0]
+    assert not [a for a in c["args"] if a.startswith("--status-port")]
+    assert [p["name"] for p in c["ports"]] == ["healthz", "metrics"]
+    assert [p["name"] for p in kinds["Service"][0]["spec"]["ports"]] == ["metrics"]
+    assert len(kinds["NetworkPolicy"][0]["spec"]["ingress"]) == 1
+    assert "ConfigMap" not in kinds
+
+
+# PromQL words that are not metric names (functions are followed by a parenthesis).
+PROMQL_KEYWORDS = {"and", "or", "unless", "bool", "offset"}
+DASHBOARD = CHART / "dashboards" / "sendit.json"
+
+
+def promql_metrics(expr: str) -> set[str]:
+    """The metric names an expression selects: identifiers that are not functions, keywords,
+    label names (in matchers and by/without/on lists), strings or range durations."""
+    expr = re.sub(r'"(?:[^"\\]|\\.)*"', "", expr)
+    expr = re.sub(r"\{[^}]*\}|\[[^\]]*\]", "", expr)
+    expr = re.sub(r"\b(?:by|without|on|ignoring|group_left|group_right)\s*\([^)]*\)", "", expr)
+    names = re.findall(r"\b[a-zA-Z_:][a-zA-Z0-9_:]*\b(?!\s*\()", expr)
+    return {n for n in names if n not in PROMQL_KEYWORDS}
+
+
+def exported_metrics() -> set[str]:
+    """What the operator's registry exposes, sample names included (a counter's _total, a
+    histogram's _bucket/_sum/_count): its metrics module registers them on import."""
+    from prometheus_client import REGISTRY
+
+    import sendit_operator.metrics  # noqa: F401
+
+    suffixes = {"counter": ("_total",), "histogram": ("_bucket", "_sum", "_count")}
+    return {
+        family.name + suffix
+        for family in REGISTRY.collect()
+        for suffix in suffixes.get(family.type, ("",))
+    }
+
+
+def test_promql_metrics_reads_metric_names_only():
+    expr = (
+        'histogram_quantile(0.95, sum by (le) (rate(sendit_delivery_seconds_bucket{x="a b"}'
+        "[$__rate_interval]))) / on (phase) sendit_batches offset 5m"
+    )
+    assert promql_metrics(expr) == {"sendit_delivery_seconds_bucket", "sendit_batches"}
+
+
+def test_grafana_dashboard_asks_only_for_exported_metrics():
+    dashboard = json.loads(DASHBOARD.read_text())
+    exprs = {
+        p["title"]: [t["expr"] for t in p["targets"]] for p in dashboard["panels"] if "targets" in p
+    }
+    wanted = {"Batches by phase", "Images by outcome", "Throughput", "Batch durations"}
+    assert wanted <= set(exprs)
+    used = {name for title in exprs for e in exprs[title] for name in promql_metrics(e)}
+    exported = exported_metrics()
+    assert used <= exported, used - exported
+    assert {
+        "sendit_batches",
+        "sendit_images_total",
+        "sendit_images_by_reason_total",
+        "sendit_delivery_seconds_bucket",
+        "sendit_batch_duration_seconds_bucket",
+    } <= used
+    ids = [p["id"] for p in dashboard["panels"]]
+    assert len(ids) == len(set(ids)) and dashboard["uid"]
 
 
 def test_unrestricted_secrets_and_no_metrics_service(helm):
@@ -336,7 +423,7 @@ def cluster(kube_cluster):
         kube_cluster.kubectl("apply", "--server-side", "--force-conflicts", "-f", str(crd))
     kube_cluster.kubectl("apply", "-f", "-", input=SERVICE_MONITOR_STAND_IN)
     kube_cluster.kubectl("wait", "--for=condition=Established", "crd", "--all", "--timeout=60s")
-    for ns in (RELEASE_NS, "team-a", "team-b"):
+    for ns in (RELEASE_NS, "team-a", "team-b", "monitoring"):  # monitoring: the dashboard
         ensure_namespace(kube_cluster, ns)
     return kube_cluster
 
@@ -438,6 +525,7 @@ OPERATOR_CAN = [
     ("create", "serviceaccounts"),
     ("create", "cronjobs.batch"),
     ("create", "events"),
+    ("list", "events"),
     ("get", "configmaps"),
     ("get", "secrets/sendit-pseudonym-key"),
 ]

@@ -41,14 +41,14 @@ def free_port() -> int:
 class Operator:
     """`sendit-operator` as a subprocess; start, kill -9 and start again."""
 
-    def __init__(self, kubeconfig: Path, log: Path) -> None:
-        self.kubeconfig, self.log = kubeconfig, log
+    def __init__(self, kubeconfig: Path, log: Path, namespace: str = NS) -> None:
+        self.kubeconfig, self.log, self.namespace = kubeconfig, log, namespace
         self.proc: subprocess.Popen | None = None
         self.liveness, self.metrics = free_port(), free_port()
 
     def start(self, *extra: str) -> None:
         env = {**os.environ, "KUBECONFIG": str(self.kubeconfig)}
-        args = ["--namespace", NS, "--resync-seconds", "2", *extra]
+        args = ["--namespace", self.namespace, "--resync-seconds", "2", *extra]
         args += ["--liveness-port", str(self.liveness), "--metrics-port", str(self.metrics)]
         with open(self.log, "ab") as out:
             self.proc = subprocess.Popen(
@@ -106,11 +106,11 @@ def operator(cluster, tmp_path_factory) -> Iterator[Operator]:
         print(f"\noperator log: {log}")
 
 
-def manifest(name: str, data: Path, **spec: Any) -> str:
+def manifest(name: str, data: Path, namespace: str = NS, **spec: Any) -> str:
     body = {
         "apiVersion": "sendit.dev/v1alpha1",
         "kind": "SenditBatch",
-        "metadata": {"name": name, "namespace": NS},
+        "metadata": {"name": name, "namespace": namespace},
         "spec": {
             "source": {"volume": {"hostPath": {"path": str(data / "in")}}, "folders": [FOLDER]},
             "deidentify": {"pseudonymKey": {"secretKeyRef": {"name": "key", "key": "k"}}},

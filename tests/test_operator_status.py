@@ -118,6 +118,7 @@ def test_rollup_sums_shards_and_sets_conditions():
                 "withheld": 1,
                 "sent": 2,
                 "outputs": {"local": 2},
+                "reasons": {"withheld": {"burned-in-suspected": 1}, "failed": {"made-up": 3}},
             },
             "1": {
                 "stage": "sent",
@@ -125,6 +126,7 @@ def test_rollup_sums_shards_and_sets_conditions():
                 "anonymized": 4,
                 "sent": 4,
                 "outputs": {"local": 4},
+                "reasons": {"withheld": {"burned-in-suspected": 2}},
             },
         }
     }
@@ -132,6 +134,8 @@ def test_rollup_sums_shards_and_sets_conditions():
     assert new["phase"] == "Sent"
     assert new["counts"]["discovered"] == 7 and new["counts"]["sent"] == 6
     assert new["outputs"] == {"local": 6}
+    # Reason classes summed; a class outside the fixed set is not carried (a label value).
+    assert new["reasons"] == {"withheld": {"burned-in-suspected": 3}, "failed": {}}
     assert new["observedGeneration"] == 3
     conds = {c["type"]: c for c in new["conditions"]}
     assert conds["Ready"]["status"] == "True" and conds["Delivered"]["status"] == "True"

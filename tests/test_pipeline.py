@@ -160,6 +160,7 @@ def test_bad_inputs_are_reported_per_file_and_the_batch_goes_on(tmp_path: Path) 
     reasons = sorted(e.reason for e in report.errors)
     assert report.anonymized == 1
     assert report.failed == 1  # the truncated image
+    assert report.failed_by == {"unreadable": 1} and report.withheld_by == {}
     assert any("truncated" in r for r in reasons)
     assert any(r == "empty file" for r in reasons)
     assert any(r.startswith("not a DICOM file") for r in reasons)
@@ -189,6 +190,9 @@ def test_burned_in_annotation_is_withheld(tmp_path: Path) -> None:
     ds.save_as(path)
     report = _run([src], tmp_path / "out")
     assert (report.withheld, report.anonymized, report.failed) == (1, 0, 0)
+    assert report.withheld_by == {"burned-in-header": 1}
+    shard = report.shard("processed").patch(0)["status"]["shards"]["0"]
+    assert shard["reasons"] == {"withheld": {"burned-in-header": 1}, "failed": {}}
     assert _outputs(tmp_path / "out") == []
 
 

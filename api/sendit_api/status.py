@@ -29,6 +29,11 @@ PROCESSED: Final = ("processed", "sending", "sent")
 # delivers what a manual process stage left, `cleanup` removes the source after a verified send.
 JOB_STAGES: Final = ("process", "send", "cleanup")
 
+# Why images were withheld or failed, as a small fixed set of classes (a metric's label values
+# and the status's tallies: never the reason's text, which can name a tag's value).
+WITHHELD_REASONS: Final = ("burned-in-header", "burned-in-suspected", "other")
+FAILED_REASONS: Final = ("unreadable", "verification", "deidentify", "other")
+
 
 @dataclass(frozen=True)
 class Counts:
@@ -67,12 +72,44 @@ class Counts:
 
 
 @dataclass(frozen=True)
+class Reasons:
+    """Images withheld and failed, by reason class (counts only)."""
+
+    withheld: Mapping[str, int] = field(default_factory=dict)
+    failed: Mapping[str, int] = field(default_factory=dict)
+
+    @classmethod
+    def of(cls, data: Mapping[str, Any]) -> Reasons:
+        def tally(kind: str, classes: tuple[str, ...]) -> dict[str, int]:
+            given = data.get(kind) or {}
+            return {c: int(given[c]) for c in classes if given.get(c)}
+
+        return cls(tally("withheld", WITHHELD_REASONS), tally("failed", FAILED_REASONS))
+
+    def as_dict(self) -> dict[str, dict[str, int]]:
+        return {"withheld": dict(self.withheld), "failed": dict(self.failed)}
+
+    def __add__(self, other: Reasons) -> Reasons:
+        def add(a: Mapping[str, int], b: Mapping[str, int]) -> dict[str, int]:
+            return {k: a.get(k, 0) + b.get(k, 0) for k in {**a, **b}}
+
+        return Reasons(add(self.withheld, other.withheld), add(self.failed, other.failed))
+
+    def __bool__(self) -> bool:
+        return bool(self.withheld or self.failed)
+
+
+@dataclass(frozen=True)
 class ShardReport:
     """One pod's progress, as it patches it into status.shards.<index> (counts only)."""
 
     stage: str
     counts: Counts = field(default_factory=Counts)
     outputs: Mapping[str, int] = field(default_factory=dict)  # images by destination kind
+    reasons: Reasons = field(default_factory=Reasons)
+    # With stage sent: from the shard's images de-identified (or its send stage started) to
+    # every one delivered, in seconds.
+    delivery_seconds: float | None = None
     updated: str = ""  # when the pod last reported (set by `patch`)
 
     @classmethod
@@ -81,6 +118,8 @@ class ShardReport:
             stage=str(data.get("stage") or ""),
             counts=Counts.of(data),
             outputs={k: int(v) for k, v in (data.get("outputs") or {}).items()},
+            reasons=Reasons.of(data.get("reasons") or {}),
+            delivery_seconds=_number(data.get("deliverySeconds")),
             updated=str(data.get("updated") or ""),
         )
 
@@ -88,4 +127,12 @@ class ShardReport:
         shard = {"stage": self.stage, **self.counts.as_dict(), "updated": timestamp()}
         if self.outputs:
             shard["outputs"] = dict(self.outputs)
+        if self.reasons:
+            shard["reasons"] = self.reasons.as_dict()
+        if self.delivery_seconds is not None:
+            shard["deliverySeconds"] = round(self.delivery_seconds, 3)
         return {"status": {"shards": {str(index): shard}}}
+
+
+def _number(value: Any) -> float | None:
+    return None if value is None else float(value)

@@ -22,13 +22,13 @@ import kopf
 from sendit_api.clock import timestamp
 from sendit_api.names import BATCH_LABEL, GROUP, PLURAL, VERSION, WATCH_PLURAL
 from sendit_api.spec import Batch, parse_batch
-from sendit_api.status import FINAL, QUEUED, RUNNING, Counts
+from sendit_api.status import FINAL, QUEUED, RUNNING, Counts, Reasons
 
 from . import metrics, validate
 from .children import render_job, render_worker_rbac
 from .kube import Kube, describe
 from .plan import CreateStage, DeleteJob, Observed, Plan, SuspendJob, needs_references, plan
-from .status import job_state
+from .status import job_state, shards_of
 from .watches import render_children
 
 log = logging.getLogger("sendit.operator")
@@ -51,10 +51,11 @@ class State:
     config: Config
     kube: Kube
     written: dict[Key, JSON] = field(default_factory=dict)  # until the index shows it
-    seen_counts: dict[Key, Counts] = field(default_factory=dict)
+    seen: dict[Key, metrics.Seen] = field(default_factory=dict)  # what the metrics counted
     locks: defaultdict[Key, asyncio.Lock] = field(default_factory=lambda: defaultdict(asyncio.Lock))
     admission: asyncio.Lock = field(default_factory=asyncio.Lock)
     tasks: set[asyncio.Task] = field(default_factory=set)
+    page: Any = None  # the status page's server (an aiohttp AppRunner), when it runs
 
 
 KEPT = ("name", "namespace", "uid", "generation", "creationTimestamp")
@@ -107,7 +108,7 @@ def register(registry: kopf.OperatorRegistry, config: Config) -> None:
         state: State = memo.state
         key = (namespace, name)
         if type == "DELETED":  # its Jobs and RBAC go with it (ownerReferences)
-            for table in (state.written, state.seen_counts, state.locks):
+            for table in (state.written, state.seen, state.locks):
                 table.pop(key, None)
             metrics.set_phases(_phases(state, kw["batch_index"]))
             return
@@ -216,11 +217,12 @@ async def _create(state: State, body: JSON, batch: Batch, stage: str) -> None:
 
 def _observe(state: State, key: Key, batch_index: Index, old: JSON, new: JSON) -> None:
     """Metrics: images reported since the last look, phases, and a final batch's duration."""
-    counts = Counts.of(new.get("counts") or {})
-    before = state.seen_counts.get(key)
-    if before is not None:
-        metrics.add_images(before, counts)
-    state.seen_counts[key] = counts
+    shards = shards_of(old)
+    after = metrics.seen(
+        Counts.of(new.get("counts") or {}), Reasons.of(new.get("reasons") or {}), shards
+    )
+    metrics.observe(state.seen.get(key), after, shards)
+    state.seen[key] = after
     phase = new.get("phase")
     if phase != old.get("phase") and phase in FINAL and old.get("phase") and new.get("startTime"):
         metrics.observe_duration(new["startTime"], new["completionTime"])

@@ -135,3 +135,25 @@ class Kube:
                 _preload_content=False,
             )
         )
+
+    def batch_events(self, namespaces: list[str]) -> list[dict[str, Any]]:
+        """The Events of SenditBatches in these namespaces (empty: every namespace)."""
+        selector = "involvedObject.kind=SenditBatch"
+        calls = [
+            lambda ns=ns: self.core.list_namespaced_event(
+                ns, field_selector=selector, _preload_content=False
+            )
+            for ns in namespaces
+        ] or [
+            lambda: self.core.list_event_for_all_namespaces(
+                field_selector=selector, _preload_content=False
+            )
+        ]
+        events: list[dict[str, Any]] = []
+        for call in calls:
+            response = call()
+            try:
+                events += json.loads(response.data).get("items") or []
+            finally:
+                _done(response)
+        return events

@@ -1,6 +1,7 @@
 """`sendit-operator`: kopf's runner with Sendit's handlers and settings, a liveness and a
-metrics endpoint. Imports the contract (sendit_api), kopf, the Kubernetes client and the
-Prometheus client only: no DICOM, no de-identification, no Google clients."""
+metrics endpoint, and if asked the read-only status page. Imports the contract (sendit_api),
+kopf (and aiohttp, which it runs on), the Kubernetes client and the Prometheus client only: no
+DICOM, no de-identification, no Google clients."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from typing import Any
 import kopf
 from prometheus_client import start_http_server
 
+from . import page_server
 from .handlers import Config, State, register
 from .kube import MANAGER, Kube
 
@@ -27,7 +29,7 @@ def main(argv: list[str] | None = None) -> int:
     config = Config(args.worker_image, args.max_running, args.resync_seconds)
     registry = kopf.OperatorRegistry()
     register(registry, config)
-    _lifecycle(registry, args.metrics_port)
+    _lifecycle(registry, args)
     memo = kopf.Memo(state=State(config=config, kube=Kube()))
     kopf.run(
         registry=registry,
@@ -52,6 +54,10 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--worker-image", default="sendit-worker:latest", help="the workers' image")
     p.add_argument("--liveness-port", type=int, default=8080, help="0: no /healthz")
     p.add_argument("--metrics-port", type=int, default=9090, help="0: no /metrics")
+    p.add_argument("--status-port", type=int, default=0, help="the read-only status page (0: none)")
+    p.add_argument(
+        "--status-address", default="0.0.0.0", help="the address the status page listens on"
+    )
     p.add_argument(
         "--resync-seconds",
         type=float,
@@ -61,13 +67,15 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
-def _lifecycle(registry: kopf.OperatorRegistry, metrics_port: int) -> None:
+def _lifecycle(registry: kopf.OperatorRegistry, args: argparse.Namespace) -> None:
     # In-cluster or kubeconfig credentials, through the Kubernetes client (kopf's default
     # login lives on its default registry, not on ours).
     kopf.on.login(registry=registry)(kopf.login_via_client)
 
     @kopf.on.startup(registry=registry)
-    async def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
+    async def configure(
+        settings: kopf.OperatorSettings, memo: kopf.Memo, batch_index: kopf.Index, **_: Any
+    ) -> None:
         settings.persistence.finalizer = "sendit.dev/operator"  # kopf's timer keeps one
         settings.posting.reporting_component = MANAGER
         settings.posting.reporting_instance = os.environ.get("HOSTNAME", MANAGER)
@@ -76,8 +84,15 @@ def _lifecycle(registry: kopf.OperatorRegistry, metrics_port: int) -> None:
         settings.posting.level = logging.WARNING
         settings.watching.server_timeout = 300
         settings.batching.worker_limit = 64
-        if metrics_port:
-            start_http_server(metrics_port)
+        if args.metrics_port:
+            start_http_server(args.metrics_port)
+        if args.status_port:
+            kube, namespaces = memo.state.kube, args.namespace or []
+            events = page_server.Events(lambda: kube.batch_events(namespaces))
+            bodies = lambda: (b for key in batch_index for b in batch_index[key])  # noqa: E731
+            memo.state.page = await page_server.start(
+                bodies, events, args.status_address, args.status_port
+            )
         # Every API call runs in a thread (the client blocks): the default pool (cores + 4)
         # would make a burst of new batches wait in line.
         asyncio.get_running_loop().set_default_executor(ThreadPoolExecutor(max_workers=32))
@@ -86,3 +101,5 @@ def _lifecycle(registry: kopf.OperatorRegistry, metrics_port: int) -> None:
     async def stop(memo: kopf.Memo, **_: Any) -> None:
         for task in memo.state.tasks:
             task.cancel()
+        if memo.state.page is not None:
+            await memo.state.page.cleanup()

@@ -26,6 +26,7 @@ from sendit_api.status import (
     SENDING,
     SENT,
     Counts,
+    Reasons,
     ShardReport,
 )
 
@@ -87,6 +88,10 @@ def shards_of(status: Mapping[str, Any]) -> dict[str, ShardReport]:
 
 def counts(shards: Mapping[str, ShardReport]) -> Counts:
     return sum((s.counts for s in shards.values()), Counts())
+
+
+def reasons(shards: Mapping[str, ShardReport]) -> Reasons:
+    return sum((s.reasons for s in shards.values()), Reasons())
 
 
 def wants_cleanup(spec: BatchSpec, shards: Mapping[str, ShardReport]) -> bool:
@@ -260,6 +265,7 @@ def rollup(
         ]
         or status.get("jobs", []),
         "outputs": outputs(shards),
+        "reasons": reasons(shards).as_dict(),
     }
     started = [j.created for j in jobs.values() if j.created]
     start = status.get("startTime") or (min(started) if started else None)

@@ -27,12 +27,9 @@ from .images import DeidentifiedImage
 from .process import Outcome, Settings, init_process, process_series
 from .profile import Options
 from .pseudonyms import Pseudonymizer
-from .report import FileError, Report
+from .report import UNREADABLE, FileError, Report
 
 log = logging.getLogger("sendit")
-
-# Reasons a file is counted as failed (an image that did not make it) rather than skipped.
-FAILED_PREFIXES = ("truncated", "unreadable", "vanished")
 
 
 @dataclass(frozen=True)
@@ -144,11 +141,11 @@ def _discover(pool: Executor, options: RunOptions, report: Report, ref) -> list[
 
 
 def _problem(report: Report, ref, problem: Problem) -> None:
-    if problem.reason.startswith(FAILED_PREFIXES):
-        report.failed += 1
+    if problem.reason.startswith(UNREADABLE):
+        report.fail(ref(problem.path), problem.reason)
     else:
         report.skipped += 1
-    report.errors.append(FileError(ref(problem.path), problem.reason))
+        report.errors.append(FileError(ref(problem.path), problem.reason))
 
 
 def _tally(report: Report, outcomes: list[Outcome]) -> None:
@@ -156,11 +153,9 @@ def _tally(report: Report, outcomes: list[Outcome]) -> None:
         if o.status == "anonymized":
             report.anonymized += 1
         elif o.status == "withheld":
-            report.withheld += 1
-            report.withheld_files.append(FileError(o.ref, o.reason))
+            report.withhold(o.ref, o.reason)
         else:
-            report.failed += 1
-            report.errors.append(FileError(o.ref, o.reason))
+            report.fail(o.ref, o.reason)
 
 
 def _entities(series: Iterator[list[Instance]]) -> dict[str, dict[str, str | None]]:

@@ -6,7 +6,20 @@ import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from sendit_api.status import Counts
+from sendit_api.status import Counts, Reasons, ShardReport
+
+# Discovery's problems that are images which did not make it (failed, not skipped).
+UNREADABLE = ("truncated", "unreadable", "vanished")
+# A reason's text, by how it begins, to its class (anything else: "other").
+FAILED_CLASSES = (
+    (UNREADABLE, "unreadable"),
+    (("verification",), "verification"),
+    (("could not",), "deidentify"),
+)
+WITHHELD_CLASSES = (
+    (("burned-in annotation",), "burned-in-header"),
+    (("possible burned-in",), "burned-in-suspected"),
+)
 
 
 @dataclass
@@ -27,9 +40,30 @@ class Report:
     series: int = 0
     errors: list[FileError] = field(default_factory=list)  # failed and skipped, with reasons
     withheld_files: list[FileError] = field(default_factory=list)
+    withheld_by: dict[str, int] = field(default_factory=dict)  # by reason class
+    failed_by: dict[str, int] = field(default_factory=dict)
+
+    def withhold(self, ref: str, reason: str) -> None:
+        self.withheld += 1
+        self.withheld_files.append(FileError(ref, reason))
+        kind = reason_class(WITHHELD_CLASSES, reason)
+        self.withheld_by[kind] = self.withheld_by.get(kind, 0) + 1
+
+    def fail(self, ref: str, reason: str) -> None:
+        self.failed += 1
+        self.errors.append(FileError(ref, reason))
+        kind = reason_class(FAILED_CLASSES, reason)
+        self.failed_by[kind] = self.failed_by.get(kind, 0) + 1
 
     def counts(self) -> Counts:
         return Counts.of(vars(self))
+
+    def shard(
+        self, stage: str, outputs: dict[str, int] | None = None, delivery: float | None = None
+    ) -> ShardReport:
+        """This report as a shard's, for its batch's status (counts only)."""
+        reasons = Reasons(dict(self.withheld_by), dict(self.failed_by))
+        return ShardReport(stage, self.counts(), outputs or {}, reasons, delivery)
 
     def summary(self) -> str:
         return ", ".join(f"{k} {v}" for k, v in self.counts().as_dict().items())
@@ -37,3 +71,8 @@ class Report:
     def write(self, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps(asdict(self), indent=2) + "\n")
+
+
+def reason_class(classes: tuple[tuple[tuple[str, ...], str], ...], reason: str) -> str:
+    """A reason's class, one of the fixed set in sendit_api.status."""
+    return next((kind for prefixes, kind in classes if reason.startswith(prefixes)), "other")

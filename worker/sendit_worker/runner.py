@@ -17,6 +17,7 @@ import dataclasses
 import logging
 import os
 import shutil
+import time
 from pathlib import Path
 from typing import Protocol
 
@@ -101,7 +102,7 @@ def run_batch(
             delivery.preflight()
             delivery.started()
         report = _process(options, progress, workspace, delivery, stage_only=not deliver)
-        progress.stage(ShardReport("processed", report.counts()))
+        progress.stage(report.shard("processed"))
         if not deliver:
             staging.write_state(workspace, staging.DONEPROCESSING, batch.name, report.counts())
             log.info("processed: phase DONEPROCESSING; deliver with `sendit send`")
@@ -121,7 +122,7 @@ def send_batch(batch: Batch, placement: Placement, progress: Progress) -> Report
     report = Report(**counts.as_dict())
     if phase == staging.SENT:
         log.info("the batch was already sent")
-        progress.stage(ShardReport("sent", report.counts()))
+        progress.stage(report.shard("sent"))
         return report
     remote = batch.spec.destinations.remote
     delivery = _delivery(batch, placement, workspace, keep_files=True) if remote else None
@@ -175,7 +176,7 @@ def _process(
 
     def discovered(report: Report) -> None:
         live.append(report)
-        progress.stage(ShardReport("processing", report.counts()))
+        progress.stage(report.shard("processing"))
 
     def series(done: SeriesDone) -> None:
         images = done.images(workspace)
@@ -183,7 +184,7 @@ def _process(
             delivery.submit(images)
         elif images and stage_only:
             staging.stage_series(workspace, images)
-        progress.advance(ShardReport("processing", live[0].counts()), len(done.outcomes))
+        progress.advance(live[0].shard("processing"), len(done.outcomes))
 
     progress.stage(ShardReport("processing"))
     return run(dataclasses.replace(options, on_discovered=discovered, on_series=series))
@@ -199,7 +200,8 @@ def _complete(
 ) -> Report:
     """Finish delivery, copy to the local destination, report `sent`, clean up if allowed."""
     dests = batch.spec.destinations
-    progress.stage(ShardReport("sending", report.counts()))
+    progress.stage(report.shard("sending"))
+    began = time.monotonic()
     outputs: dict[str, int] = {}
     if delivery:
         try:
@@ -215,7 +217,7 @@ def _complete(
             report.sent = outputs["local"]
     elif delivery:
         prune(workspace)
-    progress.stage(ShardReport("sent", report.counts(), outputs))
+    progress.stage(report.shard("sent", outputs, time.monotonic() - began))
     if placement.cleans_source:
         clean_source(batch, placement, report.counts())
     return report

@@ -110,7 +110,8 @@ granting more without escalate/bind, which it does not have).
   resources: [secrets]
   verbs: [get]
 {{- end }}
+# Events: posted on phase changes; listed (the batches' only) by the status page.
 - apiGroups: ["", events.k8s.io]
   resources: [events]
-  verbs: [create]
+  verbs: [create, list]
 {{- end }}

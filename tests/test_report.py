@@ -1,0 +1,46 @@
+"""The run report's reason classes (worker/sendit_worker/report.py): every reason the worker
+gives, by its class, the small fixed set a metric label and the status may carry."""
+
+from __future__ import annotations
+
+from sendit_api.status import FAILED_REASONS, WITHHELD_REASONS
+from sendit_worker.pixels import BURNED_IN_HEADER
+from sendit_worker.report import FAILED_CLASSES, WITHHELD_CLASSES, Report, reason_class
+
+FAILED = {
+    "truncated: the file ends inside an element": "unreadable",
+    "truncated pixel data": "unreadable",
+    "unreadable: Permission denied": "unreadable",
+    "vanished while reading": "unreadable",
+    "verification: PatientName kept": "verification",
+    "could not de-identify (0010,0010): bad value": "deidentify",
+    "could not write the file (OverflowError)": "deidentify",
+    "something new": "other",
+}
+WITHHELD = {
+    BURNED_IN_HEADER: "burned-in-header",
+    "possible burned-in text: deid graylist rule matched": "burned-in-suspected",
+    "a reason added later": "other",
+}
+
+
+def test_every_reason_has_a_class_of_the_fixed_set():
+    assert {reason_class(FAILED_CLASSES, r) for r in FAILED} <= set(FAILED_REASONS)
+    assert {r: reason_class(FAILED_CLASSES, r) for r in FAILED} == FAILED
+    assert {r: reason_class(WITHHELD_CLASSES, r) for r in WITHHELD} == WITHHELD
+    assert set(WITHHELD.values()) == set(WITHHELD_REASONS)
+
+
+def test_the_report_counts_by_class_and_keeps_the_text_to_itself():
+    report = Report()
+    for reason in FAILED:
+        report.fail("0:REF", reason)
+    report.withhold("0:REF", BURNED_IN_HEADER)
+    shard = report.shard("processed").patch(3)["status"]["shards"]["3"]
+    assert shard["failed"] == len(FAILED) and shard["withheld"] == 1
+    assert shard["reasons"] == {
+        "withheld": {"burned-in-header": 1},
+        "failed": {"unreadable": 4, "verification": 1, "deidentify": 2, "other": 1},
+    }
+    assert "PatientName" not in str(shard)  # the reason's text stays in the report
+    assert [e.reason for e in report.errors] == list(FAILED)
