@@ -396,6 +396,9 @@ def test_failing_job_is_marked_failed(kube_cluster, fake_node, namespace):
     assert pod["status"]["phase"] == "Failed"
     assert pod["status"]["containerStatuses"][0]["state"]["terminated"]["exitCode"] == 3
     assert "bad" in fake_node.logs(namespace, pod["metadata"]["name"])
+    # `kubectl logs`: the API server asks the node's log endpoint for the Pod's own output
+    logs = kube_cluster.kubectl("logs", "-n", namespace, pod["metadata"]["name"])
+    assert logs.stdout == "bad\n"
 
 
 def test_indexed_job_gets_completion_index(kube_cluster, fake_node, namespace, tmp_path):

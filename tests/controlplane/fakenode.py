@@ -43,6 +43,7 @@ Container mode (the default; what CI runs)
     NOT enforced or not done (a real kubelet does): no image pulls or
     imagePullSecrets; one container per Pod (no init or sidecar containers); no
     probes (liveness/readiness/startup: Ready is set when the container starts);
+    ``kubectl logs`` without follow or previous; no exec, attach or port-forward;
     no Pod network (every Pod shares the host's: ports can collide, NetworkPolicy
     means nothing, ``hostNetwork`` is always true in effect, status.podIP is
     127.0.0.1); no Services or DNS; requests other than cpu (scheduling ignores
@@ -51,8 +52,7 @@ Container mode (the default; what CI runs)
     against the memory limit, and are lost when the container restarts); projected
     files are not refreshed (the token lives its first hour) and their modes are
     not set; fsGroup is applied to claims only; eviction, node pressure, preemption
-    and activeDeadlineSeconds on Pods; ``kubectl logs`` and exec (use
-    ``fake_node.logs``).
+    and activeDeadlineSeconds on Pods.
 
 Process mode (opt-in: ``SENDIT_FAKENODE=process``, for quick local runs without an engine)
     Runs the first container's ``command`` + ``args`` as a local subprocess (image
@@ -80,7 +80,8 @@ request/limit value, or "0"), ``secretKeyRef`` and ``configMapKeyRef``,
 ``envFrom`` of both; a missing non-optional Secret or key keeps the Pod Pending.
 
 Logs: stdout+stderr of each Pod go to one file per Pod;
-``fake_node.logs(namespace, pod_name)`` returns it.
+``fake_node.logs(namespace, pod_name)`` returns it (with the node's own ``[fake node]``
+lines); ``kubectl logs`` serves the Pod's own lines (the node's log endpoint, _LogServer).
 """
 
 from __future__ import annotations
@@ -88,12 +89,14 @@ from __future__ import annotations
 import base64
 import contextlib
 import datetime as dt
+import http.server
 import json
 import logging
 import os
 import re
 import shutil
 import signal
+import ssl
 import subprocess
 import tempfile
 import threading
@@ -781,6 +784,51 @@ class _PodRunner(threading.Thread):
             proc.wait(5)
 
 
+class _LogServer(http.server.ThreadingHTTPServer):
+    """The kubelet's log endpoint, so `kubectl logs` works: the API server proxies
+    /containerLogs/NS/POD/CONTAINER to the Node's kubeletEndpoint on its InternalIP (it checks
+    no kubelet certificate here; this server checks no client). It serves the Pod's output
+    without the fake node's own lines (tailLines honoured; no follow, no previous)."""
+
+    daemon_threads = True
+
+    def __init__(self, node: FakeNode):
+        self.node = node
+        super().__init__(("127.0.0.1", 0), _LogHandler)
+        tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        pki = node.cluster.pki  # the API server's serving pair: its SANs hold 127.0.0.1
+        tls.load_cert_chain(str(pki.serving_cert), str(pki.serving_key))
+        self.socket = tls.wrap_socket(self.socket, server_side=True)
+
+
+class _LogHandler(http.server.BaseHTTPRequestHandler):
+    server: _LogServer
+
+    def do_GET(self) -> None:
+        url = urllib.parse.urlsplit(self.path)
+        parts = url.path.strip("/").split("/")
+        if len(parts) != 4 or parts[0] != "containerLogs":
+            self.send_error(404)
+            return
+        lines = [
+            line
+            for line in self.server.node.logs(parts[1], parts[2]).splitlines(keepends=True)
+            if not line.startswith("[fake node]")
+        ]
+        tail = urllib.parse.parse_qs(url.query).get("tailLines")
+        if tail:
+            lines = lines[-int(tail[0]) :] if int(tail[0]) else []
+        body = "".join(lines).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "text/plain; charset=utf-8")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, format: str, *args: Any) -> None:  # not on the test's stderr
+        pass
+
+
 class FakeNode:
     """The ``fake_node`` fixture's object. See the module docstring."""
 
@@ -812,6 +860,7 @@ class FakeNode:
         self._thread: threading.Thread | None = None
         self.errors: list[str] = []
         self.runtime = "fake://local-process"
+        self._logs: _LogServer | None = None
         self.id = self.workdir.name  # labels this node's containers
 
     def image_user(self, image: str) -> str | None:
@@ -869,6 +918,8 @@ class FakeNode:
                     f" or set {MODE_ENV}=process for local processes"
                 )
             self.runtime = f"docker://{engine.stdout.strip()}"
+        self._logs = _LogServer(self)
+        threading.Thread(target=self._logs.serve_forever, name="fakenode-logs", daemon=True).start()
         self._register_node()
         self._thread = threading.Thread(target=self._loop, name="fakenode-watch", daemon=True)
         self._thread.start()
@@ -884,6 +935,9 @@ class FakeNode:
             runner.join(15)
         if self._thread:
             self._thread.join(15)
+        if self._logs:
+            self._logs.shutdown()
+            self._logs.server_close()
         if self.mode == "container":  # anything a race left behind
             left = subprocess.run(
                 [self.docker, "ps", "-aq", "--filter", f"label={NODE_LABEL}={self.id}"],
@@ -921,10 +975,10 @@ class FakeNode:
                 "status": {
                     "capacity": cap,
                     "allocatable": cap,
-                    "addresses": [
-                        {"type": "InternalIP", "address": "127.0.0.1"},
-                        {"type": "Hostname", "address": self.name},
-                    ],
+                    # no Hostname address: the API server would try to resolve it to reach
+                    # the log endpoint
+                    "addresses": [{"type": "InternalIP", "address": "127.0.0.1"}],
+                    "daemonEndpoints": {"kubeletEndpoint": {"Port": self._logs.server_port}},
                     "conditions": [
                         {
                             "type": "Ready",
