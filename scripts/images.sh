@@ -47,7 +47,8 @@ stop_engine() {
   local pid
   [ -f "$STATE/dockerd.pid" ] || return 0
   pid=$(cat "$STATE/dockerd.pid")
-  if "${sudo[@]}" kill -0 "$pid" 2>/dev/null; then
+  # only that dockerd (or the sudo that runs it): a stale file's pid may be another process now
+  if tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -q dockerd; then
     "${sudo[@]}" kill -TERM "$pid"
     for _ in $(seq 60); do "${sudo[@]}" kill -0 "$pid" 2>/dev/null || break; sleep 0.5; done
   fi
