@@ -4,7 +4,9 @@
 # DICOMweb plugin is the PACS the tests deliver to; Java runs the Pub/Sub emulator; Chromium is
 # the browser Playwright drives at the status page. Python packages go into .venv. The
 # Kubernetes control plane used by the operator tests is built from Go modules by the test
-# setup itself (cached outside the tree).
+# setup itself (cached outside the tree). scripts/images.sh builds the two images (and starts a
+# Docker engine if none runs: stopped again at exit); the tests run them, and the cluster
+# tests' node stand-in runs every pod in its image.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -30,4 +32,9 @@ ruff format --check .
 # Go binaries the tests run (cached in ~/.cache/sendit by a hash of their sources; minutes on a
 # fresh machine, instant afterwards): a Kubernetes control plane, helm and kstatus.
 (cd tests && python -m controlplane.build && python -m helm.build)
+if [ "$(id -u)" = 0 ]; then sudo=""; else sudo="sudo"; fi
+if ! $sudo docker info >/dev/null 2>&1; then  # the engine images.sh starts is stopped at exit
+  trap 'bash scripts/images.sh stop' EXIT
+fi
+bash scripts/images.sh
 python -m pytest "$@"

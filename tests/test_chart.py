@@ -12,8 +12,10 @@ dry-run, the operator's and the workers' pods pass the restricted Pod Security a
 `kubectl auth can-i` checks the RBAC of both modes, and `helm install` followed by a batch that
 runs to Sent. In that last test nothing starts the operator by hand: the control plane's
 Deployment and ReplicaSet controllers make the operator's Pod from the installed Deployment,
-and the fake node (the harness's node test double) runs its command and args with a token of
-the chart's operator ServiceAccount, so the RBAC in force is the chart's.
+and the fake node (the harness's node test double) runs it in the operator image that
+scripts/images.sh builds, with the chart's securityContext and the token of the chart's
+operator ServiceAccount, so the RBAC in force is the chart's; the batches' workers run in the
+worker image.
 """
 
 from __future__ import annotations
@@ -33,6 +35,8 @@ ROOT = Path(__file__).resolve().parents[1]
 CHART = ROOT / "charts" / "sendit"
 RELEASE_NS = "sendit-helm"
 BATCH_NS = "sendit-helm-batches"
+OPERATOR_IMAGE = os.environ.get("SENDIT_OPERATOR_IMAGE", "sendit-operator:test")
+WORKER_IMAGE = os.environ.get("SENDIT_WORKER_IMAGE", "sendit-worker:test")
 
 
 # ------------------------------------------------------------------------------ helm
@@ -586,7 +590,8 @@ def installed(helm, cluster, fake_node, tmp_path_factory):
     values = {
         "operator": {"watchNamespaces": [BATCH_NS], "resyncSeconds": 2, **ports},
         "secrets": {"extraNames": ["absent-key"]},  # allowed to read, but never created
-        "workerImage": {"repository": "sendit-worker", "tag": "test"},
+        "image": dict(zip(("repository", "tag"), OPERATOR_IMAGE.rsplit(":", 1), strict=True)),
+        "workerImage": dict(zip(("repository", "tag"), WORKER_IMAGE.rsplit(":", 1), strict=True)),
     }
     helm(
         "install",
@@ -629,6 +634,9 @@ def installed(helm, cluster, fake_node, tmp_path_factory):
 
 
 def batch(name: str, data: Path, **spec) -> str:
+    out = data / "out" / name  # a hostPath: writable for the workers' user, as an admin would
+    out.mkdir(parents=True, exist_ok=True)
+    out.chmod(0o777)
     body = {
         "apiVersion": "sendit.dev/v1alpha1",
         "kind": "SenditBatch",
@@ -750,7 +758,7 @@ def test_helm_installed_operator_runs_a_batch_to_sent(cluster, installed):
     job = json.loads(
         cluster.kubectl("-n", BATCH_NS, "get", "job", "helm-auto-process", "-o", "json").stdout
     )
-    assert job["spec"]["template"]["spec"]["containers"][0]["image"] == "sendit-worker:test"
+    assert job["spec"]["template"]["spec"]["containers"][0]["image"] == WORKER_IMAGE
     events = cluster.kubectl(
         "-n",
         BATCH_NS,

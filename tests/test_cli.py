@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -98,6 +99,28 @@ def test_locate_finds_the_file_behind_a_reference(tmp_path: Path, capsys) -> Non
     capsys.readouterr()
     assert main(["locate", ref, str(tmp_path / "in")]) == 0
     assert capsys.readouterr().out.strip() == str(tmp_path / "in" / "sub" / "bad.bin")
+
+
+def test_a_key_that_cannot_be_created_is_a_clear_error_not_a_traceback(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A local run without a key makes one in the config directory; where that cannot be
+    written (a read-only root, as in the worker image), it says so and exits 2. The read-only
+    case itself runs in the image: tests/test_images.py."""
+    identified_file(tmp_path / "in" / "a.dcm")
+    (tmp_path / "file").write_text("")
+    env = {k: v for k, v in os.environ.items() if k != KEY_ENV}
+    env["XDG_CONFIG_HOME"] = str(tmp_path / "file" / "config")  # cannot be a directory
+    result = subprocess.run(
+        [Path(sys.executable).with_name("sendit"), "run", str(tmp_path / "in"), "-o",
+         str(tmp_path / "out")],
+        capture_output=True, text=True, env=env, check=False,
+    )  # fmt: skip
+    assert result.returncode == 2, result.stderr
+    assert "Traceback" not in result.stderr
+    assert "no pseudonym key, and none can be created at" in result.stderr
+    assert f"give --key-file or set {KEY_ENV}" in result.stderr
+    assert not (tmp_path / "out").exists()
 
 
 def test_the_console_script_is_installed_and_logs_no_identifiers(tmp_path: Path) -> None:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import re
 import sys
 import textwrap
 import time
@@ -14,7 +16,32 @@ from polling import wait_for
 
 pytestmark = pytest.mark.controlplane
 
-PY = sys.executable
+# The fake node runs pods in their images (container mode) or as local processes (process mode,
+# opt-in): the same pods work in both, with paths under their mounts and `python`.
+PROCESS_MODE = os.environ.get("SENDIT_FAKENODE") == "process"
+PY = sys.executable if PROCESS_MODE else "python"
+IMAGE = os.environ.get("SENDIT_WORKER_IMAGE", "sendit-worker:test")
+RESTRICTED_POD = {
+    "runAsNonRoot": True,
+    "runAsUser": 10001,
+    "runAsGroup": 10001,
+    "fsGroup": 10001,
+    "seccompProfile": {"type": "RuntimeDefault"},
+}
+RESTRICTED_CONTAINER = {
+    "allowPrivilegeEscalation": False,
+    "capabilities": {"drop": ["ALL"]},
+    "readOnlyRootFilesystem": True,
+}
+# The API as the pod's ServiceAccount: in-cluster config in a container, KUBECONFIG as a process.
+WHOAMI = """
+from kubernetes import client, config
+try:
+    config.load_incluster_config()
+except config.ConfigException:
+    config.load_kube_config()
+review = client.AuthenticationV1Api().create_self_subject_review({})
+"""
 
 
 @pytest.fixture
@@ -45,6 +72,8 @@ def job_condition(cluster, namespace, name):
 
 
 def job_yaml(name, command, **extra):
+    """A Job of one pod in the worker image (it has python and the Kubernetes client), run as
+    the operator runs its pods (restricted); `out=DIR` mounts DIR at /out (a hostPath)."""
     spec = {
         "apiVersion": "batch/v1",
         "kind": "Job",
@@ -54,16 +83,28 @@ def job_yaml(name, command, **extra):
             "template": {
                 "spec": {
                     "restartPolicy": "Never",
+                    "securityContext": dict(RESTRICTED_POD),
                     "containers": [
-                        {"name": "main", "image": "python:3.11-slim", "command": command}
+                        {
+                            "name": "main",
+                            "image": IMAGE,
+                            "command": command,
+                            "securityContext": dict(RESTRICTED_CONTAINER),
+                        }
                     ],
                 }
             },
         },
     }
+    pod = spec["spec"]["template"]["spec"]
+    if "out" in extra:
+        out = Path(extra.pop("out"))
+        out.chmod(0o777)  # a hostPath gets no fsGroup: writable by the pod's user
+        pod["volumes"] = [{"name": "out", "hostPath": {"path": str(out)}}]
+        pod["containers"][0]["volumeMounts"] = [{"name": "out", "mountPath": "/out"}]
     spec["spec"].update(extra.pop("job_spec", {}))
-    spec["spec"]["template"]["spec"].update(extra.pop("pod_spec", {}))
-    spec["spec"]["template"]["spec"]["containers"][0].update(extra.pop("container", {}))
+    pod.update(extra.pop("pod_spec", {}))
+    pod["containers"][0].update(extra.pop("container", {}))
     if "pod_labels" in extra:
         spec["spec"]["template"]["metadata"] = {"labels": extra.pop("pod_labels")}
     assert not extra, extra
@@ -234,27 +275,24 @@ def test_fake_node_is_registered_ready(kube_cluster, fake_node):
 
 def test_job_created_with_kubectl_completes(kube_cluster, fake_node, namespace, tmp_path):
     out_dir = tmp_path / "out"
-    out_dir.mkdir()
+    out_dir.mkdir(mode=0o777)
+    out_dir.chmod(0o777)  # a hostPath gets no fsGroup: writable by the pod's user
     data_dir = fake_node.map_claim(namespace, "data", tmp_path / "pvc")
     (data_dir / "input.txt").write_text("hello from the claim")
     kube_cluster.kubectl("create", "secret", "generic", "creds", "--from-literal=password=s3cr3t",
                          "-n", namespace)  # fmt: skip
     kube_cluster.kubectl("create", "configmap", "settings", "--from-literal=mode=fast",
                          "--from-literal=settings.yaml=a: 1", "-n", namespace)  # fmt: skip
-    script = textwrap.dedent(
+    script = WHOAMI + textwrap.dedent(
         """
-        import json, os, pathlib, subprocess, sys
+        import json, os, pathlib, sys
         out = pathlib.Path(sys.argv[1])
         report = {k: os.environ.get(k) for k in (
-            "POD_NAME", "POD_NAMESPACE", "SA", "PASSWORD", "MODE", "GREETING",
-            "DATA_FILE", "APP_LABEL")}
-        report["input"] = pathlib.Path("/data/input.txt".replace(
-            "/data", json.loads(os.environ["SENDIT_PATH_MAP"])["/data"])).read_text()
+            "POD_NAME", "POD_NAMESPACE", "SA", "PASSWORD", "MODE", "GREETING", "APP_LABEL")}
+        report["input"] = pathlib.Path(sys.argv[5]).read_text()
         report["input_via_env"] = pathlib.Path(os.environ["DATA_FILE"]).read_text()
         report["settings"] = pathlib.Path(sys.argv[2]).read_text()
-        report["whoami"] = subprocess.run(
-            ["kubectl", "auth", "whoami", "-o", "jsonpath={.status.userInfo.username}"],
-            capture_output=True, text=True, check=True).stdout
+        report["whoami"] = review.status.user_info.username
         report["token"] = pathlib.Path(sys.argv[3]).read_text().count(".") == 2
         (out / "report.json").write_text(json.dumps(report))
         pathlib.Path(sys.argv[4]).write_text("written to the claim")
@@ -266,10 +304,11 @@ def test_job_created_with_kubectl_completes(kube_cluster, fake_node, namespace, 
         [PY, "-c", script],
         container={
             "args": [
-                str(out_dir),
+                "/out",
                 "/etc/settings/settings.yaml",
                 "/var/run/secrets/kubernetes.io/serviceaccount/token",
                 "/data/output.txt",
+                "/data/input.txt",
             ],
             "env": [
                 {"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
@@ -297,6 +336,7 @@ def test_job_created_with_kubectl_completes(kube_cluster, fake_node, namespace, 
                 {"name": "DATA_FILE", "value": "/data/input.txt"},
             ],
             "volumeMounts": [
+                {"name": "out", "mountPath": "/out"},
                 {"name": "data", "mountPath": "/data"},
                 {"name": "settings", "mountPath": "/etc/settings"},
                 {"name": "scratch", "mountPath": "/scratch"},
@@ -305,6 +345,7 @@ def test_job_created_with_kubectl_completes(kube_cluster, fake_node, namespace, 
         pod_labels={"app": "hello"},
         pod_spec={
             "volumes": [
+                {"name": "out", "hostPath": {"path": str(out_dir)}},
                 {"name": "data", "persistentVolumeClaim": {"claimName": "data"}},
                 {"name": "settings", "configMap": {"name": "settings"}},
                 {"name": "scratch", "emptyDir": {}},
@@ -332,7 +373,6 @@ def test_job_created_with_kubectl_completes(kube_cluster, fake_node, namespace, 
         "PASSWORD": "s3cr3t",
         "MODE": "fast",
         "GREETING": f"hi {namespace}",
-        "DATA_FILE": str(data_dir / "input.txt"),
         "APP_LABEL": "hello",
         "input": "hello from the claim",
         "input_via_env": "hello from the claim",
@@ -356,6 +396,9 @@ def test_failing_job_is_marked_failed(kube_cluster, fake_node, namespace):
     assert pod["status"]["phase"] == "Failed"
     assert pod["status"]["containerStatuses"][0]["state"]["terminated"]["exitCode"] == 3
     assert "bad" in fake_node.logs(namespace, pod["metadata"]["name"])
+    # `kubectl logs`: the API server asks the node's log endpoint for the Pod's own output
+    logs = kube_cluster.kubectl("logs", "-n", namespace, pod["metadata"]["name"])
+    assert logs.stdout == "bad\n"
 
 
 def test_indexed_job_gets_completion_index(kube_cluster, fake_node, namespace, tmp_path):
@@ -368,7 +411,8 @@ def test_indexed_job_gets_completion_index(kube_cluster, fake_node, namespace, t
             "open(sys.argv[1] + '/' + os.environ['JOB_COMPLETION_INDEX'], 'w').close()",
         ],
         job_spec={"completionMode": "Indexed", "completions": 3, "parallelism": 3},
-        container={"args": [str(tmp_path)]},
+        out=tmp_path,
+        container={"args": ["/out"]},
     )
     kube_cluster.kubectl("create", "-f", "-", "-n", namespace, input=manifest)
     result = wait_for(
@@ -383,7 +427,8 @@ def test_deleting_a_job_kills_its_process(kube_cluster, fake_node, namespace, tm
     manifest = job_yaml(
         "sleeper",
         [PY, "-c", "import pathlib, sys, time; pathlib.Path(sys.argv[1]).touch(); time.sleep(600)"],
-        container={"args": [str(marker)]},
+        out=tmp_path,
+        container={"args": ["/out/started"]},
     )
     kube_cluster.kubectl("create", "-f", "-", "-n", namespace, input=manifest)
     wait_for(marker.exists, timeout=60, what="the process to start")
@@ -433,7 +478,8 @@ def test_on_failure_restarts_in_place(kube_cluster, fake_node, namespace, tmp_pa
         "flaky",
         [PY, "-c", script],
         backoff_limit=3,
-        container={"args": [str(tmp_path / "marker")]},
+        out=tmp_path,
+        container={"args": ["/out/marker"]},
         pod_spec={"restartPolicy": "OnFailure"},
     )
     kube_cluster.kubectl("create", "-f", "-", "-n", namespace, input=manifest)
@@ -450,7 +496,8 @@ def test_suspending_a_job_stops_its_pod(kube_cluster, fake_node, namespace, tmp_
     manifest = job_yaml(
         "pausable",
         [PY, "-c", "import pathlib, sys, time; pathlib.Path(sys.argv[1]).touch(); time.sleep(600)"],
-        container={"args": [str(marker)]},
+        out=tmp_path,
+        container={"args": ["/out/started"]},
     )
     kube_cluster.kubectl("create", "-f", "-", "-n", namespace, input=manifest)
     wait_for(marker.exists, timeout=60, what="the process to start")
@@ -467,6 +514,171 @@ def test_suspending_a_job_stops_its_pod(kube_cluster, fake_node, namespace, tmp_
 
     wait_for(suspended, timeout=60, what="the job to be suspended and its pod gone")
     assert not fake_node.errors, fake_node.errors
+
+
+container_mode = pytest.mark.skipif(PROCESS_MODE, reason="process mode enforces none of it")
+
+
+@container_mode
+def test_the_container_runs_restricted_in_its_image(kube_cluster, fake_node, namespace, tmp_path):
+    """The Pod's securityContext and limits, as the container sees them from inside."""
+    script = textwrap.dedent(
+        """
+        import json, os, pathlib
+        lines = open("/proc/self/status").read().splitlines()
+        status = dict(line.split(":\t", 1) for line in lines)
+        def writable(path):
+            try:
+                pathlib.Path(path, "probe").write_text("x")
+                return True
+            except OSError:
+                return False
+        limit = pathlib.Path("/sys/fs/cgroup/memory/memory.limit_in_bytes")
+        if not limit.exists():
+            limit = pathlib.Path("/sys/fs/cgroup/memory.max")
+        print(json.dumps({
+            "ids": [os.getuid(), os.getgid(), sorted(os.getgroups())],
+            "caps": status["CapEff"].strip(), "no_new_privs": status["NoNewPrivs"].strip(),
+            "seccomp": status["Seccomp"].strip(), "memory": limit.read_text().strip(),
+            "root": writable("/"), "scratch": writable("/scratch"), "ro": writable("/ro"),
+            "out": writable("/out"),
+        }))
+        """
+    )
+    (tmp_path / "ro").mkdir(mode=0o777)
+    manifest = job_yaml(
+        "restricted",
+        [PY, "-c", script],
+        out=tmp_path / "ro",
+        container={
+            "resources": {"limits": {"memory": "256Mi", "cpu": "500m"}},
+            "volumeMounts": [
+                {"name": "scratch", "mountPath": "/scratch"},
+                {"name": "out", "mountPath": "/ro", "readOnly": True},
+                {"name": "out", "mountPath": "/out"},
+            ],
+        },
+        pod_spec={
+            "volumes": [
+                {"name": "scratch", "emptyDir": {}},
+                {"name": "out", "hostPath": {"path": str(tmp_path / "ro")}},
+            ]
+        },
+    )
+    kube_cluster.kubectl("create", "-f", "-", "-n", namespace, input=manifest)
+    result = wait_for(lambda: job_condition(kube_cluster, namespace, "restricted"), timeout=90)
+    pod = get_json(kube_cluster, "pods", "-n", namespace, "-l", "job-name=restricted")["items"][0]
+    logs = fake_node.logs(namespace, pod["metadata"]["name"])
+    assert result == "Complete", logs
+    seen = json.loads(logs.splitlines()[-2])  # the last line is the node's "exit code 0"
+    assert seen == {
+        "ids": [10001, 10001, [10001]],
+        "caps": "0000000000000000",
+        "no_new_privs": "1",
+        "seccomp": "2",  # filtered: the runtime's default profile
+        "memory": str(256 * 1024 * 1024),
+        "root": False,
+        "scratch": True,
+        "ro": False,
+        "out": True,
+    }
+    node = get_json(kube_cluster, "node", "sendit-fake-node")
+    assert node["status"]["nodeInfo"]["containerRuntimeVersion"].startswith("docker://")
+
+
+@container_mode
+def test_the_image_entrypoint_runs_with_the_pods_args(kube_cluster, fake_node, namespace):
+    manifest = job_yaml("entry", [], container={"args": ["sample", "--help"]})
+    kube_cluster.kubectl("create", "-f", "-", "-n", namespace, input=manifest)
+    assert wait_for(lambda: job_condition(kube_cluster, namespace, "entry"), timeout=90) == (
+        "Complete"
+    )
+    pod = get_json(kube_cluster, "pods", "-n", namespace, "-l", "job-name=entry")["items"][0]
+    assert "usage: sendit sample" in fake_node.logs(namespace, pod["metadata"]["name"])
+
+
+@container_mode
+def test_over_the_memory_limit_is_oom_killed(kube_cluster, fake_node, namespace):
+    manifest = job_yaml(
+        "hungry",
+        [PY, "-c", "x = bytearray(512 * 1024 * 1024); print(len(x))"],
+        container={"resources": {"limits": {"memory": "64Mi"}}},
+    )
+    kube_cluster.kubectl("create", "-f", "-", "-n", namespace, input=manifest)
+    assert wait_for(lambda: job_condition(kube_cluster, namespace, "hungry"), timeout=90) == (
+        "Failed"
+    )
+    pod = get_json(kube_cluster, "pods", "-n", namespace, "-l", "job-name=hungry")["items"][0]
+    terminated = pod["status"]["containerStatuses"][0]["state"]["terminated"]
+    assert (terminated["reason"], terminated["exitCode"]) == ("OOMKilled", 137)
+
+
+@container_mode
+def test_run_as_non_root_refuses_a_root_user(kube_cluster, fake_node, namespace):
+    """As a kubelet refuses it: the Pod stays Pending, its container waiting."""
+    manifest = job_yaml("rooted", [PY, "-c", "print('ran')"], container={
+        "securityContext": {**RESTRICTED_CONTAINER, "runAsUser": 0}})  # fmt: skip
+    kube_cluster.kubectl("create", "-f", "-", "-n", namespace, input=manifest)
+
+    def waiting():
+        pods = get_json(kube_cluster, "pods", "-n", namespace, "-l", "job-name=rooted")["items"]
+        statuses = pods[0].get("status", {}).get("containerStatuses") if pods else None
+        return statuses and statuses[0]["state"].get("waiting") and pods[0]
+
+    pod = wait_for(waiting, timeout=60, what="the container to be refused")
+    assert pod["status"]["phase"] == "Pending"
+    state = pod["status"]["containerStatuses"][0]["state"]["waiting"]
+    assert state["reason"] == "CreateContainerConfigError"
+    assert "non-root" in state["message"]
+    assert "ran" not in fake_node.logs(namespace, pod["metadata"]["name"])
+
+
+@pytest.mark.parametrize(
+    ("image_user", "refusal"),
+    [
+        ("", "image will run as root"),
+        ("0:0", "image will run as root"),
+        ("sendit", "non-numeric user (sendit)"),
+        ("10001:10001", None),
+    ],
+)
+def test_run_as_non_root_reads_the_image_user(image_user, refusal):
+    from controlplane.containers import Refused, user_arg
+
+    if refusal is None:
+        assert user_arg({"runAsNonRoot": True}, image_user) is None  # the image's own user
+        return
+    with pytest.raises(Refused, match=re.escape(refusal)):
+        user_arg({"runAsNonRoot": True}, image_user)
+
+
+def test_docker_run_arguments_for_a_restricted_container():
+    from controlplane.containers import Mount, run_args
+
+    container = {
+        "command": ["sendit"],
+        "args": ["worker", "--shards", "2"],
+        "securityContext": RESTRICTED_CONTAINER,
+        "resources": {"limits": {"memory": "1Gi", "cpu": "2"}, "requests": {"cpu": "250m"}},
+        "workingDir": "/sendit/work",
+    }
+    args = run_args(
+        name="c",
+        image="sendit-worker:test",
+        image_user="10001:10001",
+        pod_spec={"securityContext": RESTRICTED_POD},
+        container=container,
+        mounts=[Mount("/src", "/data", read_only=True), Mount("/tmp", None)],
+        env_names=["TOKEN"],
+        labels={"k": "v"},
+    )
+    assert " ".join(args) == (
+        "run --name c --network host --pull never --label k=v --user 10001:10001"
+        " --group-add 10001 --read-only --cap-drop ALL --security-opt no-new-privileges"
+        " --memory 1073741824 --memory-swap 1073741824 --cpus 2.0 --cpu-shares 256"
+        " --mount type=bind,src=/data,dst=/src,readonly --mount type=tmpfs,dst=/tmp,tmpfs-mode=1777"
+        " -e TOKEN --workdir /sendit/work --entrypoint sendit sendit-worker:test worker --shards 2"
+    )
 
 
 def test_binaries_come_from_the_keyed_cache(controlplane_bin_dir):

@@ -1,4 +1,4 @@
-"""deid is imported once, without loading matplotlib's plotting at every start."""
+"""deid is imported once, without loading matplotlib at every start."""
 
 from __future__ import annotations
 
@@ -19,10 +19,20 @@ def test_starting_a_run_does_not_load_plotting() -> None:
     assert loaded == "False"
 
 
-def test_pyplot_still_loads_when_used() -> None:
+def test_deid_loads_without_matplotlib() -> None:
+    """Importing matplotlib needs a writable config directory (HOME or TMPDIR): a read-only
+    container has none, and every run died on it. deid now loads with no matplotlib at all."""
+    loaded = _python(
+        "import sys, sendit_worker.deidlib as d; print(d.has_burned_pixels.__name__,"
+        " sorted(m for m in sys.modules if m.split('.')[0] == 'matplotlib'))"
+    )
+    assert loaded == "has_burned_pixels []"
+
+
+def test_a_later_matplotlib_import_is_the_real_one() -> None:
     backend = _python(
-        "import sendit_worker.deidlib, matplotlib.pyplot as plt; plt.figure();"
-        " print(plt.get_backend())"
+        "import sendit_worker.deidlib, matplotlib, matplotlib.pyplot as plt;"
+        " matplotlib.use('pdf'); plt.figure(); print(plt.get_backend())"
     )
     assert backend == "pdf"
 

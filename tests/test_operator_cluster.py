@@ -1,8 +1,9 @@
 """The operator on the real control plane (tests/controlplane): `kubectl apply` a batch, the
 operator (a `sendit-operator` subprocess, authenticated as the ServiceAccount of
 deploy/rbac/operator.yaml, so its ClusterRole is what is tested) makes the Job, and the fake
-node (the harness's node TEST DOUBLE: it runs each Pod's command as a local process) runs
-`sendit worker`. One operator and one namespace for the module; the restart test kills the
+node (the harness's node TEST DOUBLE) runs `sendit worker` in the worker image that
+scripts/images.sh builds, with the pods' securityContext (user 10001, read-only root, no
+capabilities). One operator and one namespace for the module; the restart test kills the
 operator with SIGKILL and starts a new one.
 """
 
@@ -30,6 +31,7 @@ ROOT = Path(__file__).resolve().parents[1]
 NS = "sendit-test"
 OPERATOR_NS, OPERATOR_SA = "sendit-system", "sendit-operator"
 FOLDER = "ST-1"  # stands for an identifying folder name: it must never leave the spec
+WORKER_IMAGE = os.environ.get("SENDIT_WORKER_IMAGE", "sendit-worker:test")
 
 
 def free_port() -> int:
@@ -107,6 +109,11 @@ def operator(cluster, tmp_path_factory) -> Iterator[Operator]:
 
 
 def manifest(name: str, data: Path, namespace: str = NS, **spec: Any) -> str:
+    # The local destination is a hostPath: made writable for the workers' user (10001) here,
+    # as an administrator would; a kubelet would make it root's, 0755.
+    out = data / "out" / name
+    out.mkdir(parents=True, exist_ok=True)
+    out.chmod(0o777)
     body = {
         "apiVersion": "sendit.dev/v1alpha1",
         "kind": "SenditBatch",
@@ -116,7 +123,7 @@ def manifest(name: str, data: Path, namespace: str = NS, **spec: Any) -> str:
             "deidentify": {"pseudonymKey": {"secretKeyRef": {"name": "key", "key": "k"}}},
             "destinations": {"local": {"path": str(data / "out" / name)}},
             "parallelism": 2,
-            "image": "sendit:test",
+            "image": WORKER_IMAGE,
             **spec,
         },
     }
@@ -205,7 +212,7 @@ spec: {{accessModes: [ReadWriteOnce], resources: {{requests: {{storage: 1Gi}}}}}
     status = wait_phase(cluster, "manual", "DoneProcessing")
     assert status["counts"]["sent"] == 0 and status["counts"]["anonymized"] > 0
     assert conditions(status)["Ready"] == "True"
-    assert not (cluster.data / "out" / "manual").exists()
+    assert not list((cluster.data / "out" / "manual").iterdir())
     time.sleep(3)  # a resync or two: nothing is sent without the researcher's word
     assert jobs(cluster, "manual") == ["job.batch/manual-process"]
     cluster.kubectl(

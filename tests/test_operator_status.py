@@ -45,6 +45,15 @@ def test_queued_processing_sent_with_auto_send():
     assert phase(SPEC, "Sending", {"process": job(state="Complete")}, {}).phase == "Sent"
 
 
+def test_a_shard_that_has_sent_keeps_the_batch_sending():
+    """Bug, seen once the pods ran in containers (their shards out of step): one shard sent
+    while the other was still processing took the batch back from Sending to Processing, and
+    each phase was posted as an Event twice."""
+    for other in ("processing", "processed"):
+        now = phase(SPEC, "Sending", {"process": job()}, shards("sent", other))
+        assert (now.phase, now.message) == ("Sending", "1/2 shards delivered")
+
+
 def test_manual_send_stops_at_done_processing_then_sends():
     manual = spec(send="manual", workspace={"emptyDir": {}})
     done = phase(manual, "Processing", {"process": job(sends=False)}, shards("processed"))

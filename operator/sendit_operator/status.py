@@ -137,7 +137,7 @@ def phase(
         if spec.cleanup.source == "delete":
             return Phase(SENT, SENT, "every shard delivered; source kept: not every image was sent")
         return Phase(SENT, SENT, "every shard delivered")
-    if send or "sending" in stages:
+    if send or any(s in ("sending", "sent") for s in stages):
         return Phase(SENDING, SENDING, f"{stages.count('sent')}/{n} shards delivered")
     all_processed = len(stages) == n and all(s in PROCESSED for s in stages)
     if process and not process.sends and (all_processed or process.state == "Complete"):

@@ -1,45 +1,70 @@
 """TEST DOUBLE: a stand-in for a Kubernetes node (kubelet + container runtime).
 
-It is NOT a kubelet and runs NO containers. It exists so that the real Job
-controller and garbage collector of the test control plane see Pods run to
-completion. What it does:
+It is NOT a kubelet. It exists so that the real Job and Deployment controllers and garbage
+collector of the test control plane see Pods run, in the images they name. What it does:
 
 * registers the Node ``sendit-fake-node`` (condition Ready=True);
 * binds every unscheduled Pod (any schedulerName) to that Node through the
   Binding subresource -- it is also the scheduler;
-* for each Pod bound to it, runs the FIRST container's ``command`` + ``args`` as
-  a local subprocess (image and entrypoint are ignored; a container without an
-  explicit ``command`` fails the Pod; initContainers and further containers are
-  NOT run, which the Pod's log says), then reports the Pod's status through the
-  API: ``Running``, then ``Succeeded`` / ``Failed`` with
-  ``containerStatuses[0].state.terminated.exitCode``. ``restartPolicy``
-  OnFailure/Always restart the process in place (restartCount goes up);
-* kills the process when the Pod is deleted (or gets a deletionTimestamp, as
-  when the Job controller suspends a Job) and then finalises the deletion like a
-  kubelet would (delete with gracePeriodSeconds=0).
+* for each Pod bound to it, runs the FIRST container (initContainers and further
+  containers are NOT run, which the Pod's log says), then reports the Pod's
+  status through the API: ``Running``, then ``Succeeded`` / ``Failed`` with
+  ``containerStatuses[0].state.terminated`` (exitCode; reason Completed, Error,
+  OOMKilled or ContainerCannotRun). ``restartPolicy`` OnFailure/Always start it
+  again (restartCount and lastState go up);
+* stops it when the Pod is deleted (or gets a deletionTimestamp, as when the Job
+  controller suspends a Job) and then finalises the deletion like a kubelet would
+  (delete with gracePeriodSeconds=0).
 
-The process's environment
-    the test process's own environment (so PATH, virtualenvs and PYTHONPATH
-    work), minus ``KUBERNETES_*``, plus the container's ``env``/``envFrom``:
-    plain values, ``$(VAR)`` expansion, ``fieldRef`` (metadata.name, namespace,
-    uid, labels['k'], annotations['k'], spec.nodeName, spec.serviceAccountName,
-    status.podIP, status.hostIP -- so ``JOB_COMPLETION_INDEX`` of Indexed Jobs
-    resolves), ``resourceFieldRef`` (the request/limit value, or "0"),
-    ``secretKeyRef`` and ``configMapKeyRef``; plus
-    ``KUBECONFIG`` = a kubeconfig holding a fresh TokenRequest token of the
-    Pod's ServiceAccount (so the process talks to the API as that SA and RBAC
-    applies), ``HOSTNAME`` = the Pod name, and ``SENDIT_PATH_MAP`` (below).
+Container mode (the default; what CI runs)
+    Each Pod runs in its image through the Docker engine (``docker run``; the
+    arguments are built by containers.py, which lists what is translated): the
+    image's entrypoint with the Pod's command/args, env, securityContext, resource
+    limits, volumes as mounts, always ``--network host`` (the API server listens on
+    127.0.0.1). The engine must already have the image (``scripts/images.sh``
+    builds Sendit's); it never pulls: a missing image fails the Pod.
+    Env: only the container's ``env``/``envFrom`` (below), plus
+    ``KUBERNETES_SERVICE_HOST``/``_PORT`` = the API server (in-cluster config works
+    with the ServiceAccount token volume that admission adds), ``HOSTNAME`` = the
+    Pod name, and the variables named in ``PASS_ENV`` from the test process (the
+    tests' emulators; a kubelet would not).
+    Volumes: ``hostPath`` -> a bind of its path (DirectoryOrCreate makes it, as
+    root, as a kubelet does); ``persistentVolumeClaim`` -> a bind of the directory
+    registered with ``fake_node.map_claim(namespace, claim, path)`` (the Pod waits,
+    Pending, until the claim is mapped), given to the Pod's fsGroup as a kubelet's
+    volume ownership management does; ``emptyDir`` -> a tmpfs (sizeLimit is its
+    size); ``secret`` / ``configMap`` / ``downwardAPI`` / ``projected`` (including
+    the ServiceAccount token) -> a directory populated with the keys, bound
+    read-only. A mount's ``readOnly`` (and a claim's or hostPath's) binds it
+    read-only; ``subPath`` binds the subdirectory.
+    ``runAsNonRoot`` with a root or non-numeric image user is refused as a kubelet
+    refuses it: the Pod stays Pending with CreateContainerConfigError.
 
-Volumes (we cannot chroot, so mounts become local directories)
-    ``hostPath`` -> its path as-is; ``persistentVolumeClaim`` -> the local
-    directory registered with ``fake_node.map_claim(namespace, claim, path)``
-    (the Pod waits, Pending, until the claim is mapped); ``emptyDir`` -> a fresh
-    temp dir; ``secret`` / ``configMap`` / ``downwardAPI`` / ``projected``
-    (including the ServiceAccount token volume that admission adds) -> a temp
-    dir populated with the keys. A ``subPath`` is appended to the local dir.
-    ``readOnly``, securityContext, resources and images are NOT enforced.
+    NOT enforced or not done (a real kubelet does): no image pulls or
+    imagePullSecrets; one container per Pod (no init or sidecar containers); no
+    probes (liveness/readiness/startup: Ready is set when the container starts);
+    ``kubectl logs`` without follow or previous; no exec, attach or port-forward;
+    no Pod network (every Pod shares the host's: ports can collide, NetworkPolicy
+    means nothing, ``hostNetwork`` is always true in effect, status.podIP is
+    127.0.0.1); no Services or DNS; requests other than cpu (scheduling ignores
+    them), ephemeral-storage limits, AppArmor, SELinux, sysctls, procMount and
+    Localhost seccomp profiles; an emptyDir is a tmpfs (its contents count
+    against the memory limit, and are lost when the container restarts); projected
+    files are not refreshed (the token lives its first hour) and their modes are
+    not set; fsGroup is applied to claims only; eviction, node pressure, preemption
+    and activeDeadlineSeconds on Pods.
 
-    Paths inside the container are translated two ways:
+Process mode (opt-in: ``SENDIT_FAKENODE=process``, for quick local runs without an engine)
+    Runs the first container's ``command`` + ``args`` as a local subprocess (image
+    and entrypoint are ignored; a container without an explicit ``command`` fails
+    the Pod). Nothing of the securityContext, resources, readOnly or the image is
+    enforced. The process's environment is the test process's own (so PATH,
+    virtualenvs and PYTHONPATH work), minus ``KUBERNETES_*``, plus the container's
+    env, plus ``KUBECONFIG`` = a kubeconfig holding a fresh TokenRequest token of
+    the Pod's ServiceAccount (so RBAC applies) and ``SENDIT_PATH_MAP`` (below).
+    We cannot chroot, so mounts become local directories: hostPath and claims as
+    above, every other volume a temp dir. Paths inside the container are
+    translated two ways:
       1. env ``SENDIT_PATH_MAP`` = JSON ``{mountPath: localDir}``, and
       2. in ``command``, ``args``, env values and ``workingDir``, every literal
          occurrence of a mountPath that starts a string or follows ``=``, ``:``,
@@ -47,8 +72,16 @@ Volumes (we cannot chroot, so mounts become local directories)
          replaced by its local directory (longest mountPath first).
     ``workingDir`` not under a mount -> a per-Pod temp dir.
 
+Env in both modes: plain values, ``$(VAR)`` expansion, ``fieldRef``
+(metadata.name, namespace, uid, labels['k'], annotations['k'], spec.nodeName,
+spec.serviceAccountName, status.podIP, status.hostIP -- so
+``JOB_COMPLETION_INDEX`` of Indexed Jobs resolves), ``resourceFieldRef`` (the
+request/limit value, or "0"), ``secretKeyRef`` and ``configMapKeyRef``,
+``envFrom`` of both; a missing non-optional Secret or key keeps the Pod Pending.
+
 Logs: stdout+stderr of each Pod go to one file per Pod;
-``fake_node.logs(namespace, pod_name)`` returns it.
+``fake_node.logs(namespace, pod_name)`` returns it (with the node's own ``[fake node]``
+lines); ``kubectl logs`` serves the Pod's own lines (the node's log endpoint, _LogServer).
 """
 
 from __future__ import annotations
@@ -56,25 +89,36 @@ from __future__ import annotations
 import base64
 import contextlib
 import datetime as dt
+import http.server
 import json
 import logging
 import os
 import re
 import shutil
 import signal
+import ssl
 import subprocess
 import tempfile
 import threading
 import time
+import urllib.parse
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from kubernetes import client, config, watch
 from kubernetes.client.rest import ApiException
+from kubernetes.utils import parse_quantity
+
+from . import containers
 
 log = logging.getLogger(__name__)
 
 NODE_NAME = "sendit-fake-node"
+NODE_LABEL = "sendit.test/fake-node"  # on every container the node runs: its id
+MODE_ENV = "SENDIT_FAKENODE"  # "process": the opt-in local-process mode
+# Passed from the test process to every container (a kubelet would not: the tests' emulators).
+PASS_ENV = ("STORAGE_EMULATOR_HOST", "PUBSUB_EMULATOR_HOST")
 _VAR_REF = re.compile(r"\$\$|\$\(([A-Za-z_][A-Za-z0-9_.-]*)\)")
 _FIELD_KEY = re.compile(r"^metadata\.(labels|annotations)\['(.+)'\]$")
 
@@ -85,6 +129,31 @@ class PodSetupError(Exception):
 
 class _NotReady(Exception):
     """Something the Pod needs (claim mapping, Secret, ConfigMap) is not there yet."""
+
+
+class _Refused(Exception):
+    """The kubelet would not create the container: it stays Waiting (Pending)."""
+
+
+@dataclass(frozen=True)
+class _Launch:
+    """What to run for one start of the container: a process (`docker run` or the command)."""
+
+    argv: list[str]
+    env: dict[str, str]
+    cwd: Path
+
+
+def _own_by_group(root: Path, gid: int) -> None:
+    """A volume's files given to the Pod's fsGroup, group-writable, directories setgid: what a
+    kubelet does to a volume that supports ownership management (a PVC, not a hostPath)."""
+    for path in [root, *root.rglob("*")]:
+        if path.is_symlink():
+            continue
+        os.chown(path, -1, gid)
+        mode = path.stat().st_mode
+        extra = 0o2070 if path.is_dir() else 0o060
+        os.chmod(path, mode | extra)
 
 
 def _now() -> str:
@@ -125,6 +194,7 @@ class _PodRunner(threading.Thread):
         self.uid = meta["uid"]
         self.stop_requested = threading.Event()
         self.proc: subprocess.Popen | None = None
+        self.container_name = f"fakenode-{self.uid}"
         self.workdir = Path(tempfile.mkdtemp(prefix=f"{self.pod_name}-", dir=node.workdir))
         self.log_path = node.log_path(self.namespace, self.pod_name)
         self.grace = min(int(pod["spec"].get("terminationGracePeriodSeconds") or 30), 10)
@@ -194,6 +264,24 @@ class _PodRunner(threading.Thread):
                                 "finishedAt": t,
                             }
                         },
+                        0,
+                        False,
+                    )
+                ],
+            }
+        )
+
+    def _report_refused(self, message: str) -> None:
+        """As a kubelet reports a container it will not create: Pending, Waiting."""
+        self.node._append_log(self.log_path, f"[fake node] refused: {message}\n")
+        self._patch_status(
+            {
+                "phase": "Pending",
+                "hostIP": "127.0.0.1",
+                "conditions": self._conditions(False, "ContainersNotReady"),
+                "containerStatuses": [
+                    self._container_status(
+                        {"waiting": {"reason": "CreateContainerConfigError", "message": message}},
                         0,
                         False,
                     )
@@ -339,6 +427,9 @@ class _PodRunner(threading.Thread):
                     f"claim {self.namespace}/{claim} is not mapped: call "
                     "fake_node.map_claim(namespace, claim, local_path)"
                 )
+            fs_group = (self.pod["spec"].get("securityContext") or {}).get("fsGroup")
+            if self.node.mode == "container" and fs_group is not None:
+                _own_by_group(local, int(fs_group))
             return local
         directory = self.workdir / "volumes" / name
         if directory.exists():
@@ -386,30 +477,108 @@ class _PodRunner(threading.Thread):
             return directory
         raise PodSetupError(f"volume {name}: unsupported volume source {sorted(vol)}")
 
-    def _prepare(self) -> tuple[list[str], dict[str, str], Path, dict[str, str]]:
+    def _prepare(self) -> _Launch:
         spec = self.pod["spec"]
         container = spec["containers"][0]
-        command = list(container.get("command") or [])
-        if not command:
-            raise PodSetupError(
-                "the fake node runs the container's explicit `command`; "
-                f"container {container['name']!r} has none (image entrypoints are not known)"
-            )
-        argv = command + list(container.get("args") or [])
         ignored = [c["name"] for c in spec.get("initContainers") or []]
         ignored += [c["name"] for c in spec["containers"][1:]]
         if ignored:
             self.node._append_log(
                 self.log_path, f"[fake node] NOT running containers {ignored} (first only)\n"
             )
-
         volumes = {v["name"]: v for v in spec.get("volumes") or []}
+        for mount in container.get("volumeMounts") or []:
+            if mount["name"] not in volumes:
+                raise PodSetupError(f"volumeMount {mount['name']} has no volume")
+        pod_env = self._build_env(container)
+        if self.node.mode == "container":
+            return self._prepare_container(container, volumes, pod_env)
+        return self._prepare_process(container, volumes, pod_env)
+
+    def _prepare_container(
+        self, container: dict, volumes: dict[str, dict], pod_env: dict[str, str]
+    ) -> _Launch:
+        """`docker run` of the container in its image (see containers.py)."""
+        spec = self.pod["spec"]
+        image = container.get("image", "")
+        image_user = self.node.image_user(image)
+        if image_user is None:
+            raise PodSetupError(
+                f"image {image!r} is not on the node (the fake node never pulls;"
+                " scripts/images.sh builds Sendit's)"
+            )
+        vol_dirs: dict[str, Path] = {}
+        mounts: list[containers.Mount] = []
+        for mount in container.get("volumeMounts") or []:
+            vol = volumes[mount["name"]]
+            if "emptyDir" in vol:
+                if mount.get("subPath"):
+                    raise PodSetupError("the fake node mounts no subPath of an emptyDir")
+                limit = vol["emptyDir"].get("sizeLimit")
+                size = int(parse_quantity(limit)) if limit else None
+                mounts.append(containers.Mount(mount["mountPath"], None, size=size))
+                continue
+            if mount["name"] not in vol_dirs:
+                vol_dirs[mount["name"]] = self._volume_dir(vol)
+            local = vol_dirs[mount["name"]]
+            if mount.get("subPath"):
+                local = local / mount["subPath"]
+                local.mkdir(parents=True, exist_ok=True)
+            read_only = bool(
+                mount.get("readOnly")
+                or (vol.get("persistentVolumeClaim") or {}).get("readOnly")
+                or (vol.get("hostPath") or {}).get("readOnly")
+                or set(vol) & {"secret", "configMap", "downwardAPI", "projected"}
+            )
+            mounts.append(containers.Mount(mount["mountPath"], str(local), read_only))
+        server = urllib.parse.urlsplit(self.node.cluster.server)
+        env = {
+            **pod_env,
+            # the `kubernetes` Service, as a kubelet sets it; at the API server itself, as
+            # the container shares the host's network (there is no Service network here)
+            "KUBERNETES_SERVICE_HOST": server.hostname or "127.0.0.1",
+            "KUBERNETES_SERVICE_PORT": str(server.port),
+            "KUBERNETES_SERVICE_PORT_HTTPS": str(server.port),
+            "HOSTNAME": self.pod_name,
+            **{k: os.environ[k] for k in self.node.pass_env if k in os.environ},
+        }
+        expanded = {
+            **container,
+            "command": [expand_vars(a, pod_env) for a in container.get("command") or []],
+            "args": [expand_vars(a, pod_env) for a in container.get("args") or []],
+        }
+        try:
+            args = containers.run_args(
+                name=self.container_name,
+                image=image,
+                image_user=image_user,
+                pod_spec=spec,
+                container=expanded,
+                mounts=mounts,
+                env_names=sorted(env),
+                labels={NODE_LABEL: self.node.id},
+            )
+        except containers.Refused as exc:
+            raise _Refused(str(exc)) from None
+        cli_env = {k: v for k, v in os.environ.items() if k in ("PATH", "HOME", "DOCKER_HOST")}
+        return _Launch([self.node.docker, *args], {**cli_env, **env}, self.workdir)
+
+    def _prepare_process(
+        self, container: dict, volumes: dict[str, dict], pod_env: dict[str, str]
+    ) -> _Launch:
+        """The command as a local process, mount paths translated (see the module doc)."""
+        spec = self.pod["spec"]
+        command = list(container.get("command") or [])
+        if not command:
+            raise PodSetupError(
+                "the fake node's process mode runs the container's explicit `command`; "
+                f"container {container['name']!r} has none (image entrypoints are not known)"
+            )
+        argv = command + list(container.get("args") or [])
         vol_dirs: dict[str, Path] = {}
         path_map: dict[str, str] = {}
         for mount in container.get("volumeMounts") or []:
             vname = mount["name"]
-            if vname not in volumes:
-                raise PodSetupError(f"volumeMount {vname} has no volume")
             if vname not in vol_dirs:
                 vol_dirs[vname] = self._volume_dir(volumes[vname])
             local = vol_dirs[vname]
@@ -418,7 +587,6 @@ class _PodRunner(threading.Thread):
                 local.mkdir(parents=True, exist_ok=True)
             path_map[mount["mountPath"]] = str(local)
 
-        pod_env = self._build_env(container)
         env = {k: v for k, v in os.environ.items() if not k.startswith("KUBERNETES_")}
         env.pop("KUBECONFIG", None)
         env["HOSTNAME"] = self.pod_name
@@ -438,7 +606,8 @@ class _PodRunner(threading.Thread):
         if cwd is None or not cwd.is_dir():
             cwd = self.workdir / "cwd"
             cwd.mkdir(exist_ok=True)
-        return argv, env, cwd, path_map
+        self.node._append_log(self.log_path, f"[fake node] map={path_map}\n")
+        return _Launch(argv, env, cwd)
 
     # -- main loop ---------------------------------------------------------
     def run(self) -> None:
@@ -457,7 +626,7 @@ class _PodRunner(threading.Thread):
             if self.stop_requested.is_set():
                 return
             try:
-                argv, env, cwd, path_map = self._prepare()
+                launch = self._prepare()
                 break
             except _NotReady as exc:
                 if str(exc) != last_wait:
@@ -475,6 +644,9 @@ class _PodRunner(threading.Thread):
             except PodSetupError as exc:
                 self._report_setup_failure(str(exc))
                 return
+            except _Refused as exc:
+                self._report_refused(str(exc))
+                return
             except ApiException as exc:
                 if exc.status == 404:
                     return
@@ -487,16 +659,16 @@ class _PodRunner(threading.Thread):
         while True:
             started_at = _now()
             self.node._append_log(
-                self.log_path, f"[fake node] run {json.dumps(argv)} cwd={cwd} map={path_map}\n"
+                self.log_path, f"[fake node] run {json.dumps(launch.argv)} cwd={launch.cwd}\n"
             )
             with self._lock:
                 if self.stop_requested.is_set():
                     return
                 with open(self.log_path, "ab") as out:
                     self.proc = subprocess.Popen(
-                        argv,
-                        env=env,
-                        cwd=cwd,
+                        launch.argv,
+                        env=launch.env,
+                        cwd=launch.cwd,
                         stdin=subprocess.DEVNULL,
                         stdout=out,
                         stderr=subprocess.STDOUT,
@@ -520,11 +692,14 @@ class _PodRunner(threading.Thread):
             code = self.proc.wait()
             if code < 0:  # killed by a signal: report like a container runtime does
                 code = 128 - code
-            self.node._append_log(self.log_path, f"[fake node] exit code {code}\n")
+            reason = "Completed" if code == 0 else "Error"
+            if self.node.mode == "container":
+                code, reason = self._container_exit(code)
+            self.node._append_log(self.log_path, f"[fake node] exit code {code} ({reason})\n")
             terminated = {
                 "terminated": {
                     "exitCode": code,
-                    "reason": "Completed" if code == 0 else "Error",
+                    "reason": reason,
                     "startedAt": started_at,
                     "finishedAt": _now(),
                     "containerID": f"fake://{self.uid}/{restarts}",
@@ -560,13 +735,45 @@ class _PodRunner(threading.Thread):
             )
             return
 
+    def _container_exit(self, cli_code: int) -> tuple[int, str]:
+        """The container's exit code and reason (OOMKilled...), then the container removed;
+        the CLI's own code (125: the engine could not run it) if it was never created."""
+        docker = self.node.docker
+        state = subprocess.run(
+            [docker, "inspect", "--format", "{{json .State}}", self.container_name],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        subprocess.run(
+            [docker, "rm", "--force", self.container_name], capture_output=True, check=False
+        )
+        if state.returncode != 0:
+            return cli_code, "ContainerCannotRun"
+        found = json.loads(state.stdout)
+        code = int(found.get("ExitCode", cli_code))
+        if found.get("OOMKilled"):
+            return code, "OOMKilled"
+        return code, "Completed" if code == 0 else "Error"
+
     def kill(self) -> None:
-        """Stop the process (SIGTERM, then SIGKILL after the grace period)."""
+        """Stop the container or process (SIGTERM, then SIGKILL after the grace period)."""
         self.stop_requested.set()
         with self._lock:
             proc = self.proc
         if proc is None or proc.poll() is not None:
             return
+        if self.node.mode == "container":
+            subprocess.run(
+                [self.node.docker, "stop", "--time", str(self.grace), self.container_name],
+                capture_output=True,
+                check=False,
+                timeout=self.grace + 30,
+            )
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                proc.wait(10)
+            if proc.poll() is not None:
+                return
         with contextlib.suppress(ProcessLookupError):
             os.killpg(proc.pid, signal.SIGTERM)
         try:
@@ -577,12 +784,68 @@ class _PodRunner(threading.Thread):
             proc.wait(5)
 
 
+class _LogServer(http.server.ThreadingHTTPServer):
+    """The kubelet's log endpoint, so `kubectl logs` works: the API server proxies
+    /containerLogs/NS/POD/CONTAINER to the Node's kubeletEndpoint on its InternalIP (it checks
+    no kubelet certificate here; this server checks no client). It serves the Pod's output
+    without the fake node's own lines (tailLines honoured; no follow, no previous)."""
+
+    daemon_threads = True
+
+    def __init__(self, node: FakeNode):
+        self.node = node
+        super().__init__(("127.0.0.1", 0), _LogHandler)
+        tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        pki = node.cluster.pki  # the API server's serving pair: its SANs hold 127.0.0.1
+        tls.load_cert_chain(str(pki.serving_cert), str(pki.serving_key))
+        self.socket = tls.wrap_socket(self.socket, server_side=True)
+
+
+class _LogHandler(http.server.BaseHTTPRequestHandler):
+    server: _LogServer
+
+    def do_GET(self) -> None:
+        url = urllib.parse.urlsplit(self.path)
+        parts = url.path.strip("/").split("/")
+        if len(parts) != 4 or parts[0] != "containerLogs":
+            self.send_error(404)
+            return
+        lines = [
+            line
+            for line in self.server.node.logs(parts[1], parts[2]).splitlines(keepends=True)
+            if not line.startswith("[fake node]")
+        ]
+        tail = urllib.parse.parse_qs(url.query).get("tailLines")
+        if tail:
+            lines = lines[-int(tail[0]) :] if int(tail[0]) else []
+        body = "".join(lines).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "text/plain; charset=utf-8")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, format: str, *args: Any) -> None:  # not on the test's stderr
+        pass
+
+
 class FakeNode:
     """The ``fake_node`` fixture's object. See the module docstring."""
 
-    def __init__(self, cluster, name: str = NODE_NAME, workdir: Path | None = None):
+    def __init__(
+        self,
+        cluster,
+        name: str = NODE_NAME,
+        workdir: Path | None = None,
+        mode: str | None = None,
+    ):
         self.cluster = cluster
         self.name = name
+        self.mode = mode or os.environ.get(MODE_ENV) or "container"
+        if self.mode not in ("container", "process"):
+            raise ValueError(f"{MODE_ENV} is 'container' (the default) or 'process'")
+        self.docker = shutil.which("docker") or "docker"
+        self.pass_env = PASS_ENV
         self.workdir = Path(workdir or tempfile.mkdtemp(prefix="sendit-fakenode-"))
         (self.workdir / "logs").mkdir(parents=True, exist_ok=True)
         self._watch_api = config.new_client_from_config(config_file=str(cluster.kubeconfig))
@@ -596,6 +859,19 @@ class FakeNode:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self.errors: list[str] = []
+        self.runtime = "fake://local-process"
+        self._logs: _LogServer | None = None
+        self.id = self.workdir.name  # labels this node's containers
+
+    def image_user(self, image: str) -> str | None:
+        """The image's USER ("" = root), or None if the engine does not have the image."""
+        found = subprocess.run(
+            [self.docker, "image", "inspect", "--format", "{{json .Config.User}}", image],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        return json.loads(found.stdout) if found.returncode == 0 else None
 
     # -- public API ----------------------------------------------------------
     def map_claim(self, namespace: str, claim: str, local_path: str | os.PathLike) -> Path:
@@ -628,6 +904,22 @@ class FakeNode:
 
     # -- lifecycle -----------------------------------------------------------
     def start(self) -> FakeNode:
+        if self.mode == "container":
+            engine = subprocess.run(
+                [self.docker, "version", "--format", "{{.Server.Version}}"],
+                capture_output=True,
+                text=True,
+                check=False,
+            )
+            if engine.returncode != 0:
+                raise RuntimeError(
+                    "the fake node runs Pods in containers and no Docker engine answers"
+                    f" ({engine.stderr.strip()}): start one with `bash scripts/images.sh`,"
+                    f" or set {MODE_ENV}=process for local processes"
+                )
+            self.runtime = f"docker://{engine.stdout.strip()}"
+        self._logs = _LogServer(self)
+        threading.Thread(target=self._logs.serve_forever, name="fakenode-logs", daemon=True).start()
         self._register_node()
         self._thread = threading.Thread(target=self._loop, name="fakenode-watch", daemon=True)
         self._thread.start()
@@ -643,6 +935,18 @@ class FakeNode:
             runner.join(15)
         if self._thread:
             self._thread.join(15)
+        if self._logs:
+            self._logs.shutdown()
+            self._logs.server_close()
+        if self.mode == "container":  # anything a race left behind
+            left = subprocess.run(
+                [self.docker, "ps", "-aq", "--filter", f"label={NODE_LABEL}={self.id}"],
+                capture_output=True,
+                text=True,
+                check=False,
+            ).stdout.split()
+            if left:
+                subprocess.run([self.docker, "rm", "--force", *left], capture_output=True)
 
     def _register_node(self) -> None:
         t = _now()
@@ -656,7 +960,7 @@ class FakeNode:
                     "kubernetes.io/os": "linux",
                     "sendit.test/fake-node": "true",
                 },
-                "annotations": {"sendit.test/note": "test double: runs pods as local processes"},
+                "annotations": {"sendit.test/note": f"test double: runs pods as {self.mode}es"},
             },
         }
         try:
@@ -671,10 +975,10 @@ class FakeNode:
                 "status": {
                     "capacity": cap,
                     "allocatable": cap,
-                    "addresses": [
-                        {"type": "InternalIP", "address": "127.0.0.1"},
-                        {"type": "Hostname", "address": self.name},
-                    ],
+                    # no Hostname address: the API server would try to resolve it to reach
+                    # the log endpoint
+                    "addresses": [{"type": "InternalIP", "address": "127.0.0.1"}],
+                    "daemonEndpoints": {"kubeletEndpoint": {"Port": self._logs.server_port}},
                     "conditions": [
                         {
                             "type": "Ready",
@@ -687,10 +991,10 @@ class FakeNode:
                     ],
                     "nodeInfo": {
                         "kubeletVersion": "fake",
-                        "containerRuntimeVersion": "fake://local-process",
+                        "containerRuntimeVersion": self.runtime,
                         "operatingSystem": "linux",
                         "architecture": "amd64",
-                        "osImage": "local processes",
+                        "osImage": f"sendit fake node ({self.mode} mode)",
                         "kernelVersion": "",
                         "kubeProxyVersion": "",
                         "machineID": "",

@@ -6,13 +6,15 @@ manager built from Go modules; attributes ``kubeconfig``, ``server``,
 ``token_kubeconfig(namespace, service_account)``, ``api_client()``.
 
 ``fake_node`` (session): the node TEST DOUBLE of ``fakenode.py`` (binds Pods to
-``sendit-fake-node`` and runs them as local processes); methods
-``map_claim(namespace, claim, local_path)`` and ``logs(namespace, pod_name)``.
+``sendit-fake-node`` and runs them in their images through the Docker engine that
+``scripts/images.sh`` starts, or as local processes with ``SENDIT_FAKENODE=process``);
+methods ``map_claim(namespace, claim, local_path)`` and ``logs(namespace, pod_name)``.
 
 The binaries are built on first use (see ``build.py``); if they cannot be
 built, the fixtures FAIL with the build error -- they never skip.
 
-Environment knobs: ``SENDIT_CACHE_DIR`` (binary cache root),
+Environment knobs: ``SENDIT_FAKENODE=process`` (the fake node's local-process mode),
+``SENDIT_CACHE_DIR`` (binary cache root),
 ``SENDIT_CONTROLPLANE_KEEP=1`` (keep the temp dirs with all logs after the
 session, and print where they are).
 """
@@ -73,7 +75,10 @@ def fake_node(kube_cluster, tmp_path_factory):
     from .fakenode import FakeNode
 
     node = FakeNode(kube_cluster, workdir=tmp_path_factory.mktemp("fakenode"))
-    node.start()
+    try:
+        node.start()
+    except RuntimeError as exc:  # no engine in container mode
+        pytest.fail(str(exc), pytrace=False)
     try:
         yield node
     finally:
