@@ -25,6 +25,7 @@ class Report:
     sent: int = 0  # images delivered to every destination (this run or an earlier one)
     studies: int = 0
     series: int = 0
+    header_reads: int = 0  # files whose header this run read (planning): none in a planned shard
     errors: list[FileError] = field(default_factory=list)  # failed and skipped, with reasons
     withheld_files: list[FileError] = field(default_factory=list)
 
