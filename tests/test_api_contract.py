@@ -22,7 +22,7 @@ from dicomdata import KEY
 
 from sendit_api import spec as typed
 from sendit_api.crd import node
-from sendit_api.status import JOB_STAGES, PHASES, SHARD_STAGES, Counts
+from sendit_api.status import JOB_STAGES, PHASES, SHARD_STAGES, Counts, PlanReport
 from sendit_worker.placement import LocalPlacement
 from sendit_worker.report import Report
 from sendit_worker.runner import run_batch
@@ -69,9 +69,10 @@ def test_phases_stages_and_counts_are_the_crds():
     assert list(JOB_STAGES) == status["jobs"]["items"]["properties"]["stage"]["enum"]
     counts = [f.name for f in dataclasses.fields(Counts)]
     assert counts == list(status["counts"]["properties"])
-    assert set(counts) == set(shard) - {"stage", "outputs", "updated"}
+    assert set(counts) == set(shard) - {"stage", "outputs", "updated", "headerReads"}
     report = [f.name for f in dataclasses.fields(Report) if f.type == "int"]
-    assert report == counts
+    assert report == [*counts, "header_reads"]
+    assert list(PlanReport().as_status()) == list(status["plan"]["properties"])
 
 
 @pytest.fixture
