@@ -242,3 +242,24 @@ def test_the_local_output_must_not_overlap_the_input(source, tmp_path) -> None:
     )
     with pytest.raises(Permanent, match="outside every input folder"):
         run_batch(b, LocalPlacement(tmp_path), Recorder(), deliver=True, workers=1)
+
+
+def test_a_source_changed_between_plan_and_processing_is_reported_by_the_shards(
+    source, tmp_path
+) -> None:
+    """Planned, then a file modified and one added before the shards run: the shard that owns
+    the modified file fails it, shard 0 fails the new one (once), nothing else is mixed in."""
+    b = batch(destinations={"local": {"path": "/x"}}, parallelism=2)
+    placements = pods(tmp_path, source)
+    planned = plan_batch(b, placements[0], workers=1)
+    files = sorted((source / "in").rglob("*.dcm"))
+    files[0].write_bytes(files[0].read_bytes() + b"\0\0")
+    (files[1].parent / "late.dcm").write_bytes(files[1].read_bytes())
+    patches = [planned.patch()]
+    for p in placements:
+        run_batch(b, p, StatusProgress(patches.append, p.shard[0]), deliver=True, workers=1)
+    last = last_shards(patches)
+    assert sum(s["failed"] for s in last.values()) == 2
+    assert last["0"]["failed"] >= 1  # the added file, reported by shard 0 only
+    assert sum(s["anonymized"] + s["withheld"] for s in last.values()) == 11
+    assert sum(s["discovered"] for s in last.values()) == planned.discovered == 12
