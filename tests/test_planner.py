@@ -106,9 +106,11 @@ def test_a_plan_is_written_atomically_and_reused_by_a_retry(tmp_path):
     with again:
         assert (made, made_again, again.shards) == (True, False, 2)
         assert path.stat().st_ino == before
+    (path.parent / ".plan.sqlite.killed.tmp").write_text("an attempt killed by SIGKILL")
     other, made = open_or_make(path, [src], 3, INLINE, 2)  # another parallelism: a new plan
     with other:
         assert made and other.shards == 3
+    assert list(path.parent.iterdir()) == [path]  # what killed attempts left is gone
     assert path.stat().st_mode & 0o077 == 0  # source paths: readable by the batch's runner only
 
 

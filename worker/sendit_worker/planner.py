@@ -23,6 +23,7 @@ import json
 import logging
 import os
 import sqlite3
+import tempfile
 from collections.abc import Iterable, Iterator
 from concurrent.futures import Executor
 from itertools import groupby, islice
@@ -181,12 +182,13 @@ def make(
 ) -> PlanReport:
     """Plan the batch into `path` (atomically: a whole plan, or the one that was there)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.unlink(missing_ok=True)
+    # A name of its own: a replacement pod may start while the one it replaces still writes.
+    fd, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)  # (mode 0600; SQLite makes its database in the empty file)
+    tmp = Path(name)
     try:
         db = sqlite3.connect(tmp, isolation_level=None)
         try:
-            os.chmod(tmp, 0o600)  # source paths and patient IDs: the batch's runner only
             # A crash leaves a temporary file that is never read: no journal, no syncs.
             db.executescript("PRAGMA journal_mode = OFF; PRAGMA synchronous = OFF;" + SCHEMA)
             db.execute("BEGIN")
@@ -199,6 +201,8 @@ def make(
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
+    for stale in path.parent.glob(f".{path.name}.*.tmp"):  # of attempts killed mid-pass
+        stale.unlink(missing_ok=True)
     _sync_folder(path.parent)
     log.info(
         "planned %d images in %d series onto %d shards (%d files skipped, %d failed)",
