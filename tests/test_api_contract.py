@@ -29,6 +29,7 @@ from sendit_api.status import (
     SHARD_STAGES,
     WITHHELD_REASONS,
     Counts,
+    PlanReport,
 )
 from sendit_worker.placement import LocalPlacement
 from sendit_worker.report import Report
@@ -76,12 +77,20 @@ def test_phases_stages_and_counts_are_the_crds():
     assert list(JOB_STAGES) == status["jobs"]["items"]["properties"]["stage"]["enum"]
     counts = [f.name for f in dataclasses.fields(Counts)]
     assert counts == list(status["counts"]["properties"])
-    assert set(counts) == set(shard) - {"stage", "outputs", "reasons", "deliverySeconds", "updated"}
+    assert set(counts) == set(shard) - {
+        "stage",
+        "outputs",
+        "reasons",
+        "deliverySeconds",
+        "updated",
+        "headerReads",
+    }
     for reasons in (shard["reasons"], status["reasons"]):
         assert list(WITHHELD_REASONS) == list(reasons["properties"]["withheld"]["properties"])
         assert list(FAILED_REASONS) == list(reasons["properties"]["failed"]["properties"])
     report = [f.name for f in dataclasses.fields(Report) if f.type == "int"]
-    assert report == counts
+    assert report == [*counts, "header_reads"]
+    assert list(PlanReport().as_status()) == list(status["plan"]["properties"])
 
 
 @pytest.fixture

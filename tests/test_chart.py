@@ -647,7 +647,7 @@ def batch(name: str, data: Path, **spec) -> str:
                 "pseudonymKey": {"secretKeyRef": {"name": "sendit-pseudonym-key", "key": "key"}}
             },
             "destinations": {"local": {"path": str(data / "out" / name)}},
-            "parallelism": 2,
+            "parallelism": 1,  # above 1 needs a shared workspace (tests/test_operator_cluster.py)
             **spec,
         },
     }

@@ -37,8 +37,31 @@ def batch(**spec) -> tuple[dict, object]:
 KEY = {"secretKeyRef": {"name": "key", "key": "k"}}
 
 
+def test_the_plan_job_is_one_pod_reading_the_source_with_neither_key_nor_config():
+    work = {"persistentVolumeClaim": {"claimName": "work"}}
+    job = render_job(*batch(workspace=work), "plan", "img")
+    spec, pod = job["spec"], job["spec"]["template"]["spec"]
+    assert job["metadata"]["name"] == "b1-plan"
+    assert (spec["completions"], spec["parallelism"]) == (1, 1)
+    (container,) = pod["containers"]
+    mounts = {m["name"]: m for m in container["volumeMounts"]}
+    assert set(mounts) == {"source", "work", "tmp"} and mounts["source"]["readOnly"] is True
+    assert next(v for v in pod["volumes"] if v["name"] == "work")["persistentVolumeClaim"] == {
+        "claimName": "work"
+    }
+    assert [e["name"] for e in container["env"]] == ["TMPDIR", "HOME"]  # no key, no token
+    args = container["args"]
+    assert args[args.index("--stage") + 1] == "plan" and args[args.index("--shards") + 1] == "1"
+    assert "--send" not in args
+
+
+def test_the_process_job_has_one_pod_per_shard_of_the_plan():
+    spec = render_job(*batch(), "process", "img", shards=2)["spec"]
+    assert (spec["completions"], spec["parallelism"]) == (2, 2)  # parallelism 3, two series
+
+
 def test_process_job_is_indexed_owned_read_only_and_fails_fast_on_config_errors():
-    job = render_job(*batch(ttlSecondsAfterFinished=60), "process", "img:1")
+    job = render_job(*batch(ttlSecondsAfterFinished=60), "process", "img:1", shards=3)
     spec, pod = job["spec"], job["spec"]["template"]["spec"]
     assert job["metadata"]["name"] == "b1-process"
     assert job["metadata"]["ownerReferences"][0]["uid"] == "u-1"

@@ -20,11 +20,12 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import psutil
 import pytest
 from dicomdata import KEY, PLANTED
 from polling import wait_for
 
-from sendit_worker.sample import make_sample
+from sendit_worker.sample import make_sample, make_series
 
 pytestmark = pytest.mark.controlplane
 ROOT = Path(__file__).resolve().parents[1]
@@ -32,6 +33,7 @@ NS = "sendit-test"
 OPERATOR_NS, OPERATOR_SA = "sendit-system", "sendit-operator"
 FOLDER = "ST-1"  # stands for an identifying folder name: it must never leave the spec
 WORKER_IMAGE = os.environ.get("SENDIT_WORKER_IMAGE", "sendit-worker:test")
+WORK = {"persistentVolumeClaim": {"claimName": "work"}}  # shared by a batch's pods
 
 
 def free_port() -> int:
@@ -93,6 +95,17 @@ def cluster(kube_cluster, fake_node, tmp_path_factory):
     data = tmp_path_factory.mktemp("data")
     make_sample(data / "in" / FOLDER, patients=2, files=6)
     kube_cluster.data = data
+    # One workspace claim for every batch of the module (each has its own folder, by uid).
+    kube_cluster.work = fake_node.map_claim(NS, "work", data / "work")
+    apply(
+        kube_cluster,
+        f"""
+apiVersion: v1
+kind: PersistentVolumeClaim
+metadata: {{name: work, namespace: {NS}}}
+spec: {{accessModes: [ReadWriteMany], resources: {{requests: {{storage: 1Gi}}}}}}
+""",
+    )
     return kube_cluster
 
 
@@ -123,10 +136,12 @@ def manifest(name: str, data: Path, namespace: str = NS, **spec: Any) -> str:
             "deidentify": {"pseudonymKey": {"secretKeyRef": {"name": "key", "key": "k"}}},
             "destinations": {"local": {"path": str(data / "out" / name)}},
             "parallelism": 2,
+            "workspace": WORK,
             "image": WORKER_IMAGE,
             **spec,
         },
     }
+    body["spec"] = {k: v for k, v in body["spec"].items() if v is not None}
     return json.dumps(body)
 
 
@@ -168,7 +183,7 @@ def test_batch_reaches_sent_with_counts(cluster, operator):
     assert c["sent"] == c["anonymized"] > 0
     delivered = list((cluster.data / "out" / "auto").rglob("*.dcm"))
     assert len(delivered) == c["sent"] == status["outputs"]["local"]
-    assert jobs(cluster, "auto") == ["job.batch/auto-process"]
+    assert jobs(cluster, "auto") == ["job.batch/auto-plan", "job.batch/auto-process"]
     assert conditions(status) == {
         "Ready": "True",
         "Reconciling": "False",
@@ -178,6 +193,7 @@ def test_batch_reaches_sent_with_counts(cluster, operator):
     }
     assert status["observedGeneration"] == 1 and status["completionTime"]
     assert set(status["shards"]) == {"0", "1"}
+    assert status["plan"]["headerReads"] == 6 and status["plan"]["shards"] == 2
     table = cluster.kubectl("-n", NS, "get", "sb", "auto").stdout.split("\n")
     header = ["NAME", "PHASE", "PROGRESS", "IMAGES", "ANONYMIZED", "WITHHELD", "FAILED", "SENT"]
     assert table[0].split()[:8] == header
@@ -196,38 +212,115 @@ def test_batch_reaches_sent_with_counts(cluster, operator):
     assert waited.stdout.startswith(f"Sent | {done}")
 
 
-def test_manual_send(cluster, fake_node, operator, tmp_path):
-    fake_node.map_claim(NS, "work", tmp_path)
-    apply(
-        cluster,
-        f"""
-apiVersion: v1
-kind: PersistentVolumeClaim
-metadata: {{name: work, namespace: {NS}}}
-spec: {{accessModes: [ReadWriteOnce], resources: {{requests: {{storage: 1Gi}}}}}}
-""",
+def test_a_one_pod_batch_plans_itself_without_a_workspace(cluster, operator):
+    apply(cluster, manifest("alone", cluster.data, parallelism=1, workspace=None))
+    status = wait_phase(cluster, "alone", "Sent")
+    assert jobs(cluster, "alone") == ["job.batch/alone-process"] and "plan" not in status
+    assert status["shards"]["0"]["headerReads"] == 6 and status["counts"]["sent"] > 0
+
+
+def worker_pids(batch: str, stage: str) -> list[int]:
+    """The local processes the fake node runs for a stage's pods (not their pool processes,
+    which are forks with the same command line)."""
+
+    def ours(cmd: list[str]) -> bool:
+        try:
+            return "worker" in cmd and [cmd[cmd.index(k) + 1] for k in ("--batch", "--stage")] == [
+                batch,
+                stage,
+            ]
+        except (ValueError, IndexError):
+            return False
+
+    pids = []
+    for p in psutil.process_iter(["cmdline"]):
+        try:
+            if ours(p.info["cmdline"] or []) and not ours(p.parent().cmdline()):
+                pids.append(p.pid)
+        except (psutil.Error, AttributeError):
+            continue
+    return pids
+
+
+def test_parallelism_3_over_a_skewed_corpus_reads_each_file_once(cluster, fake_node, operator):
+    """Three large series and ninety one-image ones on three pods: the plan pod reads every
+    header once; each shard gets a third of the images and reads none; a pod killed mid-shard
+    is retried on the same plan; every image is delivered exactly once; the totals are exact."""
+    skew = "SKEW-1"
+    make_series(cluster.data / "skewed" / skew, [150, 120, 90] + [1] * 90)
+    body = json.loads(manifest("skew", cluster.data, parallelism=3))
+    volume = {"hostPath": {"path": str(cluster.data / "skewed")}}
+    body["spec"]["source"] = {"volume": volume, "folders": [skew]}
+    apply(cluster, json.dumps(body))
+
+    def processing_shard() -> list[int] | None:
+        status = get(cluster, "skew").get("status") or {}
+        busy = [s for s in (status.get("shards") or {}).values() if s["stage"] == "processing"]
+        mid = [s for s in busy if s.get("discovered") and s.get("anonymized", 0) < s["discovered"]]
+        return (mid and worker_pids("skew", "process")) or None
+
+    [victim, *_] = wait_for(processing_shard, 120, "a shard part way through")
+    os.kill(victim, signal.SIGKILL)  # (a worker process started for this test, by its pid)
+    uid = get(cluster, "skew")["metadata"]["uid"]
+    plan = cluster.work / uid / "plan.sqlite"
+    planned = plan.stat()
+    status = wait_phase(cluster, "skew", "Sent", timeout=300)
+    assert (plan.stat().st_ino, plan.stat().st_mtime_ns) == (planned.st_ino, planned.st_mtime_ns)
+    assert status["plan"] == {
+        "shards": 3,
+        "discovered": 450,
+        "studies": 5,
+        "series": 93,
+        "skipped": 0,
+        "failed": 0,
+        "headerReads": 450,
+    }
+    shards = status["shards"]
+    assert sorted(s["discovered"] for s in shards.values()) == [150, 150, 150]
+    assert [s["headerReads"] for s in shards.values()] == [0, 0, 0]
+    c = status["counts"]
+    assert (c["discovered"], c["anonymized"], c["sent"], c["studies"], c["series"]) == (
+        450,
+        450,
+        450,
+        5,
+        93,
     )
-    work = {"persistentVolumeClaim": {"claimName": "work"}}
-    apply(cluster, manifest("manual", cluster.data, send="manual", workspace=work))
+    delivered = list((cluster.data / "out" / "skew").rglob("*.dcm"))
+    assert len(delivered) == 450
+    pods = json.loads(
+        cluster.kubectl("-n", NS, "get", "pods", "-l", "job-name=skew-process", "-o", "json").stdout
+    )["items"]
+    assert len(pods) == 4  # three shards, one of them retried
+    plan_pods = cluster.kubectl("-n", NS, "get", "pods", "-l", "job-name=skew-plan", "-o", "name")
+    assert len(plan_pods.stdout.split()) == 1  # planned once
+
+
+def test_manual_send(cluster, fake_node, operator):
+    apply(cluster, manifest("manual", cluster.data, send="manual"))
     status = wait_phase(cluster, "manual", "DoneProcessing")
     assert status["counts"]["sent"] == 0 and status["counts"]["anonymized"] > 0
     assert conditions(status)["Ready"] == "True"
     assert not list((cluster.data / "out" / "manual").iterdir())
     time.sleep(3)  # a resync or two: nothing is sent without the researcher's word
-    assert jobs(cluster, "manual") == ["job.batch/manual-process"]
+    assert jobs(cluster, "manual") == ["job.batch/manual-plan", "job.batch/manual-process"]
     cluster.kubectl(
         "-n", NS, "patch", "sb", "manual", "--type=merge", "-p", '{"spec":{"send":"auto"}}'
     )
     status = wait_phase(cluster, "manual", "Sent")
     assert status["counts"]["sent"] == status["counts"]["anonymized"]
     assert len(list((cluster.data / "out" / "manual").rglob("*.dcm"))) == status["counts"]["sent"]
-    assert jobs(cluster, "manual") == ["job.batch/manual-process", "job.batch/manual-send"]
+    assert jobs(cluster, "manual") == [
+        "job.batch/manual-plan",
+        "job.batch/manual-process",
+        "job.batch/manual-send",
+    ]
 
 
 def test_suspend_resume_then_cancel(cluster, fake_node, operator):
     apply(cluster, manifest("paused", cluster.data, suspend=True))
     wait_phase(cluster, "paused", "Processing")
-    job = json.loads(cluster.kubectl("-n", NS, "get", "job", "paused-process", "-o", "json").stdout)
+    job = json.loads(cluster.kubectl("-n", NS, "get", "job", "paused-plan", "-o", "json").stdout)
     assert job["spec"]["suspend"] is True
     time.sleep(2)
     assert not [p for p in fake_node.running_pods() if "paused" in p]  # nothing runs
@@ -237,7 +330,7 @@ def test_suspend_resume_then_cancel(cluster, fake_node, operator):
     )
 
     def unsuspended() -> bool:
-        out = cluster.kubectl("-n", NS, "get", "job", "paused-process", "-o", "json").stdout
+        out = cluster.kubectl("-n", NS, "get", "job", "paused-plan", "-o", "json").stdout
         return json.loads(out)["spec"]["suspend"] is False
 
     wait_for(unsuspended, 30, "the Job to be resumed")
@@ -267,7 +360,7 @@ def test_suspend_resume_then_cancel(cluster, fake_node, operator):
 
 def test_operator_restart_mid_batch_makes_no_second_job(cluster, fake_node, operator):
     apply(cluster, manifest("restart", cluster.data))
-    wait_for(lambda: jobs(cluster, "restart"), 30, "the Job")
+    wait_for(lambda: "job.batch/restart-process" in jobs(cluster, "restart"), 60, "the Job")
     uid = json.loads(
         cluster.kubectl("-n", NS, "get", "job", "restart-process", "-o", "json").stdout
     )["metadata"]["uid"]
@@ -277,7 +370,7 @@ def test_operator_restart_mid_batch_makes_no_second_job(cluster, fake_node, oper
     operator.start()
     status = wait_phase(cluster, "restart", "Sent")
     assert status["counts"]["discovered"] == 6 and status["counts"]["sent"] > 0
-    assert jobs(cluster, "restart") == ["job.batch/restart-process"]
+    assert jobs(cluster, "restart") == ["job.batch/restart-plan", "job.batch/restart-process"]
     job = json.loads(
         cluster.kubectl("-n", NS, "get", "job", "restart-process", "-o", "json").stdout
     )
@@ -332,9 +425,24 @@ def test_invalid_manifests_are_rejected_with_clear_messages(cluster):
     assert "spec.parallelism: Invalid value: 0" in bad.stderr
     assert 'spec.send: Unsupported value: "sometimes"' in bad.stderr
     manual = cluster.kubectl(
-        "apply", "-f", "-", check=False, input=manifest("bad", cluster.data, send="manual")
+        "apply",
+        "-f",
+        "-",
+        check=False,
+        input=manifest("bad", cluster.data, send="manual", parallelism=1, workspace=None),
     )
     assert manual.returncode != 0 and "give spec.workspace" in " ".join(manual.stderr.split())
+    for workspace in (None, {"emptyDir": {}}):  # a plan shared by the pods needs a shared volume
+        shared = cluster.kubectl(
+            "apply",
+            "-f",
+            "-",
+            check=False,
+            input=manifest("bad", cluster.data, workspace=workspace),
+        )
+        message = " ".join(shared.stderr.split())
+        assert shared.returncode != 0 and "parallelism above 1 shares one plan" in message
+
     long = cluster.kubectl("apply", "-f", "-", check=False, input=manifest("x" * 51, cluster.data))
     assert long.returncode != 0 and "at most 50 characters" in long.stderr
     escape = json.loads(manifest("bad", cluster.data))
@@ -388,7 +496,7 @@ def test_missing_secret_stalls_with_an_event(cluster, operator):
 def test_deleting_a_batch_removes_its_jobs_and_rbac(cluster, operator):
     apply(cluster, manifest("gone", cluster.data, suspend=True))
     wait_phase(cluster, "gone", "Processing")
-    cluster.kubectl("-n", NS, "get", "job/gone-process", "sa/gone-worker", "role/gone-worker")
+    cluster.kubectl("-n", NS, "get", "job/gone-plan", "sa/gone-worker", "role/gone-worker")
     cluster.kubectl("-n", NS, "delete", "sb", "gone", "--wait=true")
 
     def all_gone() -> bool:

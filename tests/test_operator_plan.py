@@ -25,11 +25,54 @@ def sent(**counts) -> dict:
     return {"phase": "Sending", "shards": {"0": shard, "1": shard}}
 
 
-def test_a_new_batch_with_a_free_slot_starts_its_process_job():
+def test_a_new_batch_with_a_free_slot_starts_its_plan_job():
     p = plan(observe(), AT)
-    assert p.actions == (CreateStage("process"),)
+    assert p.actions == (CreateStage("plan"),)
     assert p.status["phase"] == "Processing"
-    assert p.event == Event("Normal", "Processing", "0/2 shards processed")
+    assert p.event == Event("Normal", "Processing", "planning: reading the source once")
+
+
+def test_a_new_batch_of_one_pod_starts_its_process_job_which_plans_itself():
+    p = plan(Observed(batch(parallelism=1), {}, {}, None, 1), AT)
+    assert p.actions == (CreateStage("process", 1),)
+    assert p.event == Event("Normal", "Processing", "0/1 shards processed")
+
+
+PLANNED = {"shards": 1, "discovered": 5, "studies": 1, "series": 1, "skipped": 2}
+
+
+def test_once_planned_the_process_job_gets_one_pod_per_shard_of_the_plan():
+    planning = {"phase": "Processing"}
+    assert plan(observe(planning, {"plan": job("plan", sends=False)}), AT).actions == ()
+    complete = {"plan": job("plan", "Complete", sends=False)}
+    assert plan(observe(planning, complete), AT).actions == ()  # status.plan not seen yet
+    p = plan(observe({**planning, "plan": PLANNED}, complete), AT)
+    assert p.actions == (CreateStage("process", 1),)  # parallelism 2, one series: one pod
+    assert p.status["message"] == "0/1 shards processed"
+    assert (p.status["counts"]["discovered"], p.status["progress"]) == (5, "0/5")
+    jobs = {**complete, "process": job()}
+    assert plan(observe({**planning, "plan": PLANNED}, jobs), AT).actions == ()
+
+
+def test_the_plan_gives_the_totals_and_the_shards_what_happened_to_their_images():
+    """A study split across two shards is counted once; the plan's problems once."""
+    shard = {"stage": "sent", "discovered": 3, "anonymized": 3, "sent": 3, "studies": 1}
+    status = {
+        "phase": "Sending",
+        "plan": {**PLANNED, "shards": 2, "discovered": 6, "failed": 1},
+        "shards": {"0": shard, "1": shard},
+    }
+    jobs = {"plan": job("plan", "Complete", sends=False), "process": job(state="Complete")}
+    p = plan(observe(status, jobs), AT)
+    c = p.status["counts"]
+    assert (c["discovered"], c["studies"], c["series"], c["skipped"], c["failed"]) == (
+        6,
+        1,
+        1,
+        2,
+        1,
+    )
+    assert (c["anonymized"], c["sent"], p.status["phase"]) == (6, 6, "Sent")
 
 
 def test_a_new_batch_without_a_free_slot_waits_queued():
@@ -70,8 +113,8 @@ def test_done_processing_with_send_auto_starts_the_send_job():
     jobs = {"process": job(state="Complete", sends=False)}
     status = {"phase": "DoneProcessing"}
     assert plan(observe(status, jobs, **manual), AT).actions == ()
-    p = plan(observe(status, jobs, workspace={"emptyDir": {}}), AT)
-    assert p.actions == (CreateStage("send"),)
+    p = plan(observe({**status, "plan": PLANNED}, jobs, workspace={"emptyDir": {}}), AT)
+    assert p.actions == (CreateStage("send", 1),)
     assert p.status["phase"] == "Sending"
 
 

@@ -14,7 +14,10 @@ import pydicom
 import pytest
 from dicomdata import DISTINCT, KEY, KINDS, copy_bundled, identified_file, leaks, planted_tokens
 
-from sendit_worker.pipeline import RunOptions, run, shard_of
+from sendit_api.errors import Permanent
+from sendit_worker.pipeline import RunOptions, run
+from sendit_worker.planner import make
+from sendit_worker.pool import InlineExecutor
 
 
 def _run(folders: list[Path], out: Path, key: bytes = KEY, **kw) -> object:
@@ -196,24 +199,44 @@ def test_burned_in_annotation_is_withheld(tmp_path: Path) -> None:
     assert _outputs(tmp_path / "out") == []
 
 
-def test_shards_partition_the_series(tmp_path: Path) -> None:
+def test_shards_of_a_plan_partition_the_series_and_read_only_their_files(tmp_path: Path) -> None:
     src = tmp_path / "in"
     for n, source in enumerate(
         ["CT_small.dcm", "MR_small.dcm", "JPEG2000.dcm", "ExplVR_BigEnd.dcm"]
     ):
         identified_file(src / f"{n}.dcm", source=source)
-    totals = [_run([src], tmp_path / f"out{i}", shard=(i, 2)).discovered for i in range(2)]
-    assert sum(totals) == 4
+    plan = tmp_path / "plan.sqlite"
+    assert make(plan, [src], 2, InlineExecutor(), 2).header_reads == 4
+    reports = [
+        _run([src], tmp_path / f"out{i}", plan=plan, shard=(i, 2), planned=True) for i in range(2)
+    ]
+    assert sum(r.discovered for r in reports) == 4 and all(r.discovered for r in reports)
+    assert [r.header_reads for r in reports] == [0, 0]  # the plan pass read them, once
     series = [{p.parent.name for p in _outputs(tmp_path / f"out{i}")} for i in range(2)]
     assert not series[0] & series[1], "a series belongs to one shard only"
-    again = _run([src], tmp_path / "again", shard=(0, 2))
+    again = _run([src], tmp_path / "again", plan=plan, shard=(0, 2), planned=True)
     assert {p.parent.name for p in _outputs(tmp_path / "again")} == series[0]
-    assert again.discovered == totals[0]
+    assert again.discovered == reports[0].discovered
 
 
-def test_a_series_keeps_its_shard_across_versions() -> None:
-    """Pinned: a retried or resumed batch must find each series in the shard it was in."""
-    assert [shard_of(f"1.2.{n}", 4) for n in range(8)] == [0, 0, 3, 2, 2, 2, 2, 1]
+def test_a_shard_without_its_plan_or_of_another_count_is_refused(tmp_path: Path) -> None:
+    src = tmp_path / "in"
+    identified_file(src / "a.dcm")
+    plan = tmp_path / "plan.sqlite"
+    with pytest.raises(Permanent, match="no readable plan"):
+        _run([src], tmp_path / "out", plan=plan, shard=(0, 2), planned=True)
+    make(plan, [src], 2, InlineExecutor(), 2)  # one series: one shard
+    with pytest.raises(Permanent, match="do not match the plan"):
+        _run([src], tmp_path / "out", plan=plan, shard=(0, 2), planned=True)
+
+
+def test_alone_a_run_plans_itself_and_reads_each_header_once(tmp_path: Path) -> None:
+    src = tmp_path / "in"
+    for n, source in enumerate(["CT_small.dcm", "MR_small.dcm"]):
+        identified_file(src / f"{n}.dcm", source=source)
+    (src / "notes.txt").write_text("not DICOM")
+    report = _run([src], tmp_path / "out")
+    assert (report.header_reads, report.discovered, report.skipped) == (3, 2, 1)
 
 
 def test_pool_of_processes_gives_the_same_result_as_inline(tmp_path: Path) -> None:

@@ -19,7 +19,7 @@ from sendit_api.status import Counts
 from sendit_worker.destinations import staging
 from sendit_worker.placement import LocalPlacement, PodPlacement
 from sendit_worker.progress import StatusProgress
-from sendit_worker.runner import clean_source, run_batch, send_batch
+from sendit_worker.runner import clean_source, plan_batch, run_batch, send_batch
 from sendit_worker.sample import make_sample
 
 
@@ -49,11 +49,14 @@ def source(tmp_path: Path) -> Path:
 
 def pods(tmp_path: Path, source: Path, n: int = 2) -> list[PodPlacement]:
     mounts = (source, tmp_path / "work", tmp_path / "config", tmp_path / "local")
-    return [PodPlacement(*mounts, uid="uid-1", shard=(i, n)) for i in range(n)]
+    return [PodPlacement(*mounts, uid="uid-1", shard=(i, n), planned=n > 1) for i in range(n)]
 
 
 def run_shards(b, placements, stage="process", deliver=True) -> list[dict]:
+    """The stage's pods one after the other; before a planned process stage, its plan stage."""
     patches: list[dict] = []
+    if stage == "process" and placements[0].planned:
+        patches.append(plan_batch(b, placements[0], workers=1).patch())
     for p in placements:
         progress = StatusProgress(patches.append, p.shard[0])
         if stage == "process":
@@ -64,9 +67,11 @@ def run_shards(b, placements, stage="process", deliver=True) -> list[dict]:
 
 
 def last_shards(patches: list[dict]) -> dict[str, dict]:
+    """Each shard as its merge patches leave it."""
     last: dict[str, dict] = {}
     for p in patches:
-        last.update(p["status"]["shards"])
+        for index, shard in p["status"].get("shards", {}).items():
+            last.setdefault(index, {}).update(shard)
     return last
 
 
@@ -77,6 +82,9 @@ def test_shards_process_and_deliver_locally_reporting_counts_only(source, tmp_pa
     assert set(last) == {"0", "1"} and all(s["stage"] == "sent" for s in last.values())
     total = sum(s["anonymized"] + s["withheld"] + s["failed"] for s in last.values())
     assert total == sum(s["discovered"] for s in last.values()) == 12
+    assert patches[0]["status"]["plan"]["discovered"] == 12  # the plan stage's, before any shard
+    assert patches[0]["status"]["plan"]["headerReads"] == 12  # each header read once, there
+    assert [s["headerReads"] for s in last.values()] == [0, 0]  # the shards read no header
     copied = list((tmp_path / "local").rglob("*.dcm"))
     assert sum(s["sent"] for s in last.values()) == len(copied) > 0
     assert sum(s["outputs"]["local"] for s in last.values()) == len(copied)
@@ -88,6 +96,7 @@ def test_every_stage_is_reported_in_order(source, tmp_path) -> None:
     b = batch(destinations={"local": {"path": "/x"}})
     patches = run_shards(b, pods(tmp_path, source, n=1))
     stages = [p["status"]["shards"]["0"]["stage"] for p in patches]
+    assert patches[1]["status"]["shards"]["0"]["headerReads"] == 12  # alone: it planned
     order = ["processing", "processed", "sending", "sent"]
     assert [s for i, s in enumerate(stages) if i == 0 or s != stages[i - 1]] == order
     assert patches[1]["status"]["shards"]["0"]["discovered"] == 12  # totals before any image
@@ -97,7 +106,8 @@ def test_manual_stage_then_send_stage(source, tmp_path) -> None:
     b = batch(destinations={"local": {"path": "/x"}}, send="manual", parallelism=2)
     placements = pods(tmp_path, source)
     patches = run_shards(b, placements, deliver=False)
-    assert {s for p in patches for s in (x["stage"] for x in p["status"]["shards"].values())} == {
+    shards = [p["status"]["shards"] for p in patches if "shards" in p["status"]]
+    assert {s for p in shards for s in (x["stage"] for x in p.values())} == {
         "processing",
         "processed",
     }
@@ -232,3 +242,24 @@ def test_the_local_output_must_not_overlap_the_input(source, tmp_path) -> None:
     )
     with pytest.raises(Permanent, match="outside every input folder"):
         run_batch(b, LocalPlacement(tmp_path), Recorder(), deliver=True, workers=1)
+
+
+def test_a_source_changed_between_plan_and_processing_is_reported_by_the_shards(
+    source, tmp_path
+) -> None:
+    """Planned, then a file modified and one added before the shards run: the shard that owns
+    the modified file fails it, shard 0 fails the new one (once), nothing else is mixed in."""
+    b = batch(destinations={"local": {"path": "/x"}}, parallelism=2)
+    placements = pods(tmp_path, source)
+    planned = plan_batch(b, placements[0], workers=1)
+    files = sorted((source / "in").rglob("*.dcm"))
+    files[0].write_bytes(files[0].read_bytes() + b"\0\0")
+    (files[1].parent / "late.dcm").write_bytes(files[1].read_bytes())
+    patches = [planned.patch()]
+    for p in placements:
+        run_batch(b, p, StatusProgress(patches.append, p.shard[0]), deliver=True, workers=1)
+    last = last_shards(patches)
+    assert sum(s["failed"] for s in last.values()) == 2
+    assert last["0"]["failed"] >= 1  # the added file, reported by shard 0 only
+    assert sum(s["anonymized"] + s["withheld"] for s in last.values()) == 11
+    assert sum(s["discovered"] for s in last.values()) == planned.discovered == 12

@@ -25,9 +25,11 @@ RUNNING: Final = (PROCESSING, SENDING)
 SHARD_STAGES: Final = ("processing", "processed", "sending", "sent")
 PROCESSED: Final = ("processed", "sending", "sent")
 
-# The batch's Jobs, by stage: `process` de-identifies (and delivers, with send: auto), `send`
-# delivers what a manual process stage left, `cleanup` removes the source after a verified send.
-JOB_STAGES: Final = ("process", "send", "cleanup")
+# The batch's Jobs, by stage: `plan` reads the source once and deals its series onto shards
+# (only with parallelism above 1), `process` de-identifies (and delivers, with send: auto),
+# `send` delivers what a manual process stage left, `cleanup` removes the source after a
+# verified send.
+JOB_STAGES: Final = ("plan", "process", "send", "cleanup")
 
 # Why images were withheld or failed, as a small fixed set of classes (a metric's label values
 # and the status's tallies: never the reason's text, which can name a tag's value).
@@ -111,6 +113,9 @@ class ShardReport:
     # every one delivered, in seconds.
     delivery_seconds: float | None = None
     updated: str = ""  # when the pod last reported (set by `patch`)
+    # Files whose header the process stage's pod read: all of them when it planned the batch
+    # itself, none when a plan stage did. None: not this stage's to say (left as it was).
+    header_reads: int | None = None
 
     @classmethod
     def of(cls, data: Mapping[str, Any]) -> ShardReport:
@@ -121,10 +126,14 @@ class ShardReport:
             reasons=Reasons.of(data.get("reasons") or {}),
             delivery_seconds=_number(data.get("deliverySeconds")),
             updated=str(data.get("updated") or ""),
+            header_reads=None if data.get("headerReads") is None else int(data["headerReads"]),
         )
 
     def patch(self, index: int) -> dict[str, Any]:
-        shard = {"stage": self.stage, **self.counts.as_dict(), "updated": timestamp()}
+        shard: dict[str, Any] = {"stage": self.stage, **self.counts.as_dict()}
+        shard["updated"] = timestamp()
+        if self.header_reads is not None:
+            shard["headerReads"] = self.header_reads
         if self.outputs:
             shard["outputs"] = dict(self.outputs)
         if self.reasons:
@@ -136,3 +145,44 @@ class ShardReport:
 
 def _number(value: Any) -> float | None:
     return None if value is None else float(value)
+
+
+@dataclass(frozen=True)
+class PlanReport:
+    """The batch's plan in counts, as the plan stage patches it into status.plan: how many
+    shards the process stage runs, and the batch's totals, known before any image is processed
+    (a study split across shards counted once; every per-file problem once)."""
+
+    shards: int = 0
+    discovered: int = 0  # DICOM instances, each in exactly one shard
+    studies: int = 0
+    series: int = 0
+    skipped: int = 0  # files that are not DICOM instances, or duplicates
+    failed: int = 0  # files that could not be read (truncated, unreadable, vanished)
+    header_reads: int = 0  # files whose header the plan pass read: once each
+
+    @classmethod
+    def of(cls, data: Mapping[str, Any] | None) -> PlanReport | None:
+        """status.plan, or None when there is none (yet)."""
+        if not data or not data.get("shards"):
+            return None
+        return cls(**{f.name: int(data.get(_camel(f.name)) or 0) for f in dataclasses.fields(cls)})
+
+    def as_status(self) -> dict[str, int]:
+        return {_camel(k): v for k, v in dataclasses.asdict(self).items()}
+
+    def patch(self) -> dict[str, Any]:
+        return {"status": {"plan": self.as_status()}}
+
+
+def _camel(name: str) -> str:
+    first, *rest = name.split("_")
+    return first + "".join(word.title() for word in rest)
+
+
+def shard_count(parallelism: int, plan: PlanReport | None) -> int | None:
+    """Shards of the process and send stages: one without a plan stage (parallelism 1), else
+    the plan's (fewer than parallelism when the batch has fewer series); None until planned."""
+    if parallelism == 1:
+        return 1
+    return plan.shards if plan else None

@@ -69,11 +69,12 @@ def secret_env(name: str, ref: KeyRef) -> JSON:
     return {"name": name, "valueFrom": {"secretKeyRef": {"name": ref.name, "key": ref.key}}}
 
 
-def render_job(owner: JSON, batch: Batch, stage: str, image: str) -> JSON:
-    """A stage's Indexed Job: one pod per shard (completions = parallelism) running `sendit
-    worker`; the cleanup stage is one pod with the source mounted read-write."""
+def render_job(owner: JSON, batch: Batch, stage: str, image: str, shards: int = 1) -> JSON:
+    """A stage's Indexed Job running `sendit worker`: the process and send stages one pod per
+    shard of the plan (`shards`); the plan stage one pod, with neither key nor configuration
+    (it reads headers only); the cleanup stage one pod with the source mounted read-write."""
     spec = batch.spec
-    n = 1 if stage == "cleanup" else spec.parallelism
+    n = shards if stage in ("process", "send") else 1
     delivers = sends(spec, stage)
     source = dict(spec.source.volume or {})
     if "persistentVolumeClaim" in source:

@@ -202,16 +202,17 @@ async def _execute(state: State, body: JSON, batch: Batch, p: Plan) -> None:
         elif isinstance(action, SuspendJob):
             await asyncio.to_thread(kube.suspend_job, namespace, action.name, action.suspend)
         elif isinstance(action, CreateStage):
-            await _create(state, body, batch, action.stage)
+            await _create(state, body, batch, action)
 
 
-async def _create(state: State, body: JSON, batch: Batch, stage: str) -> None:
+async def _create(state: State, body: JSON, batch: Batch, action: CreateStage) -> None:
     # The ServiceAccount and Role at once; then the RoleBinding (the API server checks that
     # the operator holds what the Role grants, so the Role must exist); then the Job, whose
     # pods need the ServiceAccount.
     *first, binding = render_worker_rbac(body, batch)
     await asyncio.gather(*(asyncio.to_thread(state.kube.create, child) for child in first))
-    for child in (binding, render_job(body, batch, stage, state.config.image)):
+    job = render_job(body, batch, action.stage, state.config.image, action.shards)
+    for child in (binding, job):
         await asyncio.to_thread(state.kube.create, child)
 
 

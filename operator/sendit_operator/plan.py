@@ -10,7 +10,10 @@ The state table (first row that matches; "Jobs" are the batch's own, by stage):
 | a Job Failed                                         | none                  | Failed         |
 | no Job, Queued, a reference missing                  | none                  | Queued, Stalled|
 | no Job, Queued, no free slot                         | none                  | Queued         |
-| no Job, Queued, a free slot                          | create process        | Processing     |
+| no Job, Queued, a free slot, parallelism 1           | create process        | Processing     |
+| no Job, Queued, a free slot, parallelism above 1     | create plan           | Processing     |
+| the plan Job Complete, status.plan, no process Job   | create process with   | Processing     |
+|                                                      |   the plan's shards   |                |
 | DoneProcessing, send: auto, no send Job              | create send           | Sending        |
 | every shard sent, cleanup: delete, counts complete,  | create cleanup        | Sending        |
 |   no cleanup Job                                     |                       |                |
@@ -18,8 +21,11 @@ The state table (first row that matches; "Jobs" are the batch's own, by stage):
 | otherwise                                            | none                  | from the Jobs  |
 |                                                      |                       | and the shards |
 
-And on every row that is not final, a Job whose suspension differs from spec.suspend is
-suspended or resumed. A phase change posts an Event (Warning for Failed).
+The plan stage (parallelism above 1) reads the source once into the workspace and writes its
+counts to status.plan: the process and send Jobs get one pod per shard of the plan (fewer than
+parallelism when the batch has fewer series). And on every row that is not final, a Job
+whose suspension differs from spec.suspend is suspended or resumed. A phase change posts an
+Event (Warning for Failed).
 """
 
 from __future__ import annotations
@@ -29,7 +35,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from sendit_api.spec import Batch
-from sendit_api.status import DONE_PROCESSING, FAILED, FINAL, QUEUED
+from sendit_api.status import DONE_PROCESSING, FAILED, FINAL, QUEUED, PlanReport, shard_count
 
 from . import status
 from .children import job_name, sends
@@ -49,7 +55,8 @@ class Observed:
 
 @dataclass(frozen=True)
 class CreateStage:
-    stage: str  # process | send | cleanup: the stage's Job and the workers' RBAC
+    stage: str  # plan | process | send | cleanup: the stage's Job and the workers' RBAC
+    shards: int = 1  # pods of a process or send Job
 
 
 @dataclass(frozen=True)
@@ -92,6 +99,7 @@ def plan(o: Observed, at: str) -> Plan:
     actions: list[Action] = []
     jobs = dict(o.jobs)
     waiting = None
+    report = PlanReport.of(o.status.get("plan"))
     if spec.cancel:
         actions += [DeleteJob(j.name) for j in jobs.values()]
     else:
@@ -102,19 +110,26 @@ def plan(o: Observed, at: str) -> Plan:
             and (j.state == "Suspended") != spec.suspend
         ]
         shards = status.shards_of(o.status)
+        count = shard_count(spec.parallelism, report)
+        planning = jobs.get("plan")
         if not jobs and previous in (None, QUEUED) and not o.problem:
-            if o.free_slots > 0:
-                actions.append(CreateStage("process"))
-            else:
+            if o.free_slots <= 0:
                 waiting = "waiting for a free slot (--max-running batches are running)"
+            elif count is None:
+                actions.append(CreateStage("plan"))
+            else:
+                actions.append(CreateStage("process", count))
+        elif planning and planning.state == "Complete" and count and "process" not in jobs:
+            actions.append(CreateStage("process", count))
         elif previous == DONE_PROCESSING and spec.send == "auto" and "send" not in jobs:
-            actions.append(CreateStage("send"))
-        elif "cleanup" not in jobs and status.wants_cleanup(spec, shards):
+            actions.append(CreateStage("send", status.expected_shards(spec, report)))
+        elif "cleanup" not in jobs and status.wants_cleanup(spec, shards, report):
             actions.append(CreateStage("cleanup"))
         for action in actions:
             if isinstance(action, CreateStage):  # what the status will see once it runs
                 jobs[action.stage] = _pending(o.batch, action.stage, at)
-    now = status.phase(spec, previous, jobs, status.shards_of(o.status), o.problem, waiting)
+    shards = status.shards_of(o.status)
+    now = status.phase(spec, previous, jobs, shards, o.problem, waiting, report)
     new = status.rollup(spec, o.batch.generation, o.status, jobs, now, at)
     event = None
     if now.phase != previous:

@@ -7,6 +7,7 @@ its TTL (or while the operator was down) loses nothing.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -26,8 +27,10 @@ from sendit_api.status import (
     SENDING,
     SENT,
     Counts,
+    PlanReport,
     Reasons,
     ShardReport,
+    shard_count,
 )
 
 JSON = dict[str, Any]
@@ -45,7 +48,7 @@ JOB_FAILURES = {
 @dataclass(frozen=True)
 class JobState:
     name: str
-    stage: str  # process | send | cleanup
+    stage: str  # plan | process | send | cleanup
     sends: bool  # a process Job that also delivers (send: auto)
     state: str  # Pending | Running | Suspended | Complete | Failed
     reason: str = ""
@@ -86,23 +89,47 @@ def shards_of(status: Mapping[str, Any]) -> dict[str, ShardReport]:
     return {k: ShardReport.of(v) for k, v in (status.get("shards") or {}).items()}
 
 
-def counts(shards: Mapping[str, ShardReport]) -> Counts:
-    return sum((s.counts for s in shards.values()), Counts())
+def counts(shards: Mapping[str, ShardReport], plan: PlanReport | None = None) -> Counts:
+    """The batch's counts: the shards' sum; with a plan stage, what the plan knows (the images
+    discovered, studies counted once even when split across shards, series, and the files it
+    kept out) from the plan, and what happened to the images from the shards."""
+    total = sum((s.counts for s in shards.values()), Counts())
+    if plan is None:
+        return total
+    return dataclasses.replace(
+        total,
+        discovered=plan.discovered,
+        studies=plan.studies,
+        series=plan.series,
+        skipped=plan.skipped + total.skipped,
+        failed=plan.failed + total.failed,
+    )
 
 
 def reasons(shards: Mapping[str, ShardReport]) -> Reasons:
     return sum((s.reasons for s in shards.values()), Reasons())
 
 
-def wants_cleanup(spec: BatchSpec, shards: Mapping[str, ShardReport]) -> bool:
+def wants_cleanup(
+    spec: BatchSpec, shards: Mapping[str, ShardReport], plan: PlanReport | None = None
+) -> bool:
     """Every shard delivered, the user asked for the source to go, and the send is verified
     complete: then, and only then, the cleanup stage runs."""
-    return spec.cleanup.source == "delete" and all_sent(spec, shards) and counts(shards).complete
+    return (
+        spec.cleanup.source == "delete"
+        and all_sent(spec, shards, plan)
+        and counts(shards, plan).complete
+    )
 
 
-def all_sent(spec: BatchSpec, shards: Mapping[str, ShardReport]) -> bool:
+def expected_shards(spec: BatchSpec, plan: PlanReport | None) -> int:
+    """The shards that report: the plan's, else (before a plan, or without one) parallelism."""
+    return shard_count(spec.parallelism, plan) or spec.parallelism
+
+
+def all_sent(spec: BatchSpec, shards: Mapping[str, ShardReport], plan: PlanReport | None) -> bool:
     stages = [s.stage for s in shards.values()]
-    return len(stages) == spec.parallelism and all(s == "sent" for s in stages)
+    return len(stages) == expected_shards(spec, plan) and all(s == "sent" for s in stages)
 
 
 def phase(
@@ -112,8 +139,10 @@ def phase(
     shards: Mapping[str, ShardReport],
     problem: str | None = None,
     waiting: str | None = None,
+    plan: PlanReport | None = None,
 ) -> Phase:
-    """The batch's phase now. `problem`: why it cannot start; `waiting`: why it may not yet."""
+    """The batch's phase now. `problem`: why it cannot start; `waiting`: why it may not yet;
+    `plan`: status.plan, once the plan stage wrote it."""
     if previous in FINAL:
         return Phase(previous, previous, "")
     if spec.cancel:
@@ -122,17 +151,17 @@ def phase(
         if job.state == "Failed":
             reason, message = JOB_FAILURES.get(job.reason, ("JobFailed", "a worker Job failed"))
             return Phase(FAILED, reason, f"{job.stage}: {message}")
-    n = spec.parallelism
+    n = expected_shards(spec, plan)
     stages = [s.stage for s in shards.values()]
     process, send, cleanup = jobs.get("process"), jobs.get("send"), jobs.get("cleanup")
-    delivered = all_sent(spec, shards) or bool(
+    delivered = all_sent(spec, shards, plan) or bool(
         (send and send.state == "Complete")
         or (process and process.sends and process.state == "Complete")
     )
     if delivered:
         if cleanup and cleanup.state == "Complete":
             return Phase(SENT, SENT, "every shard delivered; the source folders were removed")
-        if wants_cleanup(spec, shards):
+        if wants_cleanup(spec, shards, plan):
             return Phase(SENDING, SENDING, "every shard delivered; removing the source folders")
         if spec.cleanup.source == "delete":
             return Phase(SENT, SENT, "every shard delivered; source kept: not every image was sent")
@@ -145,6 +174,8 @@ def phase(
     if process:
         done = sum(s in PROCESSED for s in stages)
         return Phase(PROCESSING, PROCESSING, f"{done}/{n} shards processed")
+    if "plan" in jobs:
+        return Phase(PROCESSING, PROCESSING, "planning: reading the source once")
     if previous in (DONE_PROCESSING, SENDING):  # the Job went (its TTL); the shards stay
         return Phase(DONE_PROCESSING, DONE_PROCESSING, _awaiting(spec))
     if problem:
@@ -252,7 +283,7 @@ def rollup(
 ) -> JSON:
     """The status the batch should have (everything but the shards, which the workers own)."""
     shards = shards_of(status)
-    c = counts(shards)
+    c = counts(shards, PlanReport.of(status.get("plan")))
     new: JSON = {
         "phase": now.phase,
         "message": now.message,

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from sendit_api import exits
 from sendit_api.errors import Permanent, Transient
+from sendit_api.status import JOB_STAGES
 
 from .cpus import available_cpus
 
@@ -89,7 +90,7 @@ def _parser() -> argparse.ArgumentParser:
     w = sub.add_parser("worker", help="one pod of a batch's Job (run by the operator)")
     w.add_argument("--namespace", required=True)
     w.add_argument("--batch", required=True, help="the SenditBatch's name")
-    w.add_argument("--stage", choices=["process", "send", "cleanup"], default="process")
+    w.add_argument("--stage", choices=JOB_STAGES, default="process")
     w.add_argument("--send", action="store_true", help="process, then deliver from this pod")
     w.add_argument("--shards", type=int, required=True, help="the Job's completions")
     w.add_argument("--source", type=Path, required=True, help="where the source is mounted")

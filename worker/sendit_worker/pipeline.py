@@ -1,33 +1,34 @@
-"""The pipeline: discover, resolve identifiers, de-identify series in a process pool, report.
+"""The pipeline: plan, resolve identifiers, de-identify series in a process pool, report.
 
-`run` de-identifies one shard of a set of folders into an output folder; the batch runner
-(`runner`) wraps it with delivery, staging and progress. Callbacks say when discovery is done
-and when each series is, so destinations can deliver series by series while the rest is still
-being de-identified.
+`run` de-identifies one shard of the batch's plan (`planner`) into an output folder, reading
+only that shard's files; alone (a laptop, a one-pod batch) it plans the batch itself first, as
+one shard. Series are streamed from the plan to the pool, one at a time. The batch runner
+(`runner`) wraps it with delivery, staging and progress. Callbacks say when the totals are
+known and when each series is done, so destinations can deliver series by series while the
+rest is still being de-identified.
 """
 
 from __future__ import annotations
 
-import ctypes
-import hashlib
 import logging
-import os
-import signal
-from collections import deque
+import tempfile
 from collections.abc import Callable, Iterator
-from concurrent.futures import Executor, Future, ProcessPoolExecutor
-from contextlib import contextmanager, suppress
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+from sendit_api.errors import Permanent
+
 from .cpus import available_cpus
-from .discovery import Candidate, Instance, Problem, candidate_files, group, read_header
+from .discovery import Problem
 from .identifiers import IdentifierSource, LocalIdentifiers
 from .images import DeidentifiedImage
+from .planner import Plan, is_failure, open_or_make
+from .pool import bounded_map, pool
 from .process import Outcome, Settings, init_process, process_series
 from .profile import Options
 from .pseudonyms import Pseudonymizer
-from .report import UNREADABLE, FileError, Report
+from .report import FileError, Report
 
 log = logging.getLogger("sendit")
 
@@ -56,7 +57,11 @@ class RunOptions:
     identifiers: IdentifierSource | None = None  # default: LocalIdentifiers from the key
     recipe: Path | None = None
     filters: tuple[Path, ...] = ()
-    shard: tuple[int, int] = (0, 1)  # (index, count): which series this process takes
+    plan: Path | None = None  # the batch's plan file; None: a temporary one
+    # (index, count): the plan's shard this process takes. (0, 1): alone, this run plans the
+    # batch itself (or reuses its plan, on a retry) and reports the plan's problems too.
+    shard: tuple[int, int] = (0, 1)
+    planned: bool = False  # a plan stage made the plan: it must be there, with `count` shards
     on_discovered: Callable[[Report], None] | None = None  # totals known, before any image
     on_series: Callable[[SeriesDone], None] | None = None
     header_json: bool = False  # outcomes carry the header as DICOM JSON (for BigQuery rows)
@@ -76,72 +81,62 @@ def run(options: RunOptions) -> Report:
         options=options.profile,
     )
     workers = options.workers or available_cpus()
-    with _pool(workers, settings) as pool:
-        instances = _discover(pool, options, report, ref)
-        studies = group(instances)
-        mine = {
-            (study, series): files
-            for study, series_map in studies.items()
-            for series, files in series_map.items()
-            if shard_of(series, options.shard[1]) == options.shard[0]
-        }
-        report.studies = len({study for study, _ in mine})
-        report.series = len(mine)
-        report.discovered = sum(len(files) for files in mine.values())
-        source = options.identifiers or LocalIdentifiers(pseudonymizer)
-        ids = source.resolve(_entities(mine.values()))
-        # Each file with its own patient's identifiers: a series may mix patients.
-        tasks = [[(ref(i.path), i, ids[i.patient_key]) for i in files] for files in mine.values()]
-        log.info("de-identifying %d images in %d series", report.discovered, len(tasks))
-        if options.on_discovered:
-            options.on_discovered(report)
-        for outcomes in _bounded_map(pool, process_series, tasks, window=2 * workers):
-            _tally(report, outcomes)
-            if options.on_series:
-                options.on_series(SeriesDone(outcomes))
+    window = 2 * workers
+    index, count = options.shard
+    with pool(workers, init_process, settings) as executor, _plan_file(options.plan) as path:
+        if options.planned:
+            plan, made = Plan(path), False
+            if plan.shards != count:
+                plan.db.close()
+                raise Permanent("the Job's completions do not match the plan's shards")
+        elif count == 1:
+            plan, made = open_or_make(path, options.folders, 1, executor, window)
+            report.header_reads = plan.report.header_reads if made else 0
+        else:
+            raise Permanent("a shard of a batch needs the batch's plan")
+        with plan:
+            problems = iter(()) if options.planned else plan.problems()
+            for problem in problems:
+                _problem(report, ref, problem)
+            if index == 0 and not made:  # a file new since planning: reported once, by shard 0
+                for problem in plan.added(options.folders):
+                    _problem(report, ref, problem)
+            report.discovered, report.studies, report.series = plan.shard_totals(index)
+            source = options.identifiers or LocalIdentifiers(pseudonymizer)
+            ids = source.resolve(plan.entities(index))
+            log.info("de-identifying %d images in %d series", report.discovered, report.series)
+            if options.on_discovered:
+                options.on_discovered(report)
+
+            def tasks() -> Iterator[list]:
+                """Series by series, as the pool takes them: each file with its own patient's
+                identifiers (a series may mix patients)."""
+                for kept, changed in plan.series(index):
+                    for problem in changed:
+                        _problem(report, ref, problem)
+                    if kept:
+                        yield [(ref(i.path), i, ids[i.patient_key]) for i in kept]
+
+            for outcomes in bounded_map(executor, process_series, tasks(), window):
+                _tally(report, outcomes)
+                if options.on_series:
+                    options.on_series(SeriesDone(outcomes))
     log.info("de-identified: %s", report.summary())
     return report
 
 
-def _bounded_map(pool: Executor, fn: Callable, tasks: list, window: int) -> Iterator:
-    """Results in order, with at most `window` tasks under way: de-identified series wait on
-    disk only as long as delivery (the caller, between results) takes to catch up."""
-    pending: deque[Future] = deque()
-    for task in tasks:
-        pending.append(pool.submit(fn, task))
-        if len(pending) >= window:
-            yield pending.popleft().result()
-    while pending:
-        yield pending.popleft().result()
-
-
-def _discover(pool: Executor, options: RunOptions, report: Report, ref) -> list[Instance]:
-    candidates: list[Candidate] = []
-    for found in candidate_files(options.folders):
-        if isinstance(found, Problem):
-            _problem(report, ref, found)
-        else:
-            candidates.append(found)
-    log.info("reading %d files", len(candidates))
-    instances: list[Instance] = []
-    seen: set[str] = set()
-    for result in pool.map(read_header, candidates, chunksize=64):
-        if isinstance(result, Problem):
-            _problem(report, ref, result)
-        elif result.sop_uid in seen:
-            _problem(
-                report,
-                ref,
-                Problem(result.path, result.root, "duplicate SOP Instance UID: skipped"),
-            )
-        else:
-            seen.add(result.sop_uid)
-            instances.append(result)
-    return instances
+@contextmanager
+def _plan_file(path: Path | None) -> Iterator[Path]:
+    """The batch's plan file, or a temporary one (a laptop: it goes with the run)."""
+    if path is not None:
+        yield path
+        return
+    with tempfile.TemporaryDirectory(prefix="sendit-plan-") as folder:
+        yield Path(folder) / "plan.sqlite"
 
 
 def _problem(report: Report, ref, problem: Problem) -> None:
-    if problem.reason.startswith(UNREADABLE):
+    if is_failure(problem.reason):
         report.fail(ref(problem.path), problem.reason)
     else:
         report.skipped += 1
@@ -158,14 +153,6 @@ def _tally(report: Report, outcomes: list[Outcome]) -> None:
             report.fail(o.ref, o.reason)
 
 
-def _entities(series: Iterator[list[Instance]]) -> dict[str, dict[str, str | None]]:
-    entities: dict[str, dict[str, str | None]] = {}
-    for files in series:
-        for inst in files:
-            entities.setdefault(inst.patient_key, {}).setdefault(inst.item_key, inst.timestamp)
-    return entities
-
-
 def _referencer(pseudonymizer: Pseudonymizer, folders: list[Path]) -> Callable[[Path], str]:
     """A file's pseudonymous reference: folder number and a keyed hash of its relative path."""
     roots = [f.resolve() for f in folders]
@@ -177,44 +164,3 @@ def _referencer(pseudonymizer: Pseudonymizer, folders: list[Path]) -> Callable[[
         return f"?:{pseudonymizer.token('file', str(path), 10)}"
 
     return ref
-
-
-def shard_of(series_uid: str, count: int) -> int:
-    """A stable shard for a series: the same in every process and every run."""
-    return int.from_bytes(hashlib.sha256(series_uid.encode()).digest()[:8], "big") % count
-
-
-class _InlineExecutor(Executor):
-    """One worker: everything in this process, no pickling, easiest to debug."""
-
-    def submit(self, fn, /, *args, **kwargs) -> Future:
-        future: Future = Future()
-        future.set_result(fn(*args, **kwargs))
-        return future
-
-    def map(self, fn, *iterables, timeout=None, chunksize=1):
-        return map(fn, *iterables)
-
-
-@contextmanager
-def _pool(workers: int, settings: Settings) -> Iterator[Executor]:
-    if workers <= 1:
-        init_process(settings)
-        yield _InlineExecutor()
-        return
-    with ProcessPoolExecutor(
-        workers, initializer=_init_pool_process, initargs=(os.getpid(), settings)
-    ) as pool:
-        yield pool
-
-
-def _init_pool_process(parent: int, settings: Settings) -> None:
-    """A pool process must not outlive a killed run: it could still write outputs."""
-    with suppress(OSError, AttributeError):  # not Linux: the pool's own shutdown is all there is
-        ctypes.CDLL(None).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
-    if os.getppid() != parent:
-        os._exit(1)  # the run died before the signal was armed
-    init_process(settings)
-
-
-PR_SET_PDEATHSIG = 1

@@ -24,6 +24,7 @@ class LocalPlacement:
     key_file: Path | None = None
     workspace_override: Path | None = None  # `sendit send --staging`
     shard: tuple[int, int] = (0, 1)
+    planned: bool = False  # one process plans its batch itself
     cleans_source: bool = True
     fresh_workspace: bool = False  # the output folder is the user's: never cleared
 
@@ -45,6 +46,10 @@ class LocalPlacement:
         if local is not None:
             return self._path(self.base, local.path)
         return self.base / ".sendit" / batch.name
+
+    def plan_file(self, batch: Batch) -> Path | None:
+        """A temporary one, made for each run (a rerun on a laptop plans again)."""
+        return None
 
     def local_copy(self, batch: Batch) -> Path | None:
         return None
@@ -72,6 +77,7 @@ class PodPlacement:
     local: Path | None  # the local destination's mount, when the batch has one
     uid: str  # the batch's uid: workspaces of two batches of one name never mix
     shard: tuple[int, int]
+    planned: bool = False  # a plan stage made the plan (parallelism above 1)
     cleans_source: bool = False  # the operator's cleanup stage does, once, for every shard
     fresh_workspace: bool = True
 
@@ -85,6 +91,11 @@ class PodPlacement:
 
     def workspace(self, batch: Batch) -> Path:
         return self.work / self.uid / str(self.shard[0])
+
+    def plan_file(self, batch: Batch) -> Path | None:
+        """Beside the shards' workspaces, shared by the plan stage and every shard; kept by a
+        retry (which reuses it), never cleared as a shard's outputs are."""
+        return self.work / self.uid / "plan.sqlite"
 
     def local_copy(self, batch: Batch) -> Path | None:
         if batch.spec.destinations.local is None:

@@ -38,6 +38,7 @@ class Report:
     sent: int = 0  # images delivered to every destination (this run or an earlier one)
     studies: int = 0
     series: int = 0
+    header_reads: int = 0  # files whose header this run read (planning): none in a planned shard
     errors: list[FileError] = field(default_factory=list)  # failed and skipped, with reasons
     withheld_files: list[FileError] = field(default_factory=list)
     withheld_by: dict[str, int] = field(default_factory=dict)  # by reason class
@@ -63,7 +64,11 @@ class Report:
     ) -> ShardReport:
         """This report as a shard's, for its batch's status (counts only)."""
         reasons = Reasons(dict(self.withheld_by), dict(self.failed_by))
-        return ShardReport(stage, self.counts(), outputs or {}, reasons, delivery)
+        # Header reads are the process stage's to report; a send stage leaves them as they were.
+        reads = self.header_reads if stage in ("processing", "processed") else None
+        return ShardReport(
+            stage, self.counts(), outputs or {}, reasons, delivery, header_reads=reads
+        )
 
     def summary(self) -> str:
         return ", ".join(f"{k} {v}" for k, v in self.counts().as_dict().items())

@@ -5,6 +5,8 @@ placement differs: where the folders, config files, workspace, local output and 
 whether this process may clean up the source. Progress goes to a terminal bar or to the batch's
 status, through the same two calls.
 
+- `plan_batch`: the plan stage of a batch with parallelism above 1: read the source once and
+  deal its series onto shards, in the workspace, for every shard's pod to read its share of.
 - `run_batch`: stage one. De-identify into the workspace; with `deliver`, deliver each series
   as it is done (send: auto), else stage it for `send_batch` and stop (send: manual).
 - `send_batch`: stage two of send: manual. Deliver what stage one staged.
@@ -24,14 +26,18 @@ from typing import Protocol
 from sendit_api.errors import Permanent
 from sendit_api.names import IDENTIFIER_TOKEN_ENV
 from sendit_api.spec import Batch, Deidentify, FileRef, Source
-from sendit_api.status import Counts, ShardReport
+from sendit_api.status import Counts, PlanReport, ShardReport
 
+from .cpus import available_cpus
 from .destinations import staging
 from .destinations.deliver import Delivery, prune
 from .destinations.errors import DeliveryError
 from .files import copy_atomically
 from .identifiers import IdentifierSource, ServiceIdentifiers
+from .logs import quiet_libraries
 from .pipeline import RunOptions, SeriesDone, run
+from .planner import open_or_make
+from .pool import pool
 from .profile import Options, profile_for
 from .report import Report
 
@@ -41,7 +47,8 @@ log = logging.getLogger("sendit")
 class Placement(Protocol):
     """Where a batch's things are for this process (a laptop, or one pod of a Job)."""
 
-    shard: tuple[int, int]  # (index, count): which series this process takes
+    shard: tuple[int, int]  # (index, count): which of the plan's shards this process takes
+    planned: bool  # a plan stage made the plan (else this process plans, as one shard)
     cleans_source: bool  # may this process remove the source after a verified send
     fresh_workspace: bool  # an earlier attempt's outputs are cleared before stage one
 
@@ -51,6 +58,10 @@ class Placement(Protocol):
 
     def workspace(self, batch: Batch) -> Path:
         """De-identified files, staging and the delivery ledger."""
+        ...
+
+    def plan_file(self, batch: Batch) -> Path | None:
+        """The batch's plan (source paths: never an output); None: a temporary one."""
         ...
 
     def local_copy(self, batch: Batch) -> Path | None:
@@ -66,6 +77,19 @@ class Progress(Protocol):
 
     def advance(self, report: ShardReport, images: int) -> None:
         """`images` more are done (may be reported later, with the next)."""
+
+
+def plan_batch(batch: Batch, placement: Placement, workers: int = 0) -> PlanReport:
+    """The plan, made once (a retry of the plan stage finds it made) in the workspace."""
+    path = placement.plan_file(batch)
+    if path is None:
+        raise Permanent("a plan stage needs the batch's workspace")
+    folders = placement.folders(batch.spec.source)
+    workers = workers or available_cpus()
+    with pool(workers, quiet_libraries) as executor:
+        plan, _ = open_or_make(path, folders, batch.spec.parallelism, executor, 2 * workers)
+    with plan:
+        return plan.report
 
 
 def run_batch(
@@ -88,7 +112,9 @@ def run_batch(
         identifiers=_identifier_source(deid),
         recipe=placement.config_file(deid.recipe) if deid.recipe else None,
         filters=tuple(placement.config_file(f) for f in deid.pixels.filters),
+        plan=placement.plan_file(batch),
         shard=placement.shard,
+        planned=placement.planned,
         header_json=spec.destinations.bigquery is not None,
         profile=Options(deid.keep_descriptors, deid.cap_ages),
     )

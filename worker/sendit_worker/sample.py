@@ -10,6 +10,7 @@ so deid's default filters let them through and the sample exercises the whole pi
 from __future__ import annotations
 
 import copy
+import io
 import random
 from dataclasses import dataclass
 from pathlib import Path
@@ -113,4 +114,34 @@ def make_sample(
         folder.mkdir(parents=True, exist_ok=True)
         ds.save_as(folder / f"{patient.patient_id}_{i:05d}.dcm", enforce_file_format=True)
         written += 1
+    return written
+
+
+def make_series(out: Path, sizes: list[int], *, patients: int = 5, seed: int = 7) -> int:
+    """Small identified images (8x8 pixels, about 7 KB each) in series of the given sizes, for
+    scale tests and benchmarks: 100,000 files are written in seconds. Series s belongs to
+    patient s % patients (one study each); its files go in its own folder. Returns the count."""
+    rng = random.Random(seed)
+    people = [make_patient(n, rng) for n in range(patients)]
+    studies = [generate_uid() for _ in people]
+    template = pydicom.dcmread(get_testdata_file("CT_small.dcm"))
+    template.Rows = template.Columns = 8
+    template.PixelData = bytes(range(128))
+    placeholder = "1.2.826.0.1.3680043.10.1999." + "9" * 24  # as long as every UID it stands for
+    written = 0
+    for s, size in enumerate(sizes):
+        patient = people[s % patients]
+        ds = copy.deepcopy(template)
+        identify(ds, patient, studies[s % patients], generate_uid())
+        ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID = placeholder
+        ds.ReferencedImageSequence[0].ReferencedSOPInstanceUID = placeholder
+        buffer = io.BytesIO()
+        ds.save_as(buffer, enforce_file_format=True)
+        data = buffer.getvalue()
+        folder = out / patient.name.replace("^", "_") / f"S{s:05d}"
+        folder.mkdir(parents=True, exist_ok=True)
+        for i in range(size):
+            uid = f"{placeholder[:-24]}1{s:07d}{i:016d}"
+            (folder / f"{i:06d}.dcm").write_bytes(data.replace(placeholder.encode(), uid.encode()))
+            written += 1
     return written
