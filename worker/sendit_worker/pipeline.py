@@ -24,6 +24,7 @@ from .cpus import available_cpus
 from .discovery import Candidate, Instance, Problem, candidate_files, group, read_header
 from .identifiers import IdentifierSource, LocalIdentifiers
 from .images import DeidentifiedImage
+from .pixels import DEFAULT_PIXELS, PixelPolicy
 from .process import Outcome, Settings, init_process, process_series
 from .profile import Options
 from .pseudonyms import Pseudonymizer
@@ -64,6 +65,7 @@ class RunOptions:
     on_series: Callable[[SeriesDone], None] | None = None
     header_json: bool = False  # outcomes carry the header as DICOM JSON (for BigQuery rows)
     profile: Options | None = None  # the batch's profile options; None: the default profile
+    pixels: PixelPolicy = DEFAULT_PIXELS
 
 
 def run(options: RunOptions) -> Report:
@@ -77,6 +79,7 @@ def run(options: RunOptions) -> Report:
         filters=tuple(options.filters) + ((options.recipe,) if options.recipe else ()),
         header_json=options.header_json,
         options=options.profile,
+        pixels=options.pixels,
     )
     workers = options.workers or available_cpus()
     with _pool(workers, settings) as pool:

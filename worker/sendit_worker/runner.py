@@ -31,6 +31,7 @@ from .destinations.errors import DeliveryError
 from .files import copy_atomically
 from .identifiers import IdentifierSource, ServiceIdentifiers
 from .pipeline import RunOptions, SeriesDone, run
+from .pixels import PixelPolicy
 from .profile import Options, profile_for
 from .report import Report
 
@@ -87,6 +88,7 @@ def run_batch(
         identifiers=_identifier_source(deid),
         recipe=placement.config_file(deid.recipe) if deid.recipe else None,
         filters=tuple(placement.config_file(f) for f in deid.pixels.filters),
+        pixels=PixelPolicy(deid.pixels.policy, deid.pixels.trust_burned_in_annotation),
         shard=placement.shard,
         header_json=spec.destinations.bigquery is not None,
         profile=Options(deid.keep_descriptors, deid.cap_ages),

@@ -1,0 +1,148 @@
+"""The pixel policy, image by image: withhold, or clean and check again.
+
+`clean` (the default): an image that is text by nature is withheld. The regions matching
+filter rules name are blanked. Unless the batch trusts an exact BurnedInAnnotation=NO, every
+frame goes through the text detector and what it finds is blanked (an image that is mostly
+text is a document: withheld). Changed frames are checked again: text still found withholds
+the image, and so does a header that says YES when neither a rule nor the detector found any.
+Pixels that need no change pass through undecoded, only text segments of compressed frames
+stripped. `withhold`: what the rules flag is withheld, nothing is decoded.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from pydicom import Dataset
+
+from .codec import CodecError, frames, rewrite
+from .detect import TextDetector, mask_of, views
+from .markers import MarkerError, strip_markers
+from .policy import WITHHOLD, PixelPolicy
+from .regions import RegionError, blank_mask
+from .screen import PixelScreen, Verdict
+
+ROUNDS = 3  # detection passes before the check of the written pixels
+# A light page mostly covered by text: a document (withheld, whatever the header says).
+DOCUMENT_SHARE = 0.15
+DOCUMENT_LIGHTNESS = 0.5
+
+
+@dataclass(frozen=True)
+class PixelOutcome:
+    withheld: str = ""  # why the image must not leave (never a value from it)
+    checked: bool = False  # the pixels went through the detector: Clean Pixel Data applies
+    changed: bool = False  # pixels were blanked and written back
+
+
+class PixelCleaner:
+    def __init__(self, policy: PixelPolicy, extra_filters: Sequence[Path] = ()) -> None:
+        self.policy = policy
+        self.screen = PixelScreen(extra_filters)
+        self._detector: TextDetector | None = None
+
+    @property
+    def detector(self) -> TextDetector:
+        if self._detector is None:  # loaded on first need: the withhold policy never does
+            self._detector = TextDetector()
+        return self._detector
+
+    def apply(self, ds: Dataset) -> PixelOutcome:
+        """Clean `ds` in place, or say why it is withheld."""
+        verdict = self.screen.verdict(ds)
+        if verdict.text_by_nature:
+            return PixelOutcome(withheld=verdict.text_by_nature)
+        if self.policy.policy == WITHHOLD:
+            return PixelOutcome(withheld=verdict.flagged or "")
+        try:
+            return self._clean(ds, verdict)
+        except (CodecError, MarkerError, RegionError) as exc:
+            return PixelOutcome(withheld=f"pixels not cleaned: {exc}")
+
+    def _clean(self, ds: Dataset, verdict: Verdict) -> PixelOutcome:
+        trusted = self.policy.trust_burned_in_annotation and verdict.says_no_text
+        if trusted and not verdict.regions:
+            strip_markers(ds)
+            return PixelOutcome()
+        stack = frames(ds)
+        rows, columns = stack.shape[1:3]
+        regions = blank_mask(verdict.regions, ds, rows, columns)
+        blank: list[np.ndarray | None] = [regions] * len(stack)
+        detected = False
+        if not trusted:
+            window = _window(ds)
+            todo = range(len(stack))
+            for _ in range(ROUNDS):  # blanking one line can bare a line the detector merged
+                again = []
+                for i in todo:
+                    boxes = self.detector.boxes(views(_blanked(stack[i], blank[i]), window))
+                    if not boxes:
+                        continue
+                    detected = True
+                    found = mask_of(boxes, rows, columns)
+                    if _document(stack[i], found):
+                        return PixelOutcome(withheld="text by nature: the pixels are a document")
+                    blank[i] = found if blank[i] is None else found | blank[i]
+                    again.append(i)
+                todo = again
+        if verdict.says_text and regions is None and not detected:
+            return PixelOutcome(
+                withheld="burned-in annotation: the header says YES and no text was found"
+            )
+        if all(mask is None for mask in blank):
+            strip_markers(ds)
+            return PixelOutcome(checked=not trusted)
+        changed = [i for i, mask in enumerate(blank) if mask is not None]
+        rewrite(ds, blank)
+        if not trusted:
+            after = frames(ds)
+            window = _window(ds)
+            for i in changed:
+                if self.detector.boxes(views(after[i], window)):
+                    return PixelOutcome(withheld="burned-in text remains after cleaning")
+        return PixelOutcome(checked=not trusted, changed=True)
+
+
+def _document(frame: np.ndarray, text: np.ndarray) -> bool:
+    if text.mean() <= DOCUMENT_SHARE:
+        return False
+    low, high = float(frame.min()), float(frame.max())
+    return high > low and (float(np.median(frame)) - low) / (high - low) > DOCUMENT_LIGHTNESS
+
+
+def _blanked(frame: np.ndarray, regions: np.ndarray | None) -> np.ndarray:
+    """The frame as it will be once the rules' regions are blanked (for the detector only)."""
+    if regions is None:
+        return frame
+    out = frame.copy()
+    out[regions] = frame.min()  # as codec.rewrite blanks (black)
+    return out
+
+
+def _window(ds: Dataset) -> tuple[float, float] | None:
+    """The header's first VOI window, in stored pixel values; None when there is none."""
+    try:
+        center = _first(ds.get("WindowCenter"))
+        width = _first(ds.get("WindowWidth"))
+        if center is None or width is None or width <= 0:
+            return None
+        slope = float(ds.get("RescaleSlope", 1) or 1)
+        intercept = float(ds.get("RescaleIntercept", 0) or 0)
+    except (TypeError, ValueError):
+        return None
+    low, high = center - width / 2, center + width / 2
+    ends = sorted(((low - intercept) / slope, (high - intercept) / slope))
+    return ends[0], ends[1]
+
+
+def _first(value: object) -> float | None:
+    if value is None or value == "":
+        return None
+    if isinstance(value, list | tuple) or (
+        hasattr(value, "__getitem__") and not isinstance(value, str | float | int)
+    ):
+        value = value[0]
+    return float(value)
