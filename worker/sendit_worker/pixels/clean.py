@@ -25,9 +25,13 @@ from .policy import WITHHOLD, PixelPolicy
 from .regions import RegionError, blank_mask
 from .screen import PixelScreen, Verdict
 
-ROUNDS = 3  # detection passes before the check of the written pixels
-# A light page mostly covered by text: a document (withheld, whatever the header says).
+# Detection passes: blanking one line can bare a line the detector had merged with it; the
+# last pass only checks (text found then withholds the image).
+ROUNDS = 3
+# A light page of many lines, mostly covered by text: a document (withheld, whatever the
+# header says).
 DOCUMENT_SHARE = 0.15
+DOCUMENT_LINES = 6
 DOCUMENT_LIGHTNESS = 0.5
 
 
@@ -74,20 +78,24 @@ class PixelCleaner:
         detected = False
         if not trusted:
             window = _window(ds)
-            todo = range(len(stack))
-            for _ in range(ROUNDS):  # blanking one line can bare a line the detector merged
+            todo: list[int] = list(range(len(stack)))
+            for check in range(ROUNDS):
                 again = []
                 for i in todo:
-                    boxes = self.detector.boxes(views(_blanked(stack[i], blank[i]), window))
+                    boxes = self.detector.boxes(views(stack[i], window), blank[i])
                     if not boxes:
                         continue
+                    if check == ROUNDS - 1:  # the cleaned frame, checked: still text
+                        return PixelOutcome(withheld="burned-in text remains after cleaning")
                     detected = True
                     found = mask_of(boxes, rows, columns)
-                    if _document(stack[i], found):
+                    if len(boxes) >= DOCUMENT_LINES and _document(stack[i], found):
                         return PixelOutcome(withheld="text by nature: the pixels are a document")
                     blank[i] = found if blank[i] is None else found | blank[i]
                     again.append(i)
-                todo = again
+                todo = again  # only what changed is looked at again
+                if not todo:
+                    break
         if verdict.says_text and regions is None and not detected:
             return PixelOutcome(
                 withheld="burned-in annotation: the header says YES and no text was found"
@@ -95,14 +103,7 @@ class PixelCleaner:
         if all(mask is None for mask in blank):
             strip_markers(ds)
             return PixelOutcome(checked=not trusted)
-        changed = [i for i, mask in enumerate(blank) if mask is not None]
         rewrite(ds, blank)
-        if not trusted:
-            after = frames(ds)
-            window = _window(ds)
-            for i in changed:
-                if self.detector.boxes(views(after[i], window)):
-                    return PixelOutcome(withheld="burned-in text remains after cleaning")
         return PixelOutcome(checked=not trusted, changed=True)
 
 
@@ -111,15 +112,6 @@ def _document(frame: np.ndarray, text: np.ndarray) -> bool:
         return False
     low, high = float(frame.min()), float(frame.max())
     return high > low and (float(np.median(frame)) - low) / (high - low) > DOCUMENT_LIGHTNESS
-
-
-def _blanked(frame: np.ndarray, regions: np.ndarray | None) -> np.ndarray:
-    """The frame as it will be once the rules' regions are blanked (for the detector only)."""
-    if regions is None:
-        return frame
-    out = frame.copy()
-    out[regions] = frame.min()  # as codec.rewrite blanks (black)
-    return out
 
 
 def _window(ds: Dataset) -> tuple[float, float] | None:

@@ -3,9 +3,10 @@
 pydicom decodes (its own handlers, with the pylibjpeg, openjpeg, RLE and JPEG-LS plugins). A
 cleaned image goes back in its own transfer syntax when that syntax is lossless and an encoder
 exists (RLE, JPEG-LS lossless, JPEG 2000 lossless), checked by decoding the result again;
-otherwise as native pixels (Explicit VR Little Endian, or the source's own little endian native
-syntax), with pydicom keeping Photometric Interpretation and Planar Configuration true to the
-pixels it wrote. Pixels that were lossless are never re-encoded lossily.
+otherwise as native pixels (a native source in its own syntax, big endian included; a
+compressed one as Explicit VR Little Endian), with pydicom keeping Photometric
+Interpretation and Planar Configuration true to the pixels it wrote. Pixels that were lossless
+are never re-encoded lossily.
 """
 
 from __future__ import annotations
@@ -16,9 +17,6 @@ from pydicom import Dataset
 from pydicom.pixels.utils import pack_bits
 
 REENCODED = frozenset({uids.RLELossless, uids.JPEGLSLossless, uids.JPEG2000Lossless})
-NATIVE_KEPT = frozenset(
-    {uids.ExplicitVRLittleEndian, uids.ImplicitVRLittleEndian, uids.DeflatedExplicitVRLittleEndian}
-)
 PIXEL_DATA = 0x7FE00010
 
 
@@ -45,14 +43,12 @@ def rewrite(ds: Dataset, blank: list[np.ndarray | None]) -> str:
     try:
         if source.is_compressed:
             ds.decompress(generate_instance_uid=False)  # native; PI and planar config updated
-        elif source not in NATIVE_KEPT:  # big endian: written as little endian
-            ds.file_meta.TransferSyntaxUID = uids.ExplicitVRLittleEndian
         ds.pixel_array_options(as_rgb=False)
         arr = np.array(ds.pixel_array)  # the stored samples, as the (new) header describes them
     except Exception as exc:
         raise CodecError(f"pixel data does not decode ({type(exc).__name__})") from None
     stack = arr if _frame_count(ds) > 1 else arr[np.newaxis]
-    fill = _fill(ds, stack)
+    fill = black(str(ds.get("PhotometricInterpretation", "")), stack)
     for frame, mask in zip(stack, blank, strict=True):
         if mask is not None:
             frame[mask] = fill
@@ -79,18 +75,20 @@ def _reencode(ds: Dataset, syntax: str, arr: np.ndarray) -> None:
 
 
 def _stored(ds: Dataset, arr: np.ndarray) -> bytes:
+    """Native pixels in the byte order of the (native) transfer syntax."""
     if int(ds.BitsAllocated) == 1:
         return pack_bits(arr)
-    return arr.astype(arr.dtype.newbyteorder("<"), copy=False).tobytes()
+    order = "<" if ds.file_meta.TransferSyntaxUID.is_little_endian else ">"
+    return arr.astype(arr.dtype.newbyteorder(order), copy=False).tobytes()
 
 
-def _fill(ds: Dataset, stack: np.ndarray) -> object:
-    """Black as the image shows it."""
-    interpretation = str(ds.get("PhotometricInterpretation", ""))
+def black(interpretation: str, stack: np.ndarray) -> object:
+    """Black as the image shows it: the darkest value of its frames (per sample for colour)."""
     if interpretation == "MONOCHROME1":
         return stack.max()
-    if interpretation.startswith("YBR"):
-        return (stack[..., 0].min(), 1 << (int(ds.BitsStored) - 1), 1 << (int(ds.BitsStored) - 1))
+    if interpretation.startswith("YBR") and stack.ndim == 4:
+        middle = (int(np.iinfo(stack.dtype).max) + 1) // 2 if stack.dtype.kind == "u" else 0
+        return (stack[..., 0].min(), middle, middle)  # luminance at its lowest, no colour
     if stack.ndim == 4:
         return stack.min(axis=(0, 1, 2))
     return stack.min()

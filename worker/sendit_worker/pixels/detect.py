@@ -21,12 +21,18 @@ from pathlib import Path
 import numpy as np
 
 MAX_SIDE = 1024
-MIN_SIDE = 256  # smaller frames are upscaled to this: the detector misses text in tiny ones
+MIN_SIDE = 512  # smaller frames are upscaled to this: the detector misses text in tiny ones
+# Frames narrower than this hold no legible line of text (an RT dose grid of 10 x 10): upscaled
+# that far, the detector sees text in noise.
+MIN_FRAME = 32
 CACHE_SIZE = 256
+PAD = 16
+MARGIN = 0.25  # of a line's height, above and below it
+MARGIN_ALONG = 0.75  # before and after it
 CLAHE_CLIP = 4.0
 # A tall blob that is not a line of text (the detector's false positive on smooth anatomy):
 # text taller than this is kept only when at least LINE_ASPECT times as wide as high.
-TALL = 48
+TALL = 24
 LINE_ASPECT = 2.0
 
 
@@ -76,10 +82,19 @@ class TextDetector:
         self._cache: OrderedDict[bytes, tuple[Box, ...]] = OrderedDict()
         self.runs = 0  # detector passes (not cache hits): for the bench
 
-    def boxes(self, views: list[np.ndarray]) -> tuple[Box, ...]:
-        """Text boxes found in any of one frame's views (8-bit grey or RGB, same shape)."""
+    def boxes(self, views: list[np.ndarray], blanked: np.ndarray | None = None) -> tuple[Box, ...]:
+        """Text boxes found in any of one frame's views (8-bit grey or RGB, same shape).
+
+        `blanked`: pixels already blanked, seen inpainted from their surroundings: a black
+        rectangle's edges look like text to the detector, and what is checked is whether text
+        remains outside them (inside, the output is black).
+        """
         found: list[Box] = []
+        if min(views[0].shape[:2]) < MIN_FRAME:
+            return ()
         for view in views:
+            if blanked is not None:
+                view = self._cv2.inpaint(view, blanked.astype(np.uint8), 3, self._cv2.INPAINT_TELEA)
             key = hashlib.blake2b(view.tobytes(), digest_size=16).digest()
             key += repr(view.shape).encode()
             if key not in self._cache:
@@ -99,20 +114,28 @@ class TextDetector:
         if scale < 1.0:
             size = (max(1, round(columns * scale)), max(1, round(rows * scale)))
             view = cv2.resize(view, size, interpolation=cv2.INTER_AREA)
+        # A border: the detector misses text that touches the frame's edge.
+        pad = max(PAD, view.shape[0] // 16)
+        view = cv2.copyMakeBorder(view, pad, pad, pad, pad, cv2.BORDER_CONSTANT, value=(0, 0, 0))
         quads, _ = self._db(np.ascontiguousarray(view))
         boxes = []
         for quad in quads if quads is not None else ():
-            xs, ys = quad[:, 0] / scale, quad[:, 1] / scale
+            xs, ys = (quad[:, 0] - pad) / scale, (quad[:, 1] - pad) / scale
             height, width = ys.max() - ys.min(), xs.max() - xs.min()
             if height > TALL and width < LINE_ASPECT * height:
                 continue
-            margin = 2 + 0.25 * height
+            # Wider along the line: the detector's box often stops a letter short of its end.
+            across, along = 2 + MARGIN * height, 2 + MARGIN_ALONG * height
+            x0, y0 = int(xs.min() - along), int(ys.min() - across)
+            x1, y1 = int(np.ceil(xs.max() + along)) + 1, int(np.ceil(ys.max() + across)) + 1
+            # A line that nearly reaches the frame's edge runs off it: blanked to the edge.
+            reach = height + along
             boxes.append(
                 Box(
-                    max(0, int(xs.min() - margin)),
-                    max(0, int(ys.min() - margin)),
-                    min(columns, int(np.ceil(xs.max() + margin)) + 1),
-                    min(rows, int(np.ceil(ys.max() + margin)) + 1),
+                    0 if x0 < reach else x0,
+                    0 if y0 < across else y0,
+                    columns if x1 > columns - reach else x1,
+                    rows if y1 > rows - across else y1,
                 )
             )
         return tuple(boxes)
