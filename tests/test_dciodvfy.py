@@ -53,6 +53,7 @@ def test_cleaned_pixels_add_no_dciodvfy_errors(name: str, tmp_path: Path) -> Non
     case = next(c for c in corpus() if c.name == f"{name}:bright")
     source = tmp_path / "in" / "a.dcm"
     source.parent.mkdir()
+    case.ds.Manufacturer = "Test Maker"  # as make_clean_image: the header profile's own matter
     case.ds.save_as(source, enforce_file_format=True)
     report = run(RunOptions(folders=[source.parent], output=tmp_path / "out", key=KEY, workers=1))
     assert report.anonymized == 1, report.errors
