@@ -8,10 +8,11 @@ from collections import Counter
 
 import pydicom
 import pytest
-from dicomdata import KEY
+from dicomdata import KEY, bundled, make_clean_image
 from pixel_corpus import corpus, surviving
 
 from sendit_worker.pipeline import RunOptions, run
+from sendit_worker.pixels import PixelCleaner, PixelOutcome, PixelPolicy
 from sendit_worker.pseudonyms import Pseudonymizer
 
 
@@ -69,3 +70,26 @@ def test_outputs_decode_and_say_their_pixels_were_checked(cleaned) -> None:
         if case.kind == "text" and case.ds.file_meta.TransferSyntaxUID.is_compressed:
             # RLE, JPEG-LS and JPEG 2000 lossless go back in their own syntax.
             assert ds.file_meta.TransferSyntaxUID == case.ds.file_meta.TransferSyntaxUID
+
+
+def test_objects_without_pixels_pass_and_float_pixels_are_withheld() -> None:
+    cleaner = PixelCleaner(PixelPolicy())
+    assert cleaner.apply(pydicom.dcmread(bundled("rtplan.dcm"))) == PixelOutcome()
+    ds = pydicom.dcmread(bundled("rtplan.dcm"))
+    ds.FloatPixelData = b"\0" * 16
+    assert cleaner.apply(ds).withheld
+
+
+def test_a_header_that_says_yes_withholds_when_nothing_is_found() -> None:
+    ds = make_clean_image(pydicom.dcmread(bundled("CT_small.dcm")))  # text-free pixels
+    ds.BurnedInAnnotation = "YES"
+    assert "says YES" in PixelCleaner(PixelPolicy()).apply(ds).withheld
+
+
+def test_trusted_no_skips_the_detector_and_leaves_pixels_as_they_were() -> None:
+    case = next(c for c in corpus() if c.name == "CT_small.dcm:bright")
+    case.ds.BurnedInAnnotation = "NO"
+    before = case.ds.PixelData
+    cleaner = PixelCleaner(PixelPolicy(trust_burned_in_annotation=True))
+    assert cleaner.apply(case.ds) == PixelOutcome()  # the risk the option documents
+    assert case.ds.PixelData == before and cleaner._detector is None

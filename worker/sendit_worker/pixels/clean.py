@@ -28,6 +28,8 @@ from .screen import PixelScreen, Verdict
 # Detection passes: blanking one line can bare a line the detector had merged with it; the
 # last pass only checks (text found then withholds the image).
 ROUNDS = 3
+PIXEL_DATA = 0x7FE00010
+FLOAT_PIXEL_DATA = (0x7FE00008, 0x7FE00009)
 # A light page of many lines, mostly covered by text: a document (withheld, whatever the
 # header says).
 DOCUMENT_SHARE = 0.15
@@ -67,6 +69,10 @@ class PixelCleaner:
             return PixelOutcome(withheld=f"pixels not cleaned: {exc}")
 
     def _clean(self, ds: Dataset, verdict: Verdict) -> PixelOutcome:
+        if PIXEL_DATA not in ds:
+            if any(tag in ds for tag in FLOAT_PIXEL_DATA):
+                return PixelOutcome(withheld="pixels not cleaned: float pixel data")
+            return PixelOutcome()  # no pixels (a structured report, a plan): nothing burned in
         trusted = self.policy.trust_burned_in_annotation and verdict.says_no_text
         if trusted and not verdict.regions:
             strip_markers(ds)

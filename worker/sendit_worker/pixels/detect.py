@@ -57,6 +57,7 @@ class TextDetector:
         from rapidocr_onnxruntime.ch_ppocr_det import TextDetector as DBDetector
 
         model = Path(rapidocr_onnxruntime.__file__).parent / "models" / "ch_PP-OCRv4_det_infer.onnx"
+        cv2.setNumThreads(1)  # the pool has a process per CPU already
         self._cv2 = cv2
         self._db = DBDetector(
             {
