@@ -100,12 +100,14 @@ def draw(stack: np.ndarray, rng: random.Random, lines: int, contrast: float) -> 
     return boxes
 
 
-def document(rng: random.Random) -> pydicom.Dataset:
-    """A scanned letter: a light page of lines of text, as a Secondary Capture."""
-    page = Image.new("L", (400, 520), 235)
+def document(rng: random.Random, dark: bool = False) -> pydicom.Dataset:
+    """A scanned letter (a light page of lines of text) or a report's screen save (light text
+    on a dark screen), as a Secondary Capture."""
+    page = Image.new("L", (400, 520), 20 if dark else 235)
     d = ImageDraw.Draw(page)
     for i in range(16):
-        d.text((30, 30 + i * 28), " ".join(rng.sample(WORDS, 2)), fill=20, font=font(16))
+        text = " ".join(rng.sample(WORDS, 2))
+        d.text((30, 30 + i * 28), text, fill=235 if dark else 20, font=font(16))
     ds, _ = _native("image_dfl.dcm")
     ds.Rows, ds.Columns = 520, 400
     ds.PixelData = np.array(page, dtype=np.uint8).tobytes()
@@ -136,8 +138,8 @@ def corpus(seed: int = 12) -> list[Case]:
                 del ds.BurnedInAnnotation
             label = "text_free" if variant == "free" else "text"
             cases.append(Case(f"{name}:{variant}", modality, label, ds, clean, boxes))
-    for i in range(2):
-        ds = document(rng)
+    for i in range(3):
+        ds = document(rng, dark=i == 2)
         ds.SOPInstanceUID = uids.generate_uid()
         cases.append(Case(f"document:{i}", "DOC", "document", ds, _frames(ds)))
     return cases

@@ -94,3 +94,9 @@ def test_verdicts_are_memoized_on_the_fields_the_rules_read() -> None:
     ds.InstanceNumber = 99  # not read by any rule: same verdict, no new evaluation
     screen.verdict(ds)
     assert len(screen._verdicts) == 1
+
+
+def test_an_encapsulated_document_is_text_by_nature() -> None:
+    ds = pydicom.dcmread(bundled("rtplan.dcm"))
+    ds.SOPClassUID = "1.2.840.10008.5.1.4.1.1.104.1"  # Encapsulated PDF Storage
+    assert PixelScreen().verdict(ds).text_by_nature

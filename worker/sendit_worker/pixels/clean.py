@@ -30,11 +30,13 @@ from .screen import PixelScreen, Verdict
 ROUNDS = 3
 PIXEL_DATA = 0x7FE00010
 FLOAT_PIXEL_DATA = (0x7FE00008, 0x7FE00009)
-# A light page of many lines, mostly covered by text: a document (withheld, whatever the
-# header says).
-DOCUMENT_SHARE = 0.15
+# Many lines covering much of a frame: a document (withheld, whatever the header says). A light
+# page needs less of it than a dark screen, where annotations crowd real images.
 DOCUMENT_LINES = 6
+DOCUMENT_SHARE = 0.15  # on a light page
 DOCUMENT_LIGHTNESS = 0.5
+SCREEN_LINES = 10
+SCREEN_SHARE = 0.5  # on a dark one
 
 
 @dataclass(frozen=True)
@@ -95,7 +97,7 @@ class PixelCleaner:
                         return PixelOutcome(withheld="burned-in text remains after cleaning")
                     detected = True
                     found = mask_of(boxes, rows, columns)
-                    if len(boxes) >= DOCUMENT_LINES and _document(stack[i], found):
+                    if _document(stack[i], found, len(boxes)):
                         return PixelOutcome(withheld="text by nature: the pixels are a document")
                     blank[i] = found if blank[i] is None else found | blank[i]
                     again.append(i)
@@ -113,8 +115,11 @@ class PixelCleaner:
         return PixelOutcome(checked=not trusted, changed=True)
 
 
-def _document(frame: np.ndarray, text: np.ndarray) -> bool:
-    if text.mean() <= DOCUMENT_SHARE:
+def _document(frame: np.ndarray, text: np.ndarray, lines: int) -> bool:
+    share = float(text.mean())
+    if lines >= SCREEN_LINES and share > SCREEN_SHARE:
+        return True
+    if lines < DOCUMENT_LINES or share <= DOCUMENT_SHARE:
         return False
     low, high = float(frame.min()), float(frame.max())
     return high > low and (float(np.median(frame)) - low) / (high - low) > DOCUMENT_LIGHTNESS

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from pydicom import Dataset
+from pydicom._uid_dict import UID_dictionary
 from pydicom.datadict import tag_for_keyword
 from pydicom.dataelem import RawDataElement, convert_raw_data_element
 from pydicom.dataset import FileDataset, FileMetaDataset
@@ -34,7 +35,8 @@ BURNED_IN_HEADER = "burned-in annotation: the header says BurnedInAnnotation=YES
 TEXT_BY_NATURE_LABELS = frozenset({"Any REPORTDATA", "Any DEMOGRAPHICDATA, INVALID"})
 # Header facts of the same kind: a scanned document (Conversion Type SD), a document modality.
 TEXT_BY_NATURE_HEADER = {"ConversionType": {"SD"}, "Modality": {"DOC"}}
-TEXT_BY_NATURE_TAGS = frozenset(tag_for_keyword(k) for k in TEXT_BY_NATURE_HEADER)
+SOP_CLASS = 0x00080016
+TEXT_BY_NATURE_TAGS = frozenset(tag_for_keyword(k) for k in TEXT_BY_NATURE_HEADER) | {SOP_CLASS}
 
 
 @dataclass(frozen=True)
@@ -132,6 +134,8 @@ class PixelScreen:
 
 
 def _text_by_nature(probe: Dataset) -> str | None:
+    if UID_dictionary.get(_exact(probe, SOP_CLASS), ("",))[0].startswith("Encapsulated"):
+        return "text by nature: an encapsulated document (PDF, CDA...)"
     for keyword, values in TEXT_BY_NATURE_HEADER.items():
         if _exact(probe, tag_for_keyword(keyword)) in values:
             return f"text by nature: {keyword} names a document"
