@@ -5,7 +5,9 @@ default) next to the withhold policy (header only, nothing decoded), on the burn
 of tests/pixel_corpus.py; then recall (drawn text boxes removed / drawn) and the share of
 text-free images released, per modality, and whether documents were withheld.
 
-    .venv/bin/python bench/pixels.py [--min-font N]
+    .venv/bin/python bench/pixels.py [--min-font N] [--seeds N]
+
+Each modality's images are one run (its start-up and the detector's loading included).
 """
 
 from __future__ import annotations
@@ -32,9 +34,10 @@ from sendit_worker.pseudonyms import Pseudonymizer
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--min-font", type=int, default=pixel_corpus.MIN_FONT)
+    parser.add_argument("--seeds", type=int, default=3, help="corpora, each its own text")
     args = parser.parse_args()
     pixel_corpus.MIN_FONT = args.min_font
-    cases = pixel_corpus.corpus()
+    cases = [case for seed in range(args.seeds) for case in pixel_corpus.corpus(seed)]
     uid = Pseudonymizer(KEY).uid
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)

@@ -21,14 +21,15 @@ MIN_FONT = 12  # text smaller than this is not always found (see the report of i
 FONT = "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf"
 WORDS = ["ZYXWVUTSON^QUINTESSA", "MRN 7734129", "DOB 1961-04-12", "ST ELSEWHERE INFIRMARY",
          "ACC 55X12", "DR FEELGOOD", "12/03/2024 14:22"]  # fmt: skip
-# (bundled file, kind, modality label)
+# (bundled file, kind, modality label); "has text": a real capture with text of its own, so
+# never a text-free case.
 SOURCES = [
     ("CT_small.dcm", "original", "CT"),
     ("MR_small.dcm", "derived", "MR"),
     ("MR_small_RLE.dcm", "derived", "MR"),
     ("MR_small_jpeg_ls_lossless.dcm", "derived", "MR"),
     ("MR_small_jp2klossless.dcm", "derived", "MR"),
-    ("examples_ybr_color.dcm", "derived", "US"),  # 30 frames, JPEG baseline
+    ("examples_ybr_color.dcm", "has text", "US"),  # 30 frames, JPEG baseline, its own text
     ("SC_rgb_rle_2frame.dcm", "derived", "SC"),
     ("SC_rgb_rle.dcm", "derived", "SC"),
     ("image_dfl.dcm", "derived", "SC"),
@@ -116,10 +117,10 @@ def document(rng: random.Random, dark: bool = False) -> pydicom.Dataset:
     return ds
 
 
-def corpus(seed: int = 12) -> list[Case]:
+def corpus(seed: int = 12, sources: list[tuple[str, str, str]] = SOURCES) -> list[Case]:
     rng = random.Random(seed)
     cases: list[Case] = []
-    for name, kind, modality in SOURCES:
+    for name, kind, modality in sources:
         for variant in ("free", "bright", "faint"):
             ds, syntax = _native(name)
             stack = _frames(ds)
@@ -136,12 +137,12 @@ def corpus(seed: int = 12) -> list[Case]:
             ds.BurnedInAnnotation = rng.choice(["NO", "UNKNOWN", None])  # lying or absent
             if ds.BurnedInAnnotation is None:
                 del ds.BurnedInAnnotation
-            label = "text_free" if variant == "free" else "text"
-            cases.append(Case(f"{name}:{variant}", modality, label, ds, clean, boxes))
+            label = "text_free" if variant == "free" and kind != "has text" else "text"
+            cases.append(Case(f"{name}:{variant}:{seed}", modality, label, ds, clean, boxes))
     for i in range(3):
         ds = document(rng, dark=i == 2)
         ds.SOPInstanceUID = uids.generate_uid()
-        cases.append(Case(f"document:{i}", "DOC", "document", ds, _frames(ds)))
+        cases.append(Case(f"document:{i}:{seed}", "DOC", "document", ds, _frames(ds)))
     return cases
 
 

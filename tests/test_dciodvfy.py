@@ -50,7 +50,7 @@ def test_cleaned_pixels_add_no_dciodvfy_errors(name: str, tmp_path: Path) -> Non
     from pixel_corpus import corpus
 
     assert DCIODVFY, "dciodvfy is missing: scripts/test.sh installs dicom3tools"
-    case = next(c for c in corpus() if c.name == f"{name}:bright")
+    case = next(c for c in corpus() if c.name == f"{name}:bright:12")
     source = tmp_path / "in" / "a.dcm"
     source.parent.mkdir()
     case.ds.Manufacturer = "Test Maker"  # as make_clean_image: the header profile's own matter

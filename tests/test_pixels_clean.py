@@ -87,7 +87,7 @@ def test_a_header_that_says_yes_withholds_when_nothing_is_found() -> None:
 
 
 def test_trusted_no_skips_the_detector_and_leaves_pixels_as_they_were() -> None:
-    case = next(c for c in corpus() if c.name == "CT_small.dcm:bright")
+    case = next(c for c in corpus() if c.name == "CT_small.dcm:bright:12")
     case.ds.BurnedInAnnotation = "NO"
     before = case.ds.PixelData
     cleaner = PixelCleaner(PixelPolicy(trust_burned_in_annotation=True))

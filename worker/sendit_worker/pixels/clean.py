@@ -108,10 +108,13 @@ class PixelCleaner:
             return PixelOutcome(
                 withheld="burned-in annotation: the header says YES and no text was found"
             )
-        if all(mask is None for mask in blank):
+        masks = [mask for mask in blank if mask is not None]
+        if not masks:
             strip_markers(ds)
             return PixelOutcome(checked=not trusted)
-        rewrite(ds, blank)
+        # Text found in one frame is blanked in every frame: burned-in text stays in place, and
+        # where it crosses a frame's like-coloured background it is half seen and half missed.
+        rewrite(ds, [np.logical_or.reduce(masks)] * len(stack))
         return PixelOutcome(checked=not trusted, changed=True)
 
 
