@@ -5,7 +5,8 @@ the pool already has a process per CPU. Nothing is fetched: the model ships in t
 
 Each frame is looked at as a radiologist might see it: grey images in their stored range and,
 when the header has one, through their VOI window (faint text shows in one or the other),
-contrast-equalised (CLAHE) so low-contrast text stands out; colour images as they are. Frames
+contrast-equalised (CLAHE) so low-contrast text stands out; colour images as they are; and,
+for both, as their thin strokes alone (text across a changing background). Frames
 larger than MAX_SIDE are downscaled first (text that would fall below the detector's reach at
 that size is rare in images that large); tiny frames are upscaled by the detector. Identical
 frames (a cine loop's repeats, a series' identical overlays) are detected once, by hash.
@@ -27,6 +28,7 @@ MIN_SIDE = 512  # smaller frames are upscaled to this: the detector misses text 
 MIN_FRAME = 32
 CACHE_SIZE = 256
 PAD = 16
+STROKE_KERNEL = 9  # wider than a stroke of text, narrower than anatomy
 MARGIN = 0.25  # of a line's height, above and below it
 MARGIN_ALONG = 0.75  # before and after it
 CLAHE_CLIP = 4.0
@@ -144,15 +146,30 @@ class TextDetector:
 
 def views(frame: np.ndarray, window: tuple[float, float] | None) -> list[np.ndarray]:
     """What the detector looks at for one decoded frame (rows x columns [x 3])."""
-    if frame.ndim == 3:
-        return [_to_uint8(frame, float(frame.min()), float(frame.max()))]
     lowest, highest = float(frame.min()), float(frame.max())
-    out = [_to_uint8(frame, lowest, highest)]
+    full = _to_uint8(frame, lowest, highest)
+    if frame.ndim == 3:
+        return [full, strokes(full)]
+    out = [full, strokes(full)]
     if window is not None:
         low, high = window
         if high > low and (low > lowest or high < highest):  # else the same picture
             out.append(_to_uint8(frame, low, high))
     return out
+
+
+def strokes(view: np.ndarray) -> np.ndarray:
+    """Thin bright and dark structures only (top-hat plus black-hat): text whose line crosses
+    backgrounds of different brightness is one line here, where the detector otherwise stops
+    at the first change of background."""
+    import cv2
+
+    grey = cv2.cvtColor(view, cv2.COLOR_RGB2GRAY) if view.ndim == 3 else view
+    kernel = cv2.getStructuringElement(cv2.MORPH_RECT, (STROKE_KERNEL, STROKE_KERNEL))
+    thin = cv2.morphologyEx(grey, cv2.MORPH_TOPHAT, kernel).astype(np.int32)
+    thin += cv2.morphologyEx(grey, cv2.MORPH_BLACKHAT, kernel)
+    top = int(thin.max())
+    return (thin * (255.0 / top)).clip(0, 255).astype(np.uint8) if top else grey * 0
 
 
 def _to_uint8(frame: np.ndarray, low: float, high: float) -> np.ndarray:
