@@ -16,6 +16,9 @@ command -v dcmdump >/dev/null || need_apt+=(dcmtk)
 command -v Orthanc >/dev/null || need_apt+=(orthanc)  # a real PACS for the pacs destination
 [ -e /usr/share/orthanc/plugins/libOrthancDicomWeb.so ] || need_apt+=(orthanc-dicomweb)
 [ -x /usr/bin/chromium ] || need_apt+=(chromium)  # the status page's browser test (Playwright)
+# opencv-python, which the pixel text detector pulls, loads libGL and glib.
+ldconfig -p | grep -q 'libGL.so.1 ' || need_apt+=(libgl1)
+ldconfig -p | grep -q 'libglib-2.0.so.0 ' || need_apt+=(libglib2.0-0)
 if ((${#need_apt[@]})); then
   if [ "$(id -u)" = 0 ]; then sudo=""; else sudo="sudo"; fi
   $sudo apt-get update -qq

@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pydicom
 import pytest
 from dicomdata import KEY, identified_file, leaks, planted_tokens
 
@@ -166,3 +167,37 @@ def test_an_incomplete_delivery_still_writes_the_report_and_exits_1(
     code = main(["run", "-f", str(tmp_path / "batch.yaml"), "--report", str(report)])
     assert code == 1
     assert json.loads(report.read_text())["anonymized"] == 1
+
+
+def _pixel_run(tmp_path: Path, name: str, *flags: str) -> tuple[dict, list[str]]:
+    """One run of tmp_path/in; the report and the method codes of its one output, if any."""
+    out, report = tmp_path / name, tmp_path / f"{name}.json"
+    args = ["run", str(tmp_path / "in"), "-o", str(out), "--report", str(report)]
+    assert main([*args, "--workers", "1", *flags]) == 0
+    codes = [
+        item.CodeValue
+        for path in out.rglob("*.dcm")
+        for item in pydicom.dcmread(path).DeidentificationMethodCodeSequence
+    ]
+    return json.loads(report.read_text()), codes
+
+
+def test_pixels_withhold_withholds_what_the_clean_default_checks(tmp_path: Path) -> None:
+    path = identified_file(tmp_path / "in" / "a.dcm", source="MR_small.dcm")
+    ds = pydicom.dcmread(path)
+    ds.ImageType = ["DERIVED", "SECONDARY"]  # deid's filters flag it
+    del ds.BurnedInAnnotation
+    ds.save_as(path)
+    report, codes = _pixel_run(tmp_path, "clean")
+    assert (report["anonymized"], report["withheld"]) == (1, 0)
+    assert "113101" in codes  # Clean Pixel Data: the detector looked
+    report, _ = _pixel_run(tmp_path, "withhold", "--pixels", "withhold")
+    assert (report["anonymized"], report["withheld"]) == (0, 1)
+
+
+def test_trusting_burned_in_annotation_skips_the_detector_on_an_exact_no(tmp_path: Path) -> None:
+    identified_file(tmp_path / "in" / "a.dcm", source="MR_small.dcm")  # BurnedInAnnotation NO
+    _, codes = _pixel_run(tmp_path, "trust", "--trust-burned-in-annotation")
+    assert "113101" not in codes
+    _, codes = _pixel_run(tmp_path, "default")
+    assert "113101" in codes

@@ -16,6 +16,8 @@ from dicomdata import DISTINCT, KEY, KINDS, copy_bundled, identified_file, leaks
 
 from sendit_api.errors import Permanent
 from sendit_worker.pipeline import RunOptions, run
+from sendit_worker.pixels import PixelPolicy
+from sendit_worker.pixels.policy import WITHHOLD
 from sendit_worker.planner import make
 from sendit_worker.pool import InlineExecutor
 
@@ -35,8 +37,8 @@ def test_every_bundled_kind_is_anonymized_withheld_or_reported(tmp_path: Path) -
     assert report.discovered == len(DISTINCT)
     assert report.anonymized + report.withheld + report.failed == report.discovered
     assert report.failed == 0, report.errors
-    # deid's default filters withhold derived/secondary images and objects without ImageType.
-    assert report.withheld >= 1
+    # Derived, secondary and ImageType-less images go to the text detector now, not away.
+    assert report.withheld == 0, report.withheld_files
     outputs = _outputs(tmp_path / "out")
     assert len(outputs) == report.anonymized
     for path in outputs:
@@ -45,6 +47,15 @@ def test_every_bundled_kind_is_anonymized_withheld_or_reported(tmp_path: Path) -
         assert path.name == f"{ds.SOPInstanceUID}.dcm"
         assert path.parent.name == ds.SeriesInstanceUID
         assert path.parent.parent.name == ds.StudyInstanceUID
+
+
+def test_the_withhold_policy_withholds_what_deids_filters_flag(tmp_path: Path) -> None:
+    src = tmp_path / "in"
+    copy_bundled(src, [KINDS[k] for k in DISTINCT])
+    report = _run([src], tmp_path / "out", pixels=PixelPolicy(WITHHOLD))
+    # deid's default filters flag derived/secondary images and objects without ImageType.
+    assert report.withheld >= 1
+    assert report.anonymized + report.withheld == report.discovered
 
 
 def test_compressed_pixel_data_passes_through_byte_for_byte(tmp_path: Path) -> None:
@@ -56,8 +67,12 @@ def test_compressed_pixel_data_passes_through_byte_for_byte(tmp_path: Path) -> N
     originals = {pydicom.dcmread(p).Modality: pydicom.dcmread(p) for p in src.iterdir()}
     assert set(outputs) == {"NM", "CT"}
     for modality, ds in outputs.items():
-        assert ds.PixelData == originals[modality].PixelData
         assert ds.file_meta.TransferSyntaxUID == originals[modality].file_meta.TransferSyntaxUID
+    assert outputs["CT"].PixelData == originals["CT"].PixelData
+    # The JPEG 2000 codestream loses its comment marker (free text), not a pixel.
+    assert b"\xff\x64" in originals["NM"].PixelData[:200]
+    assert b"\xff\x64" not in outputs["NM"].PixelData[:200]
+    assert (outputs["NM"].pixel_array == originals["NM"].pixel_array).all()
 
 
 def test_planted_identifiers_do_not_reach_outputs_or_paths(tmp_path: Path) -> None:

@@ -20,6 +20,12 @@ FAILED = {
 WITHHELD = {
     BURNED_IN_HEADER: "burned-in-header",
     "possible burned-in text: deid graylist rule matched": "burned-in-suspected",
+    "burned-in annotation: the header says YES and no text was found": "burned-in-header",
+    "burned-in text remains after cleaning": "text-remains",
+    "text by nature: deid blacklist rule matched": "document",
+    "text by nature: the pixels are a document": "document",
+    "withheld by a blacklist rule of the batch's filters": "filter-rule",
+    "pixels not cleaned: float pixel data": "not-cleaned",
     "a reason added later": "other",
 }
 

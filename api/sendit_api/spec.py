@@ -49,6 +49,8 @@ class IdentifierService:
 
 @dataclass(frozen=True)
 class Pixels:
+    policy: str  # clean | withhold
+    trust_burned_in_annotation: bool
     filters: tuple[FileRef, ...]
 
 

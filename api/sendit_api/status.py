@@ -33,7 +33,15 @@ JOB_STAGES: Final = ("plan", "process", "send", "cleanup")
 
 # Why images were withheld or failed, as a small fixed set of classes (a metric's label values
 # and the status's tallies: never the reason's text, which can name a tag's value).
-WITHHELD_REASONS: Final = ("burned-in-header", "burned-in-suspected", "other")
+WITHHELD_REASONS: Final = (
+    "burned-in-header",
+    "burned-in-suspected",
+    "text-remains",
+    "document",
+    "filter-rule",
+    "not-cleaned",
+    "other",
+)
 FAILED_REASONS: Final = ("unreadable", "verification", "deidentify", "other")
 
 

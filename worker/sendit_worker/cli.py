@@ -61,6 +61,16 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument(
         "--filter", type=Path, action="append", default=[], help="an extra deid filter file"
     )
+    r.add_argument(
+        "--pixels",
+        choices=("clean", "withhold"),
+        help="burned-in text: clean (blank it, the default) or withhold every flagged image",
+    )
+    r.add_argument(
+        "--trust-burned-in-annotation",
+        action="store_true",
+        help="a risk: skip text detection where the header says BurnedInAnnotation=NO",
+    )
     r.add_argument("--identifier-service", metavar="URL", help="a DASHER-style service")
     r.add_argument(
         "--keep-descriptor",
@@ -203,6 +213,10 @@ def _override(spec: dict[str, Any], args: argparse.Namespace) -> None:
     if args.filter:
         filters = deid.setdefault("pixels", {}).setdefault("filters", [])
         filters += [{"file": str(f.resolve())} for f in args.filter]
+    if args.pixels:
+        deid.setdefault("pixels", {})["policy"] = args.pixels
+    if args.trust_burned_in_annotation:
+        deid.setdefault("pixels", {})["trustBurnedInAnnotation"] = True
     if args.identifier_service:
         deid["identifierService"] = {"url": args.identifier_service}
     if args.keep_descriptor:

@@ -23,6 +23,7 @@ from pydicom.tag import BaseTag
 
 from .identifiers import PatientIdentifiers
 from .profile import (
+    CLEAN_PIXELS,
     ENUMERATED,
     METHOD_CODES,
     METHOD_TEXT,
@@ -190,15 +191,24 @@ def deidentify(ds: Dataset, profile: Profile, repl: Replacements) -> Scanner:
     ds.add_new(0x00120062, "CS", "YES")  # PatientIdentityRemoved
     ds.add_new(0x00120063, "LO", METHOD_TEXT)  # DeidentificationMethod
     ds.add_new(0x00280303, "CS", "MODIFIED")  # LongitudinalTemporalInformationModified
-    codes = []
-    for value, meaning in METHOD_CODES:
-        item = Dataset()
-        item.add_new(0x00080100, "SH", value)  # CodeValue
-        item.add_new(0x00080102, "SH", "DCM")  # CodingSchemeDesignator
-        item.add_new(0x00080104, "LO", meaning)  # CodeMeaning
-        codes.append(item)
+    codes = [_method_code(value, meaning) for value, meaning in METHOD_CODES]
     ds.add_new(0x00120064, "SQ", Sequence(codes))  # DeidentificationMethodCodeSequence
     return scanner
+
+
+def record_clean_pixels(ds: Dataset) -> None:
+    """The pixels were checked for burned-in text and cleaned of it: the output says so."""
+    ds.add_new(0x00280301, "CS", "NO")  # BurnedInAnnotation
+    ds.add_new(0x00120063, "LO", [*ds[0x00120063].value, CLEAN_PIXELS[1].removesuffix(" Option")])
+    ds[0x00120064].value.append(_method_code(*CLEAN_PIXELS))
+
+
+def _method_code(value: str, meaning: str) -> Dataset:
+    item = Dataset()
+    item.add_new(0x00080100, "SH", value)  # CodeValue
+    item.add_new(0x00080102, "SH", "DCM")  # CodingSchemeDesignator
+    item.add_new(0x00080104, "LO", meaning)  # CodeMeaning
+    return item
 
 
 def _apply(

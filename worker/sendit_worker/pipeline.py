@@ -23,6 +23,7 @@ from .cpus import available_cpus
 from .discovery import Problem
 from .identifiers import IdentifierSource, LocalIdentifiers
 from .images import DeidentifiedImage
+from .pixels import DEFAULT_PIXELS, PixelPolicy
 from .planner import Plan, is_failure, open_or_make
 from .pool import bounded_map, pool
 from .process import Outcome, Settings, init_process, process_series
@@ -66,6 +67,7 @@ class RunOptions:
     on_series: Callable[[SeriesDone], None] | None = None
     header_json: bool = False  # outcomes carry the header as DICOM JSON (for BigQuery rows)
     profile: Options | None = None  # the batch's profile options; None: the default profile
+    pixels: PixelPolicy = DEFAULT_PIXELS
 
 
 def run(options: RunOptions) -> Report:
@@ -79,6 +81,7 @@ def run(options: RunOptions) -> Report:
         filters=tuple(options.filters) + ((options.recipe,) if options.recipe else ()),
         header_json=options.header_json,
         options=options.profile,
+        pixels=options.pixels,
     )
     workers = options.workers or available_cpus()
     window = 2 * workers

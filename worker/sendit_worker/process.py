@@ -20,13 +20,13 @@ from pydicom.encaps import generate_fragments
 from pydicom.uid import PYDICOM_IMPLEMENTATION_UID
 from pydicom.uid import DeflatedExplicitVRLittleEndian as DEFLATED
 
-from .deidentify import HeaderError, Replacements, deidentify
+from .deidentify import HeaderError, Replacements, deidentify, record_clean_pixels
 from .discovery import Instance
 from .files import write_atomically
 from .identifiers import PatientIdentifiers
 from .images import KEYWORDS, ImageMetadata
 from .logs import quiet_libraries
-from .pixels import PixelScreen
+from .pixels import DEFAULT_PIXELS, PixelCleaner, PixelOutcome, PixelPolicy
 from .profile import Options, Profile, default_profile, profile_for
 from .pseudonyms import Pseudonymizer
 from .recipe import UserRecipe
@@ -43,6 +43,7 @@ class Settings:
     filters: tuple[Path, ...] = ()
     header_json: bool = False  # also return each output's header as DICOM JSON (for BigQuery)
     options: Options | None = None  # the batch's profile options; None: the default profile
+    pixels: PixelPolicy = DEFAULT_PIXELS
 
 
 @dataclass(frozen=True)
@@ -61,7 +62,7 @@ class Context:
         options = settings.options
         self.profile: Profile = profile_for(options) if options else default_profile()
         self.pseudonymizer = Pseudonymizer(settings.key)
-        self.screen = PixelScreen(settings.filters)
+        self.pixels = PixelCleaner(settings.pixels, settings.filters)
         self.recipe = UserRecipe.load(settings.recipe) if settings.recipe else None
 
     def map_uid(self, uid: str) -> str:
@@ -90,10 +91,13 @@ def process_file(ctx: Context, ref: str, inst: Instance, ids: PatientIdentifiers
         problem = _integrity_problem(ds, stored)
         if problem:
             return Outcome(ref, "failed", problem)
-        reason = ctx.screen.withheld_reason(ds)
-        if reason:
-            return Outcome(ref, "withheld", reason)
-        data, relative = _deidentified_bytes(ctx, ds, inst, ids)
+        if getattr(ds, "file_meta", None) is None or "TransferSyntaxUID" not in ds.file_meta:
+            ds.file_meta = FileMetaDataset()
+            ds.file_meta.TransferSyntaxUID = _transfer_syntax(ds)  # what the body was read as
+        pixels = ctx.pixels.apply(ds)
+        if pixels.withheld:
+            return Outcome(ref, "withheld", pixels.withheld)
+        data, relative = _deidentified_bytes(ctx, ds, inst, ids, pixels)
         metadata = _metadata(ds, ctx.settings.header_json)
     except VerificationError as exc:
         return Outcome(ref, "failed", f"verification: {exc}")
@@ -111,11 +115,13 @@ def process_file(ctx: Context, ref: str, inst: Instance, ids: PatientIdentifiers
 
 
 def _deidentified_bytes(
-    ctx: Context, ds: Dataset, inst: Instance, ids: PatientIdentifiers
+    ctx: Context, ds: Dataset, inst: Instance, ids: PatientIdentifiers, pixels: PixelOutcome
 ) -> tuple[bytes, str]:
-    transfer_syntax = _transfer_syntax(ds)
+    transfer_syntax = _transfer_syntax(ds)  # the source's, or the one cleaned pixels went in
     had_pixels = 0x7FE00010 in ds
     scanner = deidentify(ds, ctx.profile, Replacements(ids, inst.item_key, ctx.map_uid))
+    if pixels.checked or pixels.changed:
+        record_clean_pixels(ds)
     if ctx.recipe is not None:
         ctx.recipe.apply(ds)
     ds.file_meta = _file_meta(ds, transfer_syntax)

@@ -60,6 +60,7 @@ METHOD_CODES = (
     ("113107", "Retain Longitudinal Temporal Information Modified Dates Option"),
     ("113108", "Retain Patient Characteristics Option"),
 )
+CLEAN_PIXELS = ("113101", "Clean Pixel Data Option")  # burned-in text checked for and blanked
 # De-identification Method is LO: several values, each at most 64 characters.
 METHOD_TEXT = [f"Sendit PS3.15 Annex E Basic Profile {EDITION}"] + [
     name.removesuffix(" Option") for _, name in METHOD_CODES[1:]

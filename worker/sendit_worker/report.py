@@ -19,6 +19,10 @@ FAILED_CLASSES = (
 WITHHELD_CLASSES = (
     (("burned-in annotation",), "burned-in-header"),
     (("possible burned-in",), "burned-in-suspected"),
+    (("burned-in text remains",), "text-remains"),
+    (("text by nature",), "document"),
+    (("withheld by a blacklist rule",), "filter-rule"),
+    (("pixels not cleaned",), "not-cleaned"),
 )
 
 

@@ -36,6 +36,7 @@ from .files import copy_atomically
 from .identifiers import IdentifierSource, ServiceIdentifiers
 from .logs import quiet_libraries
 from .pipeline import RunOptions, SeriesDone, run
+from .pixels import PixelPolicy
 from .planner import open_or_make
 from .pool import pool
 from .profile import Options, profile_for
@@ -113,6 +114,7 @@ def run_batch(
         recipe=placement.config_file(deid.recipe) if deid.recipe else None,
         filters=tuple(placement.config_file(f) for f in deid.pixels.filters),
         plan=placement.plan_file(batch),
+        pixels=PixelPolicy(deid.pixels.policy, deid.pixels.trust_burned_in_annotation),
         shard=placement.shard,
         planned=placement.planned,
         header_json=spec.destinations.bigquery is not None,
