@@ -283,7 +283,9 @@ def test_a_pacs_that_goes_down_mid_batch_fails_the_run_and_the_rerun_completes_i
     pacs = Orthanc(tmp_path / "orthanc")
     try:
         monkeypatch.setenv("SENDIT_PSEUDONYM_KEY", KEY.decode())
-        make_sample(tmp_path / "src" / "st", patients=2, files=30)
+        # Enough images that delivery is still going when Orthanc stops (a loaded machine sees
+        # the first few stored late): 30 were all delivered before the stop once.
+        make_sample(tmp_path / "src" / "st", patients=2, files=200)
         dimse_cfg = dimse_yaml(pacs)
         (tmp_path / "b.yaml").write_text(
             "apiVersion: sendit.dev/v1alpha1\nkind: SenditBatch\nmetadata: {name: outage}\n"
