@@ -13,6 +13,7 @@ from pixel_corpus import corpus, surviving
 
 from sendit_worker.pipeline import RunOptions, run
 from sendit_worker.pixels import PixelCleaner, PixelOutcome, PixelPolicy
+from sendit_worker.pixels.policy import WITHHOLD
 from sendit_worker.pseudonyms import Pseudonymizer
 
 
@@ -93,3 +94,11 @@ def test_trusted_no_skips_the_detector_and_leaves_pixels_as_they_were() -> None:
     cleaner = PixelCleaner(PixelPolicy(trust_burned_in_annotation=True))
     assert cleaner.apply(case.ds) == PixelOutcome()  # the risk the option documents
     assert case.ds.PixelData == before and cleaner._detector is None
+
+
+def test_the_withhold_policy_strips_text_segments_of_frames_it_releases() -> None:
+    ds = make_clean_image(pydicom.dcmread(bundled("JPEG2000.dcm")))
+    assert b"\xff\x64" in ds.PixelData[:200]  # a J2K comment marker: free text
+    cleaner = PixelCleaner(PixelPolicy(policy=WITHHOLD))
+    assert cleaner.apply(ds) == PixelOutcome()
+    assert b"\xff\x64" not in ds.PixelData[:200] and cleaner._detector is None

@@ -6,7 +6,8 @@ frame goes through the text detector and what it finds is blanked (an image that
 text is a document: withheld). Changed frames are checked again: text still found withholds
 the image, and so does a header that says YES when neither a rule nor the detector found any.
 Pixels that need no change pass through undecoded, only text segments of compressed frames
-stripped. `withhold`: what the rules flag is withheld, nothing is decoded.
+stripped. `withhold`: what the rules flag is withheld, nothing is decoded (text segments of
+compressed frames are stripped all the same).
 """
 
 from __future__ import annotations
@@ -63,10 +64,13 @@ class PixelCleaner:
         verdict = self.screen.verdict(ds)
         if verdict.text_by_nature:
             return PixelOutcome(withheld=verdict.text_by_nature)
-        if self.policy.policy == WITHHOLD:
-            return PixelOutcome(withheld=verdict.flagged or "")
         try:
-            return self._clean(ds, verdict)
+            if self.policy.policy != WITHHOLD:
+                return self._clean(ds, verdict)
+            if verdict.flagged:
+                return PixelOutcome(withheld=verdict.flagged)
+            strip_markers(ds)  # text inside compressed frames goes under either policy
+            return PixelOutcome()
         except (CodecError, MarkerError, RegionError) as exc:
             return PixelOutcome(withheld=f"pixels not cleaned: {exc}")
 
