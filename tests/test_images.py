@@ -140,8 +140,12 @@ def docker() -> str:
     return found
 
 
-def restricted(docker: str, image: str, *args: str, mounts=(), env=(), entrypoint=None):
+def restricted(
+    docker: str, image: str, *args: str, mounts=(), env=(), entrypoint=None, scratch=False
+):
     cmd = [docker, "run", "--rm", *RESTRICTED]
+    if scratch:  # a writable /tmp, as the operator's pods get (an emptyDir)
+        cmd += ["--tmpfs", "/tmp:rw,mode=1777"]
     for source, target, mode in mounts:
         cmd += ["--mount", f"type=bind,src={source},dst={target}" + (",readonly" * (mode == "ro"))]
     for name in env:
@@ -192,9 +196,9 @@ def test_every_worker_command_starts_restricted(docker, command, flag):
 
 @pytest.mark.images
 def test_the_worker_image_deidentifies_a_sample_restricted(docker, tmp_path):
-    """The acceptance run: a read-only source, one writable output folder, nothing else
-    writable (HOME and TMPDIR are on the read-only root), no network. The outputs hold none of
-    the planted identifiers and no source folder name."""
+    """The acceptance run: a read-only source, one writable output folder and a scratch /tmp
+    (as a pod's emptyDir), nothing else writable, no network. The outputs hold none of the
+    planted identifiers and no source folder name."""
     from dicomdata import KEY, identified_file, leaks, planted_tokens
 
     from sendit_worker.sample import make_sample
@@ -209,6 +213,7 @@ def test_the_worker_image_deidentifies_a_sample_restricted(docker, tmp_path):
         *("run", "/data/in", "--output", "/data/out/dicom", "--report", "/data/out/report.json"),
         mounts=[(source, "/data/in", "ro"), (out, "/data/out", "rw")],
         env=["SENDIT_PSEUDONYM_KEY=" + KEY.decode()],
+        scratch=True,
     )
     assert proc.returncode == 0, proc.stderr
     report = json.loads((out / "report.json").read_text())
@@ -237,6 +242,29 @@ def test_a_key_that_cannot_be_created_restricted_is_a_clear_error(docker, tmp_pa
     assert proc.returncode == 2, proc.stderr
     assert "Traceback" not in proc.stderr
     assert "none can be created at /tmp/.config/sendit/pseudonym.key (Read-only" in proc.stderr
+
+
+@pytest.mark.images
+def test_a_local_run_with_no_writable_temporary_folder_is_a_clear_error(docker, tmp_path):
+    """HOME and TMPDIR on the read-only root: the plan of a local run (source paths: never in
+    the output) has nowhere to go, and the run says so (exit 2), with no traceback."""
+    from dicomdata import KEY
+
+    from sendit_worker.sample import make_sample
+
+    make_sample(tmp_path / "in", patients=1, files=1)
+    out = writable_by_the_worker(tmp_path / "out")
+    proc = restricted(
+        docker,
+        WORKER,
+        *("run", "/data/in", "--output", "/data/out/dicom"),
+        mounts=[(tmp_path / "in", "/data/in", "ro"), (out, "/data/out", "rw")],
+        env=["SENDIT_PSEUDONYM_KEY=" + KEY.decode()],
+    )
+    assert proc.returncode == 2, proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert "no writable temporary folder for the batch's plan" in proc.stderr
+    assert not list(out.rglob("*.dcm"))
 
 
 @pytest.mark.images

@@ -134,7 +134,14 @@ def _plan_file(path: Path | None) -> Iterator[Path]:
     if path is not None:
         yield path
         return
-    with tempfile.TemporaryDirectory(prefix="sendit-plan-") as folder:
+    try:
+        scratch = tempfile.TemporaryDirectory(prefix="sendit-plan-")
+    except FileNotFoundError as exc:  # tempfile tried every candidate: none is writable
+        raise Permanent(
+            "no writable temporary folder for the batch's plan (it holds source paths, so it "
+            "never goes into the output): set TMPDIR to a writable folder, such as a tmpfs"
+        ) from exc
+    with scratch as folder:
         yield Path(folder) / "plan.sqlite"
 
 
