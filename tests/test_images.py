@@ -226,9 +226,10 @@ def test_the_worker_image_deidentifies_a_sample_restricted(docker, tmp_path):
     assert not leaks((proc.stdout + proc.stderr).encode(), tokens)
 
 
-@pytest.mark.images
-def test_a_key_that_cannot_be_created_restricted_is_a_clear_error(docker, tmp_path):
-    """No key given: a local run would make one in the config dir, on the read-only root."""
+def run_one_file_restricted(
+    docker: str, tmp_path: Path, env=()
+) -> tuple[subprocess.CompletedProcess, Path]:
+    """`sendit run` of one sample file in the worker image, nothing but its output writable."""
     from sendit_worker.sample import make_sample
 
     make_sample(tmp_path / "in", patients=1, files=1)
@@ -238,7 +239,15 @@ def test_a_key_that_cannot_be_created_restricted_is_a_clear_error(docker, tmp_pa
         WORKER,
         *("run", "/data/in", "--output", "/data/out/dicom"),
         mounts=[(tmp_path / "in", "/data/in", "ro"), (out, "/data/out", "rw")],
+        env=env,
     )
+    return proc, out
+
+
+@pytest.mark.images
+def test_a_key_that_cannot_be_created_restricted_is_a_clear_error(docker, tmp_path):
+    """No key given: a local run would make one in the config dir, on the read-only root."""
+    proc, _ = run_one_file_restricted(docker, tmp_path)
     assert proc.returncode == 2, proc.stderr
     assert "Traceback" not in proc.stderr
     assert "none can be created at /tmp/.config/sendit/pseudonym.key (Read-only" in proc.stderr
@@ -250,16 +259,8 @@ def test_a_local_run_with_no_writable_temporary_folder_is_a_clear_error(docker, 
     the output) has nowhere to go, and the run says so (exit 2), with no traceback."""
     from dicomdata import KEY
 
-    from sendit_worker.sample import make_sample
-
-    make_sample(tmp_path / "in", patients=1, files=1)
-    out = writable_by_the_worker(tmp_path / "out")
-    proc = restricted(
-        docker,
-        WORKER,
-        *("run", "/data/in", "--output", "/data/out/dicom"),
-        mounts=[(tmp_path / "in", "/data/in", "ro"), (out, "/data/out", "rw")],
-        env=["SENDIT_PSEUDONYM_KEY=" + KEY.decode()],
+    proc, out = run_one_file_restricted(
+        docker, tmp_path, env=["SENDIT_PSEUDONYM_KEY=" + KEY.decode()]
     )
     assert proc.returncode == 2, proc.stderr
     assert "Traceback" not in proc.stderr
