@@ -614,6 +614,33 @@ def test_over_the_memory_limit_is_oom_killed(kube_cluster, fake_node, namespace)
 
 
 @container_mode
+def test_a_pod_whose_engine_client_dies_reports_its_containers_own_exit(
+    kube_cluster, fake_node, namespace
+):
+    """The `docker run` client the node holds is not the pod: when it is killed, the container
+    runs on and the Pod reports the container's exit (here 3), not the client's."""
+    import psutil
+
+    manifest = job_yaml("orphan", [PY, "-c", "import time; time.sleep(4); raise SystemExit(3)"])
+    kube_cluster.kubectl("create", "-f", "-", "-n", namespace, input=manifest)
+
+    def client() -> psutil.Process | None:
+        for p in psutil.process_iter(["cmdline"]):
+            cmd = p.info["cmdline"] or []
+            if cmd[:2] == [fake_node.docker, "run"] and "time.sleep(4)" in " ".join(cmd):
+                return p
+        return None
+
+    wait_for(client, timeout=60).kill()  # (the client this test's pod started)
+    assert wait_for(lambda: job_condition(kube_cluster, namespace, "orphan"), timeout=90) == (
+        "Failed"
+    )
+    pod = get_json(kube_cluster, "pods", "-n", namespace, "-l", "job-name=orphan")["items"][0]
+    terminated = pod["status"]["containerStatuses"][0]["state"]["terminated"]
+    assert (terminated["reason"], terminated["exitCode"]) == ("Error", 3)
+
+
+@container_mode
 def test_run_as_non_root_refuses_a_root_user(kube_cluster, fake_node, namespace):
     """As a kubelet refuses it: the Pod stays Pending, its container waiting."""
     manifest = job_yaml("rooted", [PY, "-c", "print('ran')"], container={

@@ -220,15 +220,22 @@ def test_a_one_pod_batch_plans_itself_without_a_workspace(cluster, operator):
 
 
 def worker_pids(batch: str, stage: str) -> list[int]:
-    """The local processes the fake node runs for a stage's pods (not their pool processes,
-    which are forks with the same command line)."""
+    """The processes of a stage's pods, as the host sees them: not their pool processes (forks
+    with the same command line), and in container mode not the `docker run` client that the
+    fake node holds for each pod (killing it would kill no pod)."""
 
     def ours(cmd: list[str]) -> bool:
         try:
-            return "worker" in cmd and [cmd[cmd.index(k) + 1] for k in ("--batch", "--stage")] == [
-                batch,
-                stage,
-            ]
+            client = bool(cmd) and Path(cmd[0]).name == "docker"
+            return (
+                not client
+                and "worker" in cmd
+                and [cmd[cmd.index(k) + 1] for k in ("--batch", "--stage")]
+                == [
+                    batch,
+                    stage,
+                ]
+            )
         except (ValueError, IndexError):
             return False
 

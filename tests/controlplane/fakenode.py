@@ -739,22 +739,30 @@ class _PodRunner(threading.Thread):
         """The container's exit code and reason (OOMKilled...), then the container removed;
         the CLI's own code (125: the engine could not run it) if it was never created."""
         docker = self.node.docker
-        state = subprocess.run(
-            [docker, "inspect", "--format", "{{json .State}}", self.container_name],
-            capture_output=True,
-            text=True,
-            check=False,
-        )
+        found = self._container_state()
+        if found is not None and found.get("Running"):
+            # The CLI went (killed) and the container did not: the runtime's container is the
+            # truth, as for a kubelet, so its own exit is waited for.
+            subprocess.run([docker, "wait", self.container_name], capture_output=True, check=False)
+            found = self._container_state()
         subprocess.run(
             [docker, "rm", "--force", self.container_name], capture_output=True, check=False
         )
-        if state.returncode != 0:
+        if found is None:
             return cli_code, "ContainerCannotRun"
-        found = json.loads(state.stdout)
         code = int(found.get("ExitCode", cli_code))
         if found.get("OOMKilled"):
             return code, "OOMKilled"
         return code, "Completed" if code == 0 else "Error"
+
+    def _container_state(self) -> dict[str, Any] | None:
+        state = subprocess.run(
+            [self.node.docker, "inspect", "--format", "{{json .State}}", self.container_name],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        return json.loads(state.stdout) if state.returncode == 0 else None
 
     def kill(self) -> None:
         """Stop the container or process (SIGTERM, then SIGKILL after the grace period)."""
