@@ -43,6 +43,15 @@ def cluster(kube_cluster, fake_node, tmp_path_factory):
     data = tmp_path_factory.mktemp("page-data")
     make_sample(data / "in" / FOLDER, patients=2, files=6)
     kube_cluster.data = data
+    # The workspace claim `manifest` names (parallelism 2 shares one plan), mapped by the node.
+    fake_node.map_claim(NS, "work", data / "work")
+    claim = {
+        "apiVersion": "v1",
+        "kind": "PersistentVolumeClaim",
+        "metadata": {"name": "work", "namespace": NS},
+        "spec": {"accessModes": ["ReadWriteMany"], "resources": {"requests": {"storage": "1Gi"}}},
+    }
+    kube_cluster.kubectl("apply", "-f", "-", input=json.dumps(claim))
     return kube_cluster
 
 
@@ -151,7 +160,7 @@ def batches(cluster, operator) -> dict[str, str]:
     for name in ("paused", "broken"):
         wait_for(lambda n=name: phase_is(cluster, n, "Processing"), 60, f"{name} Processing")
     patch_status(cluster, "paused", shards((5, 0)))  # 5/40
-    fail_job(cluster, "broken-process")
+    fail_job(cluster, "broken-plan")  # its first stage: the plan (suspended, never run)
     expected = {"paused": "Processing", "stuck": "Queued", "stopped": "Cancelled"}
     expected["broken"] = "Failed"
     for name, phase in expected.items():
