@@ -42,7 +42,19 @@ def test_queued_processing_sent_with_auto_send():
         "Sending"
     )
     assert phase(SPEC, "Sending", {"process": job()}, shards("sent", "sent")).phase == "Sent"
-    assert phase(SPEC, "Sending", {"process": job(state="Complete")}, {}).phase == "Sent"
+
+
+def test_a_complete_job_is_not_a_delivery_until_every_shard_reports_it():
+    """Bug, seen when a pod exited 0 without its last report (the fake node lost a container):
+    the Job's completion made the batch Sent with one shard never finished (300 of 450)."""
+    complete = {"process": job(state="Complete")}
+    for reports in ({}, shards("sent", "processing")):
+        now = phase(SPEC, "Sending", complete, reports)
+        assert (now.phase, now.reason) == ("Sending", "ShardsUnreported")
+    assert phase(SPEC, "Sending", complete, shards("sent", "processing")).message == (
+        "the process Job completed; 1/2 shards reported their delivery"
+    )
+    assert phase(SPEC, "Sending", complete, shards("sent", "sent")).phase == "Sent"
 
 
 def test_a_shard_that_has_sent_keeps_the_batch_sending():

@@ -154,11 +154,8 @@ def phase(
     n = expected_shards(spec, plan)
     stages = [s.stage for s in shards.values()]
     process, send, cleanup = jobs.get("process"), jobs.get("send"), jobs.get("cleanup")
-    delivered = all_sent(spec, shards, plan) or bool(
-        (send and send.state == "Complete")
-        or (process and process.sends and process.state == "Complete")
-    )
-    if delivered:
+    delivering = send if send else (process if process and process.sends else None)
+    if all_sent(spec, shards, plan):
         if cleanup and cleanup.state == "Complete":
             return Phase(SENT, SENT, "every shard delivered; the source folders were removed")
         if wants_cleanup(spec, shards, plan):
@@ -166,6 +163,15 @@ def phase(
         if spec.cleanup.source == "delete":
             return Phase(SENT, SENT, "every shard delivered; source kept: not every image was sent")
         return Phase(SENT, SENT, "every shard delivered")
+    if delivering and delivering.state == "Complete":
+        # Sent only on the shards' word, never on the Job's: a pod that exited 0 without its
+        # report (or a report not seen yet) leaves the batch Sending, saying so.
+        return Phase(
+            SENDING,
+            "ShardsUnreported",
+            f"the {delivering.stage} Job completed; "
+            f"{stages.count('sent')}/{n} shards reported their delivery",
+        )
     if send or any(s in ("sending", "sent") for s in stages):
         return Phase(SENDING, SENDING, f"{stages.count('sent')}/{n} shards delivered")
     all_processed = len(stages) == n and all(s in PROCESSED for s in stages)
