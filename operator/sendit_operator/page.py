@@ -235,27 +235,30 @@ def _summary(batches: Sequence[BatchRow]) -> str:
     return f'<section class="summary">{cells}</section>'
 
 
+def _table(columns: Sequence[tuple[str, bool]], rows: str, cls: str = "") -> str:
+    """A table of `rows` (rendered, escaped) under `columns`: (title, numeric) pairs."""
+    head = "".join(f"<th{' class=num' if num else ''}>{title}</th>" for title, num in columns)
+    attr = f' class="{cls}"' if cls else ""
+    return f"<table{attr}><thead><tr>{head}</tr></thead><tbody>{rows}</tbody></table>"
+
+
 def _namespace(namespace: str, rows: list[BatchRow], now: datetime) -> str:
-    head = "".join(
-        f"<th{' class=num' if num else ''}>{h}</th>"
-        for h, num in (
-            ("Batch", False),
-            ("Phase", False),
-            ("Progress", False),
-            ("Anonymized", True),
-            ("Withheld", True),
-            ("Failed", True),
-            ("Sent", True),
-            ("Rate", True),
-            ("Started", False),
-            ("Age", True),
-        )
+    columns = (
+        ("Batch", False),
+        ("Phase", False),
+        ("Progress", False),
+        ("Anonymized", True),
+        ("Withheld", True),
+        ("Failed", True),
+        ("Sent", True),
+        ("Rate", True),
+        ("Started", False),
+        ("Age", True),
     )
     body = "".join(_row(b, now) for b in rows)
     return (
         f'<section class="card"><h2>Namespace <span class="ns">{_e(namespace)}</span></h2>'
-        f'<table class="batches"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>'
-        "</section>"
+        f"{_table(columns, body, 'batches')}</section>"
     )
 
 
@@ -305,10 +308,7 @@ def _reasons(r: Reasons) -> str:
     cells = "".join(
         f'<tr><td>{o}</td><td>{_e(k)}</td><td class="num">{n}</td></tr>' for o, k, n in rows if n
     )
-    return (
-        '<table><thead><tr><th>Outcome</th><th>Reason</th><th class="num">Images</th></tr>'
-        f"</thead><tbody>{cells}</tbody></table>"
-    )
+    return _table((("Outcome", False), ("Reason", False), ("Images", True)), cells)
 
 
 def _shards(shards: Sequence[ShardRow], now: datetime) -> str:
@@ -322,13 +322,8 @@ def _shards(shards: Sequence[ShardRow], now: datetime) -> str:
         "</tr>"
         for s in shards
     )
-    head = "".join(
-        f"<th{' class=num' if i > 1 else ''}>{h}</th>"
-        for i, h in enumerate(
-            ["Shard", "Stage", "Images", "Anonymized", "Withheld", "Failed", "Sent", "Reported"]
-        )
-    )
-    return f"<table><thead><tr>{head}</tr></thead><tbody>{rows}</tbody></table>"
+    titles = ("Shard", "Stage", "Images", "Anonymized", "Withheld", "Failed", "Sent", "Reported")
+    return _table([(t, i > 1) for i, t in enumerate(titles)], rows)
 
 
 def _conditions(conditions: Sequence[ConditionRow], now: datetime) -> str:
@@ -340,8 +335,8 @@ def _conditions(conditions: Sequence[ConditionRow], now: datetime) -> str:
         f'<td class="num">{_e(_age(c.since, now))}</td></tr>'
         for c in conditions
     )
-    head = "<th>Type</th><th>Status</th><th>Reason</th><th>Message</th><th class=num>Since</th>"
-    return f"<table><thead><tr>{head}</tr></thead><tbody>{rows}</tbody></table>"
+    columns = (("Type", False), ("Status", False), ("Reason", False), ("Message", False))
+    return _table((*columns, ("Since", True)), rows)
 
 
 def _events(events: Sequence[EventRow], with_batch: bool, now: datetime) -> str:
@@ -360,9 +355,9 @@ def _events(events: Sequence[EventRow], with_batch: bool, now: datetime) -> str:
         f'<td class="num">{e.count}</td></tr>'
         for e in events
     )
-    head = "<th class=num>When</th>" + ("<th>Batch</th>" if with_batch else "")
-    head += "<th>Type</th><th>Reason</th><th>Message</th><th class=num>Count</th>"
-    return f'<table class="events"><thead><tr>{head}</tr></thead><tbody>{rows}</tbody></table>'
+    columns = [("When", True), *([("Batch", False)] if with_batch else [])]
+    columns += [("Type", False), ("Reason", False), ("Message", False), ("Count", True)]
+    return _table(columns, rows, "events")
 
 
 def _back() -> str:
