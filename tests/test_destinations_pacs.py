@@ -11,6 +11,7 @@ import json
 import logging
 import shutil
 import threading
+from pathlib import Path
 
 import pydicom
 import pytest
@@ -221,6 +222,15 @@ def test_a_pacs_that_is_down_is_transient(orthanc) -> None:
         missing.preflight()
 
 
+def pacs_batch(tmp_path: Path, name: str, pacs: str) -> None:
+    """`tmp_path/b.yaml`: a batch of the folder src/st whose only destination is `pacs` (YAML)."""
+    (tmp_path / "b.yaml").write_text(
+        f"apiVersion: sendit.dev/v1alpha1\nkind: SenditBatch\nmetadata: {{name: {name}}}\n"
+        "spec:\n  source:\n    volume: {hostPath: {path: src}}\n    folders: [st]\n"
+        f"  destinations: {{pacs: {pacs}}}\n"
+    )
+
+
 def test_a_batch_whose_only_destination_is_a_pacs_runs_locally_and_reruns_exactly_once(
     orthanc, tmp_path, monkeypatch
 ) -> None:
@@ -230,11 +240,7 @@ def test_a_batch_whose_only_destination_is_a_pacs_runs_locally_and_reruns_exactl
     monkeypatch.setenv("SENDIT_PSEUDONYM_KEY", KEY.decode())
     images = make_sample(tmp_path / "src" / "st", patients=1, files=6)
     dimse_cfg = dimse_yaml(orthanc)
-    (tmp_path / "b.yaml").write_text(
-        "apiVersion: sendit.dev/v1alpha1\nkind: SenditBatch\nmetadata: {name: to-pacs}\n"
-        "spec:\n  source:\n    volume: {hostPath: {path: src}}\n    folders: [st]\n"
-        f"  destinations: {{pacs: {{dimse: {dimse_cfg}}}}}\n"
-    )
+    pacs_batch(tmp_path, "to-pacs", f"{{dimse: {dimse_cfg}}}")
     report = tmp_path / "r.json"
     assert (
         main(["run", "-f", str(tmp_path / "b.yaml"), "--workers", "1", "--report", str(report)])
@@ -287,11 +293,7 @@ def test_a_pacs_that_goes_down_mid_batch_fails_the_run_and_the_rerun_completes_i
         # the first few stored late): 30 were all delivered before the stop once.
         make_sample(tmp_path / "src" / "st", patients=2, files=200)
         dimse_cfg = dimse_yaml(pacs)
-        (tmp_path / "b.yaml").write_text(
-            "apiVersion: sendit.dev/v1alpha1\nkind: SenditBatch\nmetadata: {name: outage}\n"
-            "spec:\n  source:\n    volume: {hostPath: {path: src}}\n    folders: [st]\n"
-            f"  destinations: {{pacs: {{dimse: {dimse_cfg}, concurrency: 1}}}}\n"
-        )
+        pacs_batch(tmp_path, "outage", f"{{dimse: {dimse_cfg}, concurrency: 1}}")
         report = tmp_path / "r.json"
         argv = ["run", "-f", str(tmp_path / "b.yaml"), "--workers", "1", "--report", str(report)]
         cli = ("-c", "import sys; from sendit_worker.cli import main; sys.exit(main())")
@@ -367,11 +369,7 @@ def test_a_run_whose_pacs_refuses_some_images_ends_incomplete_naming_the_reason(
     # The sample's UIDs are random: with 30 images none ends in 7 in 1 run of 24 (0.9^30),
     # with 120, once in some 300,000.
     make_sample(tmp_path / "src" / "st", patients=2, files=120)
-    (tmp_path / "b.yaml").write_text(
-        "apiVersion: sendit.dev/v1alpha1\nkind: SenditBatch\nmetadata: {name: refused}\n"
-        "spec:\n  source:\n    volume: {hostPath: {path: src}}\n    folders: [st]\n"
-        f"  destinations: {{pacs: {{dicomweb: {{url: '{pacs.dicomweb}'}}}}}}\n"
-    )
+    pacs_batch(tmp_path, "refused", f"{{dicomweb: {{url: '{pacs.dicomweb}'}}}}")
     report = tmp_path / "r.json"
     argv = ["run", "-f", str(tmp_path / "b.yaml"), "--workers", "1", "--report", str(report)]
     assert main(argv) == 1
