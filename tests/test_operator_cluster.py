@@ -13,6 +13,7 @@ import json
 import os
 import signal
 import socket
+import sqlite3
 import subprocess
 import time
 import urllib.request
@@ -301,6 +302,41 @@ def test_parallelism_3_over_a_skewed_corpus_reads_each_file_once(cluster, fake_n
     assert len(pods) == 4  # three shards, one of them retried
     plan_pods = cluster.kubectl("-n", NS, "get", "pods", "-l", "job-name=skew-plan", "-o", "name")
     assert len(plan_pods.stdout.split()) == 1  # planned once
+
+
+def last_file_of(plan: Path, shard: int) -> Path:
+    """The last file of a shard's last series, as the plan orders them (relative to the source
+    volume: the plan holds the pod's paths)."""
+    with sqlite3.connect(f"{plan.as_uri()}?mode=ro", uri=True) as db:
+        (path,) = db.execute(
+            "SELECT f.path FROM series s JOIN files f ON f.study = s.study AND f.series = s.uid"
+            " WHERE s.shard = ? ORDER BY s.id DESC, f.sop DESC LIMIT 1",
+            (shard,),
+        ).fetchone()
+    return Path(*Path(os.fsdecode(path)).parts[-4:])  # folder / patient / series / file
+
+
+def test_a_source_changed_after_planning_is_reported_not_mixed(cluster, operator):
+    """Once status.plan is out, one file of each shard's last series changes on the source (one
+    rewritten, one removed) before its shard reaches it: each is failed by the shard that owns
+    it, reported once, and never delivered; the rest is delivered once; the totals stay the
+    plan's."""
+    volume = cluster.data / "changing"
+    make_series(volume / "CHG-1", [25] * 40)
+    body = json.loads(manifest("changed", cluster.data, parallelism=2))
+    body["spec"]["source"] = {"volume": {"hostPath": {"path": str(volume)}}, "folders": ["CHG-1"]}
+    apply(cluster, json.dumps(body))
+    wait_for(lambda: get(cluster, "changed").get("status", {}).get("plan"), 120, "status.plan")
+    plan = cluster.work / get(cluster, "changed")["metadata"]["uid"] / "plan.sqlite"
+    rewritten, removed = (volume / last_file_of(plan, shard) for shard in (0, 1))
+    rewritten.write_bytes(rewritten.read_bytes() + b"\0\0")
+    removed.unlink()
+    status = wait_phase(cluster, "changed", "Sent", timeout=300)
+    c = status["counts"]
+    assert (c["discovered"], c["anonymized"], c["failed"], c["sent"]) == (1000, 998, 2, 998)
+    assert [s["failed"] for _, s in sorted(status["shards"].items())] == [1, 1]
+    assert status["reasons"]["failed"] == {"source-changed": 2}
+    assert len(list((cluster.data / "out" / "changed").rglob("*.dcm"))) == 998
 
 
 def test_manual_send(cluster, fake_node, operator):

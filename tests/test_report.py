@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from sendit_api.status import FAILED_REASONS, WITHHELD_REASONS
 from sendit_worker.pixels import BURNED_IN_HEADER
+from sendit_worker.planner import ADDED, CHANGED
 from sendit_worker.report import FAILED_CLASSES, WITHHELD_CLASSES, Report, reason_class
 
 FAILED = {
@@ -12,6 +13,8 @@ FAILED = {
     "truncated pixel data": "unreadable",
     "unreadable: Permission denied": "unreadable",
     "vanished while reading": "unreadable",
+    CHANGED: "source-changed",
+    ADDED: "source-changed",
     "verification: PatientName kept": "verification",
     "could not de-identify (0010,0010): bad value": "deidentify",
     "could not write the file (OverflowError)": "deidentify",
@@ -33,6 +36,7 @@ WITHHELD = {
 def test_every_reason_has_a_class_of_the_fixed_set():
     assert {reason_class(FAILED_CLASSES, r) for r in FAILED} <= set(FAILED_REASONS)
     assert {r: reason_class(FAILED_CLASSES, r) for r in FAILED} == FAILED
+    assert set(FAILED.values()) == set(FAILED_REASONS)
     assert {r: reason_class(WITHHELD_CLASSES, r) for r in WITHHELD} == WITHHELD
     assert set(WITHHELD.values()) == set(WITHHELD_REASONS)
 
@@ -46,7 +50,13 @@ def test_the_report_counts_by_class_and_keeps_the_text_to_itself():
     assert shard["failed"] == len(FAILED) and shard["withheld"] == 1
     assert shard["reasons"] == {
         "withheld": {"burned-in-header": 1},
-        "failed": {"unreadable": 4, "verification": 1, "deidentify": 2, "other": 1},
+        "failed": {
+            "unreadable": 4,
+            "source-changed": 2,
+            "verification": 1,
+            "deidentify": 2,
+            "other": 1,
+        },
     }
     assert "PatientName" not in str(shard)  # the reason's text stays in the report
     assert [e.reason for e in report.errors] == list(FAILED)

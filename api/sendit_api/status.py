@@ -42,7 +42,7 @@ WITHHELD_REASONS: Final = (
     "not-cleaned",
     "other",
 )
-FAILED_REASONS: Final = ("unreadable", "verification", "deidentify", "other")
+FAILED_REASONS: Final = ("unreadable", "source-changed", "verification", "deidentify", "other")
 
 
 @dataclass(frozen=True)

@@ -35,16 +35,16 @@ from sendit_api.status import PlanReport
 from .discovery import Candidate, Instance, Problem, candidate_files, read_header
 from .identifiers import Entities
 from .pool import bounded_map
-from .report import UNREADABLE
+from .report import SOURCE_CHANGED, UNREADABLE
 
 log = logging.getLogger("sendit")
 
 FORMAT = 1  # of the file; a plan of another format is made again
 CHUNK = 64  # candidates per pool task: one round trip per chunk, not per file
 # Reasons a file is counted as failed (an image that did not make it) rather than skipped.
-FAILED_PREFIXES = (*UNREADABLE, "changed", "added")
-CHANGED = "changed since the batch was planned (modified or removed): not processed"
-ADDED = "added since the batch was planned: not in this batch (plan a new batch for it)"
+FAILED_PREFIXES = (*UNREADABLE, *SOURCE_CHANGED)
+CHANGED = f"{SOURCE_CHANGED[0]} (modified or removed): not processed"
+ADDED = f"{SOURCE_CHANGED[1]}: not in this batch (plan a new batch for it)"
 
 SCHEMA = """
 CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);

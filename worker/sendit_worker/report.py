@@ -10,9 +10,13 @@ from sendit_api.status import Counts, Reasons, ShardReport
 
 # Discovery's problems that are images which did not make it (failed, not skipped).
 UNREADABLE = ("truncated", "unreadable", "vanished")
+# The plan's problems for files changed on the source since it was made (failed, not skipped:
+# `cleanup.source: delete` must not remove what was never sent).
+SOURCE_CHANGED = ("changed since the batch was planned", "added since the batch was planned")
 # A reason's text, by how it begins, to its class (anything else: "other").
 FAILED_CLASSES = (
     (UNREADABLE, "unreadable"),
+    (SOURCE_CHANGED, "source-changed"),
     (("verification",), "verification"),
     (("could not",), "deidentify"),
 )
