@@ -9,8 +9,10 @@ Prints, in one run:
   pass's `headerReads` and each shard's, as they patch them into the status);
 - shard balance on that corpus (max shard images / mean shard images): the old hash sharding
   (sha256 of the series UID modulo N, as `shard_of` was) against the plan's dealing;
-- at each --files (small images, series of 50): the peak RSS of the largest process of the plan
-  pass, and of a pod processing a ~1,000-image shard of that plan, sampled from a subprocess;
+- at each --files (small images, series of 50): the peak RSS of the plan pass, and of a pod
+  processing a ~1,000-image shard of that plan, sampled from a subprocess: of its main process
+  (the walk, the plan, the report) and of its largest pool process (a series at a time, with
+  the text detector of the pixel stage loaded);
   the plan pass's wall time per 10,000 files; and the peak of `sendit run` end to end, up to
   --laptop-files (it de-identifies every file: minutes at 20,000 on two CPUs).
 """
@@ -27,6 +29,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import psutil
@@ -89,12 +92,23 @@ def pod(stage: str, tmp: Path, parallelism: int, index: int = 0, count: int = 1)
     return json.loads(out), time.perf_counter() - start, peak
 
 
-def _sample(proc: psutil.Popen) -> int:
-    """Peak RSS of the largest process of the tree, sampled every 20 ms until it ends."""
-    peak = 0
+@dataclass
+class Peak:
+    main: int = 0  # bytes
+    pool: int = 0  # the largest pool process
+
+    def __str__(self) -> str:
+        return f"main {self.main / 2**20:4.0f} MB, pool {self.pool / 2**20:4.0f} MB"
+
+
+def _sample(proc: psutil.Popen) -> Peak:
+    """Peak RSS of the main process and of the largest of its pool, sampled every 20 ms until
+    it ends."""
+    peak = Peak()
     while proc.poll() is None:
         with contextlib.suppress(psutil.Error):  # a process ended while sampled
-            peak = max(peak, *(p.memory_info().rss for p in [proc, *proc.children(True)]))
+            peak.main = max(peak.main, proc.memory_info().rss)
+            peak.pool = max(peak.pool, 0, *(p.memory_info().rss for p in proc.children(True)))
         time.sleep(0.02)
     return peak
 
@@ -162,14 +176,14 @@ def scale(n: int, laptop: bool) -> None:
         line = (
             f"files={n}: plan pass {wall:6.1f}s ({wall * 10_000 / n:5.1f}s per 10k files;"
             f" reading the headers alone in one process {floor:5.1f}s per 10k),"
-            f" largest process {plan_rss / 2**20:4.0f} MB; a pod of one shard"
-            f" ({n // shards} images) {shard_rss / 2**20:4.0f} MB"
+            f" {plan_rss}; a pod of one shard ({n // shards} images) {shard_rss}"
         )
         if laptop:
             shutil.rmtree(tmp / "work", ignore_errors=True)
             sendit = Path(sys.executable).with_name("sendit")
+            out = ("-o", str(tmp / "out"), "--report", str(tmp / "report.json"))
             proc = psutil.Popen(
-                [sendit, "-q", "run", str(tmp / "corpus"), "-o", str(tmp / "out")],
+                [sendit, "-q", "run", str(tmp / "corpus"), *out],
                 env={**os.environ, "SENDIT_PSEUDONYM_KEY": KEY},
                 stdout=subprocess.DEVNULL,
                 stderr=subprocess.DEVNULL,
@@ -177,7 +191,11 @@ def scale(n: int, laptop: bool) -> None:
             peak = _sample(proc)
             if proc.wait() != 0:
                 raise SystemExit(f"sendit run failed ({proc.returncode})")
-            line += f"; `sendit run` end to end {peak / 2**20:4.0f} MB"
+            r = json.loads((tmp / "report.json").read_text())
+            line += (
+                f"; `sendit run` end to end {peak}, {r['header_reads']} header reads,"
+                f" {r['discovered']} discovered, {r['anonymized']} anonymized, {r['sent']} sent"
+            )
         print(line + " (target < 150 MB)")
 
 
