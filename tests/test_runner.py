@@ -260,6 +260,8 @@ def test_a_source_changed_between_plan_and_processing_is_reported_by_the_shards(
         run_batch(b, p, StatusProgress(patches.append, p.shard[0]), deliver=True, workers=1)
     last = last_shards(patches)
     assert sum(s["failed"] for s in last.values()) == 2
+    changed = [s.get("reasons", {}).get("failed", {}) for s in last.values()]
+    assert sum(c.get("source-changed", 0) for c in changed) == 2  # in status, by its class
     assert last["0"]["failed"] >= 1  # the added file, reported by shard 0 only
     assert sum(s["anonymized"] + s["withheld"] for s in last.values()) == 11
     assert sum(s["discovered"] for s in last.values()) == planned.discovered == 12
