@@ -111,14 +111,7 @@ def setup(cluster: ControlPlane, node: FakeNode, data: Path) -> subprocess.Popen
     cluster.kubectl("apply", "-f", str(ROOT / "deploy" / "rbac" / "operator.yaml"))
     cluster.kubectl("create", "namespace", NS)
     cluster.kubectl("-n", NS, "create", "secret", "generic", "key", f"--from-literal=k={KEY}")
-    node.map_claim(NS, "work", data / "work")
-    claim = {
-        "apiVersion": "v1",
-        "kind": "PersistentVolumeClaim",
-        "metadata": {"name": "work", "namespace": NS},
-        "spec": {"accessModes": ["ReadWriteMany"], "resources": {"requests": {"storage": "1Gi"}}},
-    }
-    cluster.kubectl("apply", "-f", "-", input=json.dumps(claim))
+    node.add_claim(NS, "work", data / "work")
     kubeconfig = cluster.token_kubeconfig("sendit-system", "sendit-operator")
     return subprocess.Popen(
         [

@@ -23,7 +23,6 @@ A fixture whose binary cannot be found FAILS the test; it never skips.
 from __future__ import annotations
 
 import contextlib
-import datetime as dt
 import email.parser
 import http.client
 import ipaddress
@@ -45,11 +44,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
+import certificates
 import pytest
 from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
 
 
 def free_port() -> int:
@@ -364,52 +361,18 @@ class Pki:
     for a server and a client: Orthanc and our commitment listener are both), as PEM files."""
 
     def __init__(self, folder: Path) -> None:
-        now = dt.datetime.now(dt.UTC)
-        ca_key = ec.generate_private_key(ec.SECP256R1())
-        ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "sendit test CA")])
-
-        def signed(key, subject: x509.Name, ca: bool) -> x509.Certificate:
-            builder = (
-                x509.CertificateBuilder()
-                .subject_name(subject)
-                .issuer_name(ca_name)
-                .public_key(key.public_key())
-                .serial_number(x509.random_serial_number())
-                .not_valid_before(now - dt.timedelta(minutes=5))
-                .not_valid_after(now + dt.timedelta(days=1))
-                .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True)
-            )
-            if not ca:
-                host = x509.IPAddress(ipaddress.ip_address("127.0.0.1"))
-                builder = builder.add_extension(x509.SubjectAlternativeName([host]), critical=False)
-            return builder.sign(ca_key, hashes.SHA256())
-
-        def pem(*parts: Any) -> bytes:
-            return b"".join(
-                p.public_bytes(serialization.Encoding.PEM)
-                if isinstance(p, x509.Certificate)
-                else p.private_bytes(
-                    serialization.Encoding.PEM,
-                    serialization.PrivateFormat.PKCS8,
-                    serialization.NoEncryption(),
-                )
-                for p in parts
-            )
-
-        keys = {who: ec.generate_private_key(ec.SECP256R1()) for who in ("pacs", "sendit")}
-        certs = {
-            who: signed(key, x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, who)]), False)
-            for who, key in keys.items()
-        }
+        ca = certificates.CertificateAuthority("sendit test CA")
+        host = [x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]
+        pacs, sendit = (ca.issue(certificates.name(who), sans=host) for who in ("pacs", "sendit"))
         files = {
-            "ca.crt": pem(signed(ca_key, ca_name, True)),
-            "pacs.crt": pem(certs["pacs"]),
-            "pacs.key": pem(keys["pacs"]),
-            "tls.crt": pem(certs["sendit"]),  # the Secret's keys
-            "tls.key": pem(keys["sendit"]),
+            "ca.crt": ca.cert,
+            "pacs.key": pacs[0],
+            "pacs.crt": pacs[1],
+            "tls.key": sendit[0],  # the Secret's keys
+            "tls.crt": sendit[1],
         }
-        for name, data in files.items():
-            (folder / name).write_bytes(data)
+        for file, item in files.items():
+            certificates.write_pem(folder / file, item)
         self.folder = folder
 
     def __getitem__(self, name: str) -> Path:

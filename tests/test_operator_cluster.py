@@ -97,16 +97,7 @@ def cluster(kube_cluster, fake_node, tmp_path_factory):
     make_sample(data / "in" / FOLDER, patients=2, files=6)
     kube_cluster.data = data
     # One workspace claim for every batch of the module (each has its own folder, by uid).
-    kube_cluster.work = fake_node.map_claim(NS, "work", data / "work")
-    apply(
-        kube_cluster,
-        f"""
-apiVersion: v1
-kind: PersistentVolumeClaim
-metadata: {{name: work, namespace: {NS}}}
-spec: {{accessModes: [ReadWriteMany], resources: {{requests: {{storage: 1Gi}}}}}}
-""",
-    )
+    kube_cluster.work = fake_node.add_claim(NS, "work", data / "work")
     return kube_cluster
 
 

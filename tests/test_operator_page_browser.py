@@ -44,14 +44,7 @@ def cluster(kube_cluster, fake_node, tmp_path_factory):
     make_sample(data / "in" / FOLDER, patients=2, files=6)
     kube_cluster.data = data
     # The workspace claim `manifest` names (parallelism 2 shares one plan), mapped by the node.
-    fake_node.map_claim(NS, "work", data / "work")
-    claim = {
-        "apiVersion": "v1",
-        "kind": "PersistentVolumeClaim",
-        "metadata": {"name": "work", "namespace": NS},
-        "spec": {"accessModes": ["ReadWriteMany"], "resources": {"requests": {"storage": "1Gi"}}},
-    }
-    kube_cluster.kubectl("apply", "-f", "-", input=json.dumps(claim))
+    fake_node.add_claim(NS, "work", data / "work")
     return kube_cluster
 
 

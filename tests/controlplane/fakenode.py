@@ -890,6 +890,21 @@ class FakeNode:
             self._claims[(namespace, claim)] = path
         return path
 
+    def add_claim(self, namespace: str, claim: str, local_path: str | os.PathLike) -> Path:
+        """A ReadWriteMany PersistentVolumeClaim ``claim`` made in the API, its volume
+        ``local_path`` here (a shared workspace, as a storage class with RWX would give)."""
+        body = {
+            "apiVersion": "v1",
+            "kind": "PersistentVolumeClaim",
+            "metadata": {"name": claim, "namespace": namespace},
+            "spec": {
+                "accessModes": ["ReadWriteMany"],
+                "resources": {"requests": {"storage": "1Gi"}},
+            },
+        }
+        self.core.create_namespaced_persistent_volume_claim(namespace, body)
+        return self.map_claim(namespace, claim, local_path)
+
     def unmap_claim(self, namespace: str, claim: str) -> None:
         with self._lock:
             self._claims.pop((namespace, claim), None)

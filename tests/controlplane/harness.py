@@ -15,7 +15,6 @@ There is no kubelet: Pods are run by the test double in ``fakenode.py``.
 from __future__ import annotations
 
 import contextlib
-import datetime as dt
 import ipaddress
 import json
 import os
@@ -31,10 +30,11 @@ import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from certificates import CertificateAuthority, name, write_pem
 from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec, rsa
-from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+from cryptography.x509.oid import ExtendedKeyUsageOID
 
 from . import build
 
@@ -61,29 +61,6 @@ class ControlPlaneError(RuntimeError):
 
 
 # --------------------------------------------------------------------------- PKI
-
-
-def _write_key(path: Path, key) -> None:
-    path.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
-    )
-    path.chmod(0o600)
-
-
-def _write_cert(path: Path, cert: x509.Certificate) -> None:
-    path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-
-
-def _name(cn: str, org: str | None = None) -> x509.Name:
-    attrs = []
-    if org:
-        attrs.append(x509.NameAttribute(NameOID.ORGANIZATION_NAME, org))
-    attrs.append(x509.NameAttribute(NameOID.COMMON_NAME, cn))
-    return x509.Name(attrs)
 
 
 @dataclass
@@ -114,63 +91,14 @@ class PKI:
     def generate(cls, directory: Path) -> PKI:
         directory.mkdir(parents=True, exist_ok=True)
         pki = cls(directory)
-        now = dt.datetime.now(dt.UTC) - dt.timedelta(minutes=5)
-        until = now + dt.timedelta(days=2)
+        ca = CertificateAuthority("sendit-test-ca")
+        write_pem(pki.ca_key, ca.key)
+        write_pem(pki.ca_cert, ca.cert)
 
-        ca_key = ec.generate_private_key(ec.SECP256R1())
-        ca_name = _name("sendit-test-ca")
-        ca_cert = (
-            x509.CertificateBuilder()
-            .subject_name(ca_name)
-            .issuer_name(ca_name)
-            .public_key(ca_key.public_key())
-            .serial_number(x509.random_serial_number())
-            .not_valid_before(now)
-            .not_valid_after(until)
-            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-            .add_extension(
-                x509.KeyUsage(
-                    digital_signature=True,
-                    content_commitment=False,
-                    key_encipherment=False,
-                    data_encipherment=False,
-                    key_agreement=False,
-                    key_cert_sign=True,
-                    crl_sign=True,
-                    encipher_only=False,
-                    decipher_only=False,
-                ),
-                critical=True,
-            )
-            .add_extension(
-                x509.SubjectKeyIdentifier.from_public_key(ca_key.public_key()), critical=False
-            )
-            .sign(ca_key, hashes.SHA256())
-        )
-        _write_key(pki.ca_key, ca_key)
-        _write_cert(pki.ca_cert, ca_cert)
-
-        def leaf(cert_path, key_path, subject, usage, sans=None):
-            key = ec.generate_private_key(ec.SECP256R1())
-            builder = (
-                x509.CertificateBuilder()
-                .subject_name(subject)
-                .issuer_name(ca_name)
-                .public_key(key.public_key())
-                .serial_number(x509.random_serial_number())
-                .not_valid_before(now)
-                .not_valid_after(until)
-                .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-                .add_extension(x509.ExtendedKeyUsage([usage]), critical=False)
-                .add_extension(
-                    x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()),
-                    critical=False,
-                )
-            )
-            if sans:
-                builder = builder.add_extension(x509.SubjectAlternativeName(sans), critical=False)
-            _write_key(key_path, key)
-            _write_cert(cert_path, builder.sign(ca_key, hashes.SHA256()))
+        def leaf(cert_path: Path, key_path: Path, subject: x509.Name, usage, sans=()) -> None:
+            key, cert = ca.issue(subject, [usage], sans)
+            write_pem(key_path, key)
+            write_pem(cert_path, cert)
 
         dns = [
             "localhost",
@@ -186,27 +114,23 @@ class PKI:
         leaf(
             pki.serving_cert,
             pki.serving_key,
-            _name("kube-apiserver"),
+            name("kube-apiserver"),
             ExtendedKeyUsageOID.SERVER_AUTH,
             sans,
         )
         leaf(
             pki.admin_cert,
             pki.admin_key,
-            _name("admin", "system:masters"),
+            name("admin", "system:masters"),
             ExtendedKeyUsageOID.CLIENT_AUTH,
         )
         # The controller manager runs every controller under its own identity
         # (--use-service-account-credentials=false), so it needs broad rights.
-        leaf(
-            pki.kcm_cert,
-            pki.kcm_key,
-            _name("system:kube-controller-manager", "system:masters"),
-            ExtendedKeyUsageOID.CLIENT_AUTH,
-        )
+        kcm = name("system:kube-controller-manager", "system:masters")
+        leaf(pki.kcm_cert, pki.kcm_key, kcm, ExtendedKeyUsageOID.CLIENT_AUTH)
 
         sa_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-        _write_key(pki.sa_key, sa_key)
+        write_pem(pki.sa_key, sa_key)
         pki.sa_pub.write_bytes(
             sa_key.public_key().public_bytes(
                 serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo

@@ -8,7 +8,8 @@ manager built from Go modules; attributes ``kubeconfig``, ``server``,
 ``fake_node`` (session): the node TEST DOUBLE of ``fakenode.py`` (binds Pods to
 ``sendit-fake-node`` and runs them in their images through the Docker engine that
 ``scripts/images.sh`` starts, or as local processes with ``SENDIT_FAKENODE=process``);
-methods ``map_claim(namespace, claim, local_path)`` and ``logs(namespace, pod_name)``.
+methods ``map_claim(namespace, claim, local_path)``, ``add_claim(...)`` (the claim made
+in the API too) and ``logs(namespace, pod_name)``.
 
 The binaries are built on first use (see ``build.py``); if they cannot be
 built, the fixtures FAIL with the build error -- they never skip.
