@@ -66,24 +66,18 @@ class Peaks(threading.Thread):
 
     def run(self) -> None:
         while not self.done.wait(0.5):
-            trees: dict[int, tuple[str, int]] = {}
+            seen: dict[int, tuple[str, int, int]] = {}  # pid: stage, parent, RSS
             for p in psutil.process_iter(["cmdline", "ppid", "memory_info"]):
                 stage = self.stage(p.info["cmdline"] or [])
-                if stage is None or p.info["memory_info"] is None:
-                    continue
-                rss = p.info["memory_info"].rss
+                if stage is not None and p.info["memory_info"] is not None:
+                    seen[p.pid] = (stage, p.info["ppid"], p.info["memory_info"].rss)
+            pods: dict[int, tuple[str, int]] = {}  # a pod's worker process: stage, total RSS
+            for pid, (stage, parent, rss) in seen.items():
                 self.process[stage] = max(self.process[stage], rss)
-                top = p.info["ppid"] if self.stage(_cmdline(p.info["ppid"])) else p.pid
-                trees[top] = (stage, trees.get(top, (stage, 0))[1] + rss)
-            for stage, rss in trees.values():
+                top = parent if parent in seen else pid
+                pods[top] = (stage, pods.get(top, (stage, 0))[1] + rss)
+            for stage, rss in pods.values():
                 self.pod[stage] = max(self.pod[stage], rss)
-
-
-def _cmdline(pid: int) -> list[str]:
-    try:
-        return psutil.Process(pid).cmdline()
-    except psutil.Error:
-        return []
 
 
 def batch(name: str, data: Path, parallelism: int) -> dict:
