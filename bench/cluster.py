@@ -39,7 +39,7 @@ from controlplane import build  # noqa: E402
 from controlplane.fakenode import FakeNode  # noqa: E402
 from controlplane.harness import ControlPlane, free_port  # noqa: E402
 
-from sendit_worker.sample import make_series  # noqa: E402
+from sendit_worker.cli.sample import make_series  # noqa: E402
 
 NS = "bench"
 KEY = "bench-key-0123456789abcdef"

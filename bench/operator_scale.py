@@ -33,7 +33,7 @@ from controlplane.harness import ControlPlane  # noqa: E402
 
 from sendit_api.clock import timestamp  # noqa: E402
 from sendit_api.names import GROUP, PLURAL, VERSION  # noqa: E402
-from sendit_worker.progress import PATCH_EVERY  # noqa: E402
+from sendit_worker.run.progress import PATCH_EVERY  # noqa: E402
 
 NS = "bench"
 print = functools.partial(print, flush=True)

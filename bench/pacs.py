@@ -28,10 +28,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
 from emulators import Orthanc
 
+from sendit_worker.cli.sample import make_sample
 from sendit_worker.destinations.deliver import Delivery
-from sendit_worker.pipeline import RunOptions, run
 from sendit_worker.report import Report
-from sendit_worker.sample import make_sample
+from sendit_worker.run.shard import ShardOptions, run_shard
 
 
 def line(label: str, seconds: float, count: int, size: int) -> str:
@@ -61,9 +61,9 @@ def main() -> None:
         make_sample(root / "src", patients=4, files=args.files)
         series: list = []
         key = b"pacs-benchmark-key-0123456789abcdef"
-        options = RunOptions(folders=[root / "src"], output=root / "out", key=key)
+        options = ShardOptions(folders=[root / "src"], output=root / "out", key=key)
         options.on_series = lambda done: series.append(done.images(root / "out"))
-        run(options)
+        run_shard(options)
         series = [s for s in series if s]
         files = [i.path for s in series for i in s]
         size = sum(p.stat().st_size for p in files)

@@ -26,9 +26,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 import pixel_corpus
 from dicomdata import KEY
 
-from sendit_worker.pipeline import RunOptions, run
+from sendit_worker.identifiers.pseudonyms import Pseudonymizer
 from sendit_worker.pixels import PixelPolicy
-from sendit_worker.pseudonyms import Pseudonymizer
+from sendit_worker.run.shard import ShardOptions, run_shard
 
 
 def main() -> None:
@@ -59,8 +59,8 @@ def main() -> None:
                     if not target.exists():
                         target.write_bytes((root / "in" / f"{i}.dcm").read_bytes())
                 start = time.perf_counter()
-                run(
-                    RunOptions(
+                run_shard(
+                    ShardOptions(
                         folders=[folder],
                         output=out / modality,
                         key=KEY,

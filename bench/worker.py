@@ -31,7 +31,7 @@ from pathlib import Path
 import psutil
 import pydicom
 
-from sendit_worker.sample import make_sample
+from sendit_worker.cli.sample import make_sample
 
 CT_AND_MR = (
     "CT_small.dcm",

@@ -821,14 +821,14 @@ def deidentified(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[l
 
     Read-only for tests: copy before changing. Images are `DeidentifiedImage`s.
     """
-    from sendit_worker.pipeline import RunOptions, run
-    from sendit_worker.sample import make_sample
+    from sendit_worker.cli.sample import make_sample
+    from sendit_worker.run.shard import ShardOptions, run_shard
 
     root = tmp_path_factory.mktemp("deid")
     make_sample(root / "src", patients=2, files=48)
     series: list[list[Any]] = []
-    run(
-        RunOptions(
+    run_shard(
+        ShardOptions(
             folders=sorted((root / "src").iterdir()),
             output=root / "out",
             key=KEY,

@@ -31,10 +31,10 @@ from sendit_api.status import (
     Counts,
     PlanReport,
 )
-from sendit_worker.placement import LocalPlacement
+from sendit_worker.cli.sample import make_sample
 from sendit_worker.report import Report
-from sendit_worker.runner import run_batch
-from sendit_worker.sample import make_sample
+from sendit_worker.run.batch import run_batch
+from sendit_worker.run.placement import LocalPlacement
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -10,7 +10,7 @@ import pytest
 from sendit_api.crd import ManifestError, crd
 from sendit_api.errors import Permanent
 from sendit_api.spec import Gcs, parse_batch
-from sendit_worker.placement import LocalPlacement
+from sendit_worker.run.placement import LocalPlacement
 
 MINIMAL = {
     "apiVersion": "sendit.dev/v1alpha1",

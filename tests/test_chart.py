@@ -607,7 +607,7 @@ def installed(helm, cluster, fake_node, tmp_path_factory):
     data = tmp_path_factory.mktemp("helm-data")
     from dicomdata import KEY
 
-    from sendit_worker.sample import make_sample
+    from sendit_worker.cli.sample import make_sample
 
     make_sample(data / "in" / "ST-1", patients=2, files=6)
     cluster.kubectl(

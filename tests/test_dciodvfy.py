@@ -11,7 +11,7 @@ import pydicom
 import pytest
 from dicomdata import KEY, KINDS, bundled, make_clean_image, plant_phi
 
-from sendit_worker.pipeline import RunOptions, run
+from sendit_worker.run.shard import ShardOptions, run_shard
 
 DCIODVFY = shutil.which("dciodvfy")
 
@@ -35,7 +35,9 @@ def test_no_new_dciodvfy_errors(kind: str, tmp_path: Path) -> None:
     plant_phi(make_clean_image(pydicom.dcmread(bundled(KINDS[kind])))).save_as(
         source, enforce_file_format=True
     )
-    report = run(RunOptions(folders=[source.parent], output=tmp_path / "out", key=KEY, workers=1))
+    report = run_shard(
+        ShardOptions(folders=[source.parent], output=tmp_path / "out", key=KEY, workers=1)
+    )
     assert report.anonymized == 1, report.errors
     output = next((tmp_path / "out").rglob("*.dcm"))
     assert _errors(output) - _errors(source) == set()
@@ -55,7 +57,9 @@ def test_cleaned_pixels_add_no_dciodvfy_errors(name: str, tmp_path: Path) -> Non
     source.parent.mkdir()
     case.ds.Manufacturer = "Test Maker"  # as make_clean_image: the header profile's own matter
     case.ds.save_as(source, enforce_file_format=True)
-    report = run(RunOptions(folders=[source.parent], output=tmp_path / "out", key=KEY, workers=1))
+    report = run_shard(
+        ShardOptions(folders=[source.parent], output=tmp_path / "out", key=KEY, workers=1)
+    )
     assert report.anonymized == 1, report.errors
     output = next((tmp_path / "out").rglob("*.dcm"))
     cleaned = pydicom.dcmread(output)

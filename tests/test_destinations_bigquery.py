@@ -16,7 +16,7 @@ from batches import destinations
 from sendit_api.spec import BigQuery
 from sendit_worker.destinations import bigquery as bq
 from sendit_worker.destinations.bigquery import BigQuerySink
-from sendit_worker.images import DeidentifiedImage
+from sendit_worker.destinations.image import DeidentifiedImage
 
 pytestmark = pytest.mark.emulators
 

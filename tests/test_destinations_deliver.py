@@ -20,12 +20,12 @@ import pydicom
 import pytest
 import yaml
 
-from sendit_worker.sample import make_sample
+from sendit_worker.cli.sample import make_sample
 
 pytestmark = [pytest.mark.emulators, pytest.mark.timeout(240)]
 
 PROJECT = "sendit-test"
-CLI = ("-c", "import sys; from sendit_worker.cli import main; sys.exit(main())")
+CLI = ("-c", "import sys; from sendit_worker.cli.main import main; sys.exit(main())")
 KEY = "e2e-destinations-key-0123456789abcdef"
 
 

@@ -9,7 +9,7 @@ from batches import destinations
 
 from sendit_api import exits
 from sendit_api.errors import Permanent
-from sendit_worker.cli import main
+from sendit_worker.cli.main import main
 from sendit_worker.destinations import gcs as gcs_module
 from sendit_worker.destinations.errors import DestinationError, DestinationUnavailable
 from sendit_worker.destinations.gcs import GcsSink, local_checksum

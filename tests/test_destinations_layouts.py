@@ -11,7 +11,7 @@ import pytest
 
 from sendit_worker.destinations import layouts
 from sendit_worker.destinations.errors import DeliveryError
-from sendit_worker.images import DeidentifiedImage, ImageMetadata
+from sendit_worker.destinations.image import DeidentifiedImage, ImageMetadata
 
 
 def _image(tmp_path: Path, sop: str, **meta: str) -> DeidentifiedImage:

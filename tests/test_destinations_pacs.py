@@ -23,7 +23,8 @@ from pynetdicom import AE, evt
 
 from sendit_api.errors import Permanent, Transient
 from sendit_api.names import PACS_TLS_ENV
-from sendit_worker.cli import main
+from sendit_worker.cli.main import main
+from sendit_worker.cli.sample import make_sample
 from sendit_worker.destinations import commitment
 from sendit_worker.destinations.errors import (
     DeliveryError,
@@ -31,7 +32,6 @@ from sendit_worker.destinations.errors import (
     DestinationUnavailable,
 )
 from sendit_worker.destinations.pacs import PacsSink
-from sendit_worker.sample import make_sample
 
 pytestmark = pytest.mark.emulators
 
@@ -296,7 +296,7 @@ def test_a_pacs_that_goes_down_mid_batch_fails_the_run_and_the_rerun_completes_i
         pacs_batch(tmp_path, "outage", f"{{dimse: {dimse_cfg}, concurrency: 1}}")
         report = tmp_path / "r.json"
         argv = ["run", "-f", str(tmp_path / "b.yaml"), "--workers", "1", "--report", str(report)]
-        cli = ("-c", "import sys; from sendit_worker.cli import main; sys.exit(main())")
+        cli = ("-c", "import sys; from sendit_worker.cli.main import main; sys.exit(main())")
         run = subprocess.Popen([sys.executable, *cli, *argv], stderr=subprocess.DEVNULL)
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline and run.poll() is None and len(pacs.instances()) < 3:

@@ -201,7 +201,7 @@ def test_the_worker_image_deidentifies_a_sample_restricted(docker, tmp_path):
     planted identifiers and no source folder name."""
     from dicomdata import KEY, identified_file, leaks, planted_tokens
 
-    from sendit_worker.sample import make_sample
+    from sendit_worker.cli.sample import make_sample
 
     source = tmp_path / "in"
     identified_file(source / "Zyxwvutson_Quintessa" / "a.dcm")
@@ -230,7 +230,7 @@ def run_one_file_restricted(
     docker: str, tmp_path: Path, env=()
 ) -> tuple[subprocess.CompletedProcess, Path]:
     """`sendit run` of one sample file in the worker image, nothing but its output writable."""
-    from sendit_worker.sample import make_sample
+    from sendit_worker.cli.sample import make_sample
 
     make_sample(tmp_path / "in", patients=1, files=1)
     out = writable_by_the_worker(tmp_path / "out")
@@ -279,7 +279,7 @@ def test_dcm2niix_in_the_worker_image_runs_restricted(docker):
 def test_the_worker_image_holds_the_installed_package(docker):
     """The image imports the installed wheel (with its CRDs) and the cloud clients."""
     code = (
-        "import sendit_api, sendit_worker.pod, sendit_worker.watch_scan, kubernetes;"
+        "import sendit_api, sendit_worker.cli.pod, sendit_worker.cli.watch, kubernetes;"
         "import google.cloud.storage, google.cloud.bigquery, google.cloud.pubsub_v1;"
         "from importlib.resources import files;"
         "print(sendit_worker.__file__);"

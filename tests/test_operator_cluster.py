@@ -26,7 +26,7 @@ import pytest
 from dicomdata import KEY, PLANTED
 from polling import wait_for
 
-from sendit_worker.sample import make_sample, make_series
+from sendit_worker.cli.sample import make_sample, make_series
 
 pytestmark = pytest.mark.controlplane
 ROOT = Path(__file__).resolve().parents[1]

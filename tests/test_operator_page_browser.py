@@ -20,7 +20,7 @@ from polling import wait_for
 from prometheus_client.parser import text_string_to_metric_families
 from test_operator_cluster import OPERATOR_NS, OPERATOR_SA, Operator, free_port, manifest
 
-from sendit_worker.sample import make_sample
+from sendit_worker.cli.sample import make_sample
 
 pytestmark = pytest.mark.controlplane
 ROOT = Path(__file__).resolve().parents[1]

@@ -4,8 +4,8 @@ gives, by its class, the small fixed set a metric label and the status may carry
 from __future__ import annotations
 
 from sendit_api.status import FAILED_REASONS, WITHHELD_REASONS
+from sendit_worker.intake.planner import ADDED, CHANGED
 from sendit_worker.pixels import BURNED_IN_HEADER
-from sendit_worker.planner import ADDED, CHANGED
 from sendit_worker.report import FAILED_CLASSES, WITHHELD_CLASSES, Report, reason_class
 
 FAILED = {

@@ -2,6 +2,6 @@
 
 import sys
 
-from sendit_worker.cli import main
+from sendit_worker.cli.main import main
 
 sys.exit(main())

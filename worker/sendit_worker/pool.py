@@ -1,5 +1,6 @@
-"""The worker pool: processes that die with the run, one inline "pool" for one worker, and a
-map that streams its tasks (never more than a window of them under way)."""
+"""The worker pool: as many processes as this process may use CPUs, each dying with the run; one
+inline "pool" for one worker; and a map that streams its tasks (never more than a window of them
+under way). Light to import: the command line's help text asks it for the CPU count."""
 
 from __future__ import annotations
 
@@ -10,8 +11,21 @@ from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Executor, Future, ProcessPoolExecutor
 from contextlib import contextmanager, suppress
+from pathlib import Path
 
 PR_SET_PDEATHSIG = 1
+
+
+def available_cpus() -> int:
+    """CPUs this process may use: the affinity mask, capped by a cgroup CPU quota."""
+    cpus = len(os.sched_getaffinity(0))
+    try:
+        quota, period = Path("/sys/fs/cgroup/cpu.max").read_text().split()
+        if quota != "max":
+            cpus = min(cpus, max(1, int(int(quota) // int(period))))
+    except (OSError, ValueError):
+        pass
+    return cpus
 
 
 def bounded_map(pool: Executor, fn: Callable, tasks: Iterable, window: int) -> Iterator:

@@ -25,9 +25,9 @@ from google.cloud import bigquery
 
 from sendit_api.spec import BigQuery
 
-from ..images import DeidentifiedImage
 from .errors import DeliveryError, DestinationError
 from .google_errors import preflight_error
+from .image import DeidentifiedImage
 
 log = logging.getLogger("sendit.bigquery")
 

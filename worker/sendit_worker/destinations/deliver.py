@@ -19,12 +19,12 @@ from typing import Any
 
 from sendit_api.spec import Destinations
 
-from ..images import DeidentifiedImage
 from ..report import Report
 from . import layouts
 from .bigquery import BigQuerySink, row
 from .errors import DeliveryError, DestinationUnavailable
 from .gcs import GcsSink
+from .image import DeidentifiedImage
 from .ledger import Ledger, series_key
 from .pacs import PacsSink
 from .pubsub import PubSubSink, make_event

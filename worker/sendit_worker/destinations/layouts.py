@@ -19,8 +19,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..images import DeidentifiedImage, ImageMetadata
 from .errors import DeliveryError
+from .image import DeidentifiedImage, ImageMetadata
 
 # Pseudonyms and UIDs only: anything else in a name (a space, a slash, a name) is refused.
 _SAFE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")

@@ -40,9 +40,9 @@ from pynetdicom.association import Association
 from sendit_api.names import PACS_CREDENTIAL_ENV, PACS_TLS_ENV
 from sendit_api.spec import Pacs
 
-from ..images import DeidentifiedImage
 from . import commitment
 from .errors import DeliveryError, DestinationError, DestinationUnavailable
+from .image import DeidentifiedImage
 
 log = logging.getLogger("sendit.pacs")
 

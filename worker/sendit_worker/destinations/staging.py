@@ -13,7 +13,7 @@ from pathlib import Path
 from sendit_api.status import Counts
 
 from ..files import write_atomically
-from ..images import DeidentifiedImage, ImageMetadata
+from .image import DeidentifiedImage, ImageMetadata
 
 STATE_DIR = ".sendit"  # beside the de-identified files: staging, the ledger, the state
 DONEPROCESSING = "DONEPROCESSING"

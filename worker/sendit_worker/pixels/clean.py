@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 from pydicom import Dataset
 
+from ..dicom import FLOAT_PIXEL_DATA, PIXEL_DATA
 from .codec import CodecError, frames, rewrite
 from .detect import TextDetector, mask_of, views
 from .markers import MarkerError, strip_markers
@@ -29,8 +30,6 @@ from .screen import PixelScreen, Verdict
 # Detection passes: blanking one line can bare a line the detector had merged with it; the
 # last pass only checks (text found then withholds the image).
 ROUNDS = 3
-PIXEL_DATA = 0x7FE00010
-FLOAT_PIXEL_DATA = (0x7FE00008, 0x7FE00009)
 # Many lines covering much of a frame: a document (withheld, whatever the header says). A light
 # page needs less of it than a dark screen, where annotations crowd real images.
 DOCUMENT_LINES = 6

@@ -16,8 +16,9 @@ import pydicom.uid as uids
 from pydicom import Dataset
 from pydicom.pixels.utils import pack_bits
 
+from ..dicom import PIXEL_DATA, frame_count
+
 REENCODED = frozenset({uids.RLELossless, uids.JPEGLSLossless, uids.JPEG2000Lossless})
-PIXEL_DATA = 0x7FE00010
 
 
 class CodecError(ValueError):
@@ -96,6 +97,6 @@ def black(interpretation: str, stack: np.ndarray) -> object:
 
 def _frame_count(ds: Dataset) -> int:
     try:
-        return int(ds.get("NumberOfFrames") or 1)
-    except (TypeError, ValueError):
-        return 1
+        return frame_count(ds)
+    except ValueError as exc:
+        raise CodecError(str(exc)) from None

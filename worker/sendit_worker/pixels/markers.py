@@ -16,6 +16,8 @@ import pydicom.uid as uids
 from pydicom import Dataset
 from pydicom.encaps import encapsulate, generate_frames
 
+from ..dicom import PIXEL_DATA, frame_count
+
 JPEG_FAMILY = frozenset(
     {
         uids.JPEGBaseline8Bit,
@@ -37,7 +39,6 @@ J2K_FAMILY = frozenset(
 )
 SOI, SOS, EOI, APP14, COM = 0xD8, 0xDA, 0xD9, 0xEE, 0xFE
 J2K_SOC, J2K_SOT, J2K_COM = 0xFF4F, 0xFF90, 0xFF64
-PIXEL_DATA = 0x7FE00010
 
 
 class MarkerError(ValueError):
@@ -50,8 +51,8 @@ def strip_markers(ds: Dataset) -> bool:
     if PIXEL_DATA not in ds or syntax not in JPEG_FAMILY | J2K_FAMILY:
         return False
     strip = _strip_jpeg if syntax in JPEG_FAMILY else _strip_j2k
-    count = int(ds.get("NumberOfFrames") or 1)
     try:
+        count = frame_count(ds)
         frames = list(generate_frames(ds.PixelData, number_of_frames=count))
     except (ValueError, EOFError) as exc:
         raise MarkerError(f"compressed frames do not parse ({type(exc).__name__})") from None

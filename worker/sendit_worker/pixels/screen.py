@@ -25,7 +25,7 @@ from pydicom.datadict import tag_for_keyword
 from pydicom.dataelem import RawDataElement, convert_raw_data_element
 from pydicom.dataset import FileDataset, FileMetaDataset
 
-from ..deidlib import DeidRecipe, has_burned_pixels
+from ..header.deidlib import DeidRecipe, has_burned_pixels
 
 CACHE_SIZE = 4096
 SPECIFIC_CHARACTER_SET = 0x00080005

@@ -1,0 +1,295 @@
+"""`sendit`: the worker's command line. Subcommands are thin adapters: they turn arguments into
+a typed batch and a placement, call the domain, and decide the exit code, here and only here.
+
+Exit codes: 0 every image was anonymized or deliberately withheld (and delivered); 1 something
+is incomplete (an image failed, a service was down, delivery did not finish: a rerun may
+complete it); 2 usage, manifest or configuration error (the same input fails the same way).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from sendit_api import exits
+from sendit_api.errors import Permanent, Transient
+from sendit_api.status import JOB_STAGES
+
+from ..pool import available_cpus
+
+if TYPE_CHECKING:
+    from ..report import Report
+
+log = logging.getLogger("sendit")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.WARNING if args.quiet else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    try:
+        return args.command(args)
+    except Permanent as exc:
+        print(f"sendit: {exc}", file=sys.stderr)
+        return exits.PERMANENT
+    except Transient as exc:
+        print(f"sendit: incomplete, try again: {exc}", file=sys.stderr)
+        return exits.INCOMPLETE
+    except ModuleNotFoundError as exc:  # an install without the worker's packages
+        print(f"sendit: {exc.name} is missing: pip install 'sendit[worker]'", file=sys.stderr)
+        return exits.PERMANENT
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="sendit", description=__doc__.splitlines()[0])
+    parser.add_argument("-q", "--quiet", action="store_true", help="warnings and errors only")
+    sub = parser.add_subparsers(required=True, metavar="COMMAND")
+
+    r = sub.add_parser("run", help="de-identify DICOM folders into a local folder")
+    r.add_argument("folders", nargs="*", type=Path, metavar="FOLDER")
+    r.add_argument("-f", "--file", type=Path, help="a SenditBatch manifest")
+    r.add_argument("-o", "--output", type=Path, help="where de-identified files go")
+    r.add_argument("--report", type=Path, help="write the JSON run report here")
+    r.add_argument("--key-file", type=Path, help="the pseudonym key (else $SENDIT_PSEUDONYM_KEY)")
+    r.add_argument("--recipe", type=Path, help="a deid recipe applied on top of the profile")
+    r.add_argument(
+        "--filter", type=Path, action="append", default=[], help="an extra deid filter file"
+    )
+    r.add_argument(
+        "--pixels",
+        choices=("clean", "withhold"),
+        help="burned-in text: clean (blank it, the default) or withhold every flagged image",
+    )
+    r.add_argument(
+        "--trust-burned-in-annotation",
+        action="store_true",
+        help="a risk: skip text detection where the header says BurnedInAnnotation=NO",
+    )
+    r.add_argument("--identifier-service", metavar="URL", help="a DASHER-style service")
+    r.add_argument(
+        "--keep-descriptor",
+        action="append",
+        default=[],
+        metavar="KEYWORD",
+        help="keep (cleaned) a description beyond the default list, e.g. ImageComments",
+    )
+    r.add_argument(
+        "--keep-ages", action="store_true", help="keep ages of 90 and over (default: 090Y)"
+    )
+    r.add_argument("--workers", type=int, default=0, help=f"processes (default {available_cpus()})")
+    r.set_defaults(command=_run)
+
+    s = sub.add_parser("sample", help="make identified-looking sample folders to try Sendit on")
+    s.add_argument("output", type=Path, metavar="DIR")
+    s.add_argument("--patients", type=int, default=5)
+    s.add_argument("--files", type=int, default=40)
+    s.set_defaults(command=_sample)
+
+    snd = sub.add_parser("send", help="deliver a batch staged with send: manual (stage two)")
+    snd.add_argument("-f", "--file", type=Path, required=True, help="the SenditBatch manifest")
+    snd.add_argument("--staging", type=Path, help="the staging folder (default: as stage one)")
+    snd.add_argument("--report", type=Path, help="write the JSON report here")
+    snd.set_defaults(command=_send)
+
+    w = sub.add_parser("worker", help="one pod of a batch's Job (run by the operator)")
+    w.add_argument("--namespace", required=True)
+    w.add_argument("--batch", required=True, help="the SenditBatch's name")
+    w.add_argument("--stage", choices=JOB_STAGES, default="process")
+    w.add_argument("--send", action="store_true", help="process, then deliver from this pod")
+    w.add_argument("--shards", type=int, required=True, help="the Job's completions")
+    w.add_argument("--source", type=Path, required=True, help="where the source is mounted")
+    w.add_argument("--work", type=Path, required=True, help="the workspace mount")
+    w.add_argument("--config", type=Path, required=True, help="where ConfigMaps are mounted")
+    w.add_argument("--local", type=Path, help="the local destination's mount")
+    w.set_defaults(command=_worker)
+
+    wa = sub.add_parser("watch", help="one scan of a SenditWatch (run by its CronJob)")
+    wa.add_argument("--namespace", required=True)
+    wa.add_argument("--watch", required=True, help="the SenditWatch's name")
+    wa.add_argument("--source", type=Path, required=True, help="where the volume is mounted")
+    wa.set_defaults(command=_watch)
+
+    st = sub.add_parser("status", help="a batch's progress, until it is final (exit code: how)")
+    st.add_argument("batch", metavar="NAME", help="the SenditBatch's name")
+    st.add_argument("-n", "--namespace", default="default")
+    st.add_argument("--no-wait", dest="wait", action="store_false", help="print once and exit")
+    st.add_argument("--timeout", type=float, default=0, help="give up after this many seconds")
+    st.set_defaults(command=_status)
+
+    loc = sub.add_parser("locate", help="find the file behind a reference from a report")
+    loc.add_argument("ref", help="a reference such as 0:ABCDEFGHIJ")
+    loc.add_argument("folders", nargs="+", type=Path, metavar="FOLDER")
+    loc.add_argument("--key-file", type=Path)
+    loc.set_defaults(command=_locate)
+    return parser
+
+
+def _run(args: argparse.Namespace) -> int:
+    from sendit_api.spec import parse_batch
+
+    from ..destinations.errors import DeliveryError
+    from ..run.batch import run_batch
+    from ..run.placement import LocalPlacement
+    from ..run.progress import TerminalProgress
+
+    if args.file and args.folders:
+        raise Permanent("give folders or -f MANIFEST, not both")
+    if args.file:
+        manifest, base = _read_manifest(args.file), args.file.resolve().parent
+    elif args.folders:
+        if args.output is None:
+            raise Permanent("give --output DIR (or run a manifest with destinations.local.path)")
+        manifest, base = _folders_manifest(args.folders), Path.cwd()
+    else:
+        raise Permanent("nothing to do: give one or more folders, or -f MANIFEST")
+    _override(manifest["spec"], args)
+    batch = parse_batch(manifest)
+    placement = LocalPlacement(base, key_file=args.key_file)
+    if args.report and _inside(args.report, placement.workspace(batch)):
+        raise Permanent("the report must be written outside the output folder")
+    deliver = batch.spec.send == "auto"
+    try:
+        report = run_batch(
+            batch, placement, TerminalProgress(), deliver=deliver, workers=args.workers
+        )
+    except DeliveryError as exc:  # the report still says what was done, then exit 1
+        if exc.report is not None:
+            _print_report(exc.report, args.report)
+        raise
+    _print_report(report, args.report)
+    return exits.INCOMPLETE if report.failed else exits.OK
+
+
+def _print_report(report: Report, path: Path | None) -> None:
+    print(f"sendit: {report.summary()}", file=sys.stderr)
+    for error in report.errors[:20]:
+        print(f"  {error.ref}: {error.reason}", file=sys.stderr)
+    if len(report.errors) > 20:
+        print(f"  ... and {len(report.errors) - 20} more (see --report)", file=sys.stderr)
+    if path:
+        report.write(path)
+
+
+def _read_manifest(path: Path) -> dict[str, Any]:
+    import yaml
+
+    try:
+        manifest = yaml.safe_load(path.read_text())
+    except OSError as exc:
+        raise Permanent(f"cannot read the manifest: {exc.strerror}") from None
+    except yaml.YAMLError as exc:
+        raise Permanent(f"the manifest is not valid YAML: {type(exc).__name__}") from None
+    if not isinstance(manifest, dict) or not isinstance(manifest.get("spec"), dict):
+        raise Permanent("the manifest is not a SenditBatch (no spec mapping)")
+    return manifest
+
+
+def _folders_manifest(folders: list[Path]) -> dict[str, Any]:
+    """`sendit run FOLDER...` as the batch it stands for."""
+    from sendit_api.names import API_VERSION, KIND
+
+    return {
+        "apiVersion": API_VERSION,
+        "kind": KIND,
+        "metadata": {"name": "local"},
+        "spec": {"source": {"folders": [str(f.resolve()) for f in folders]}},
+    }
+
+
+def _override(spec: dict[str, Any], args: argparse.Namespace) -> None:
+    """Flags over the manifest: the output is the local destination; recipe, filters and the
+    identifier service as the spec spells them."""
+    deid = spec.setdefault("deidentify", {})
+    if args.output:
+        spec.setdefault("destinations", {})["local"] = {"path": str(args.output.resolve())}
+    if args.recipe:
+        deid["recipe"] = {"file": str(args.recipe.resolve())}
+    if args.filter:
+        filters = deid.setdefault("pixels", {}).setdefault("filters", [])
+        filters += [{"file": str(f.resolve())} for f in args.filter]
+    if args.pixels:
+        deid.setdefault("pixels", {})["policy"] = args.pixels
+    if args.trust_burned_in_annotation:
+        deid.setdefault("pixels", {})["trustBurnedInAnnotation"] = True
+    if args.identifier_service:
+        deid["identifierService"] = {"url": args.identifier_service}
+    if args.keep_descriptor:
+        deid["keepDescriptors"] = [*deid.get("keepDescriptors", []), *args.keep_descriptor]
+    if args.keep_ages:
+        deid["capAges"] = False
+
+
+def _inside(path: Path, folder: Path) -> bool:
+    return path.resolve().is_relative_to(folder.resolve())
+
+
+def _send(args: argparse.Namespace) -> int:
+    """Stage two of send: manual: deliver a staged batch, then remove the staging data."""
+    from sendit_api.spec import parse_batch
+
+    from ..run.batch import send_batch
+    from ..run.placement import LocalPlacement
+    from ..run.progress import TerminalProgress
+
+    batch = parse_batch(_read_manifest(args.file))
+    placement = LocalPlacement(args.file.resolve().parent, workspace_override=args.staging)
+    report = send_batch(batch, placement, TerminalProgress())
+    print(f"sendit: SENT: {report.summary()}", file=sys.stderr)
+    if args.report:
+        report.write(args.report)
+    return exits.OK
+
+
+def _sample(args: argparse.Namespace) -> int:
+    from .sample import make_sample
+
+    n = make_sample(args.output, patients=args.patients, files=args.files)
+    print(f"sendit: wrote {n} sample files for {args.patients} patients", file=sys.stderr)
+    return exits.OK
+
+
+def _worker(args: argparse.Namespace) -> int:
+    from .pod import main as worker_main
+
+    return worker_main(args)
+
+
+def _watch(args: argparse.Namespace) -> int:
+    from .watch import main as watch_main
+
+    return watch_main(args)
+
+
+def _status(args: argparse.Namespace) -> int:
+    from .status import main as status_main
+
+    return status_main(args)
+
+
+def _locate(args: argparse.Namespace) -> int:
+    """Print the local path behind a report's reference: for the person who ran the batch."""
+    from ..identifiers.pseudonyms import Pseudonymizer, load_key
+
+    key, _ = load_key(args.key_file, create_default=False)
+    folder, _, token = args.ref.partition(":")
+    try:
+        root = args.folders[int(folder)].resolve()
+    except (ValueError, IndexError):
+        raise Permanent("the reference's folder number does not match the folders given") from None
+    pseudonymizer = Pseudonymizer(key)
+    for path in sorted(root.rglob("*")):
+        if pseudonymizer.token("file", str(path.relative_to(root)), 10) == token:
+            print(path)
+            return exits.OK
+    print("sendit: no file under that folder has this reference", file=sys.stderr)
+    return exits.INCOMPLETE
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,245 @@
+"""One instance, in a pool process: read, pixels, header, verify, write (`process_instance`);
+the pool's task is a series of them (`process_series`).
+
+Each pool process builds its `Context` once (the compiled profile, the pixel filters, the user's
+recipe); tasks carry only paths and the patient's identifiers. No dataset outlives its file.
+"""
+
+from __future__ import annotations
+
+import io
+import re
+import struct
+from dataclasses import dataclass
+from pathlib import Path
+
+import pydicom
+from pydicom import Dataset, FileMetaDataset
+from pydicom._uid_dict import UID_dictionary
+from pydicom.dataelem import RawDataElement
+from pydicom.encaps import generate_fragments
+from pydicom.uid import PYDICOM_IMPLEMENTATION_UID
+from pydicom.uid import DeflatedExplicitVRLittleEndian as DEFLATED
+
+from ..destinations.image import KEYWORDS, ImageMetadata
+from ..dicom import PIXEL_DATA, PIXEL_TAGS, frame_count
+from ..files import write_atomically
+from ..header.deidentify import HeaderError, Replacements, deidentify, record_clean_pixels
+from ..header.profile import Options, Profile, default_profile, profile_for
+from ..header.recipe import UserRecipe
+from ..identifiers.pseudonyms import Pseudonymizer
+from ..identifiers.replacements import PatientIdentifiers
+from ..intake.discovery import Instance
+from ..logs import quiet_libraries
+from ..pixels import DEFAULT_PIXELS, PixelCleaner, PixelOutcome, PixelPolicy
+from .verify import VerificationError, verify
+
+
+@dataclass(frozen=True)
+class Settings:
+    """What every pool process needs; picklable, sent once per process."""
+
+    key: bytes
+    output: Path
+    recipe: Path | None = None
+    filters: tuple[Path, ...] = ()
+    header_json: bool = False  # also return each output's header as DICOM JSON (for BigQuery)
+    options: Options | None = None  # the batch's profile options; None: the default profile
+    pixels: PixelPolicy = DEFAULT_PIXELS
+
+
+@dataclass(frozen=True)
+class Outcome:
+    ref: str
+    status: str  # anonymized | withheld | failed
+    reason: str = ""
+    output: str = ""  # path relative to the output folder, from new UIDs only
+    size: int = 0
+    metadata: ImageMetadata | None = None  # of the de-identified output
+
+
+class Context:
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        options = settings.options
+        self.profile: Profile = profile_for(options) if options else default_profile()
+        self.pseudonymizer = Pseudonymizer(settings.key)
+        self.pixels = PixelCleaner(settings.pixels, settings.filters)
+        self.recipe = UserRecipe.load(settings.recipe) if settings.recipe else None
+
+    def map_uid(self, uid: str) -> str:
+        return uid if uid in UID_dictionary else self.pseudonymizer.uid(uid)
+
+
+_context: Context | None = None
+
+
+def init_process(settings: Settings) -> None:
+    global _context
+    quiet_libraries()
+    _context = Context(settings)
+
+
+def process_series(task: list[tuple[str, Instance, PatientIdentifiers]]) -> list[Outcome]:
+    """One series: each file with its reference and its own patient's identifiers."""
+    assert _context is not None, "init_process first"
+    return [process_instance(_context, ref, inst, ids) for ref, inst, ids in task]
+
+
+def process_instance(ctx: Context, ref: str, inst: Instance, ids: PatientIdentifiers) -> Outcome:
+    try:
+        stored = inst.path.read_bytes()
+        ds = pydicom.dcmread(io.BytesIO(stored), force=True)
+        problem = _integrity_problem(ds, stored)
+        if problem:
+            return Outcome(ref, "failed", problem)
+        if getattr(ds, "file_meta", None) is None or "TransferSyntaxUID" not in ds.file_meta:
+            ds.file_meta = FileMetaDataset()
+            ds.file_meta.TransferSyntaxUID = _transfer_syntax(ds)  # what the body was read as
+        pixels = ctx.pixels.apply(ds)
+        if pixels.withheld:
+            return Outcome(ref, "withheld", pixels.withheld)
+        data, relative = _deidentified_bytes(ctx, ds, inst, ids, pixels)
+        metadata = _metadata(ds, ctx.settings.header_json)
+    except VerificationError as exc:
+        return Outcome(ref, "failed", f"verification: {exc}")
+    except HeaderError as exc:
+        return Outcome(ref, "failed", f"could not de-identify {exc}")
+    except RecursionError:
+        return Outcome(ref, "failed", "could not de-identify: sequences nested too deep to walk")
+    except OSError as exc:
+        return Outcome(ref, "failed", f"unreadable: {exc.strerror or type(exc).__name__}")
+    except Exception as exc:  # one bad file never stops the batch
+        step = "write" if isinstance(exc, OverflowError | struct.error) else "read or rewrite"
+        return Outcome(ref, "failed", f"could not {step} the file ({type(exc).__name__})")
+    write_atomically(ctx.settings.output / relative, data)
+    return Outcome(ref, "anonymized", output=relative, size=len(data), metadata=metadata)
+
+
+def _deidentified_bytes(
+    ctx: Context, ds: Dataset, inst: Instance, ids: PatientIdentifiers, pixels: PixelOutcome
+) -> tuple[bytes, str]:
+    transfer_syntax = _transfer_syntax(ds)  # the source's, or the one cleaned pixels went in
+    had_pixels = PIXEL_DATA in ds
+    scanner = deidentify(ds, ctx.profile, Replacements(ids, inst.item_key, ctx.map_uid))
+    if pixels.checked or pixels.changed:
+        record_clean_pixels(ds)
+    if ctx.recipe is not None:
+        ctx.recipe.apply(ds)
+    ds.file_meta = _file_meta(ds, transfer_syntax)
+    ds.preamble = bytes(128)  # the source's preamble is free for any text: never carried over
+    buffer = io.BytesIO()
+    ds.save_as(buffer, enforce_file_format=True)
+    data = buffer.getvalue()
+    verify(data, transfer_syntax=transfer_syntax, had_pixels=had_pixels, scanner=scanner)
+    return data, output_path(ds)
+
+
+def output_path(ds: Dataset) -> str:
+    """study/series/sop.dcm from the new UIDs only: each part must be a UID Sendit made, so
+    the path cannot be empty, absolute, or leave the output folder."""
+    parts = [str(ds.get(k) or "") for k in ("StudyInstanceUID", "SeriesInstanceUID")]
+    parts.append(f"{ds.get('SOPInstanceUID') or ''}.dcm")
+    if not all(_GENERATED_UID.match(p.removesuffix(".dcm")) for p in parts):
+        raise VerificationError("a study, series or SOP Instance UID is missing or not generated")
+    return "/".join(parts)
+
+
+_GENERATED_UID = re.compile(r"^2\.25\.\d{1,39}$")  # Pseudonymizer.uid: 2.25 and 128 bits
+
+
+def _file_meta(ds: Dataset, transfer_syntax: str) -> FileMetaDataset:
+    """Sendit's own file meta, built fresh: nothing of the source's (its AE title, address,
+    implementation name or private information) is carried over."""
+    meta = FileMetaDataset()
+    meta.MediaStorageSOPClassUID = ds.SOPClassUID
+    meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
+    meta.TransferSyntaxUID = transfer_syntax
+    meta.ImplementationClassUID = PYDICOM_IMPLEMENTATION_UID
+    meta.ImplementationVersionName = "SENDIT"
+    return meta
+
+
+def _metadata(ds: Dataset, header_json: bool) -> ImageMetadata:
+    """Read from the de-identified dataset only: nothing here can identify anyone."""
+    values = {}
+    for name, keyword in KEYWORDS.items():
+        value = ds.get(keyword)
+        values[name] = (
+            None if value in (None, "") else (value if isinstance(value, int) else str(value))
+        )
+    if header_json:
+        values["header"] = ds.to_json(bulk_data_threshold=1024, bulk_data_element_handler=_no_bulk)
+    return ImageMetadata(**values)
+
+
+def _no_bulk(_elem: object) -> str:
+    return ""  # bulk values (pixel data, large binaries) are not metadata
+
+
+def _transfer_syntax(ds: Dataset) -> pydicom.uid.UID:
+    meta = getattr(ds, "file_meta", None)
+    if meta is not None and "TransferSyntaxUID" in meta:
+        return meta.TransferSyntaxUID
+    # No file meta: say what the body was read as.
+    if ds.original_encoding[1]:
+        return pydicom.uid.ImplicitVRLittleEndian
+    if ds.original_encoding[0]:
+        return pydicom.uid.ExplicitVRLittleEndian
+    return pydicom.uid.ExplicitVRBigEndian
+
+
+def _integrity_problem(ds: Dataset, stored: bytes) -> str | None:
+    """A file cut short: pydicom reads one without complaint, up to where it ends."""
+    if _ends_inside_an_element(ds, stored):
+        return "truncated: the file ends inside an element"
+    if not any(t in ds for t in PIXEL_TAGS):
+        if _is_image_class(ds.get("SOPClassUID")):
+            return "truncated: an image without pixel data (the file may end before it)"
+        return None
+    if PIXEL_DATA not in ds:
+        return None
+    raw = ds.get_item(PIXEL_DATA)
+    value = raw.value or b""
+    meta = getattr(ds, "file_meta", None)
+    if meta is not None and meta.get("TransferSyntaxUID") and meta.TransferSyntaxUID.is_compressed:
+        try:
+            for _ in generate_fragments(value):
+                pass
+        except (ValueError, EOFError):
+            return "truncated pixel data"
+        return None
+    try:
+        expected = (
+            int(ds.Rows)
+            * int(ds.Columns)
+            * int(ds.get("SamplesPerPixel", 1))
+            * frame_count(ds)
+            * int(ds.BitsAllocated)
+        ) // 8
+    except (AttributeError, TypeError, ValueError):
+        return "pixel data without a usable image description"
+    return "truncated pixel data" if len(value) < expected else None
+
+
+UNDEFINED_LENGTH = 0xFFFFFFFF
+
+
+def _is_image_class(uid: object) -> bool:
+    """An Image Storage SOP class, which must carry pixels (SR, RT structure sets, presentation
+    states and the like are objects of their own kind and carry none)."""
+    entry = UID_dictionary.get(str(uid or ""))
+    return bool(entry) and entry[0].endswith("Image Storage") and "Legacy" not in entry[0]
+
+
+def _ends_inside_an_element(ds: Dataset, stored: bytes) -> bool:
+    """The last element declares more bytes than the file holds, or what follows it is the
+    start of another one (not zero padding). Deflated files are checked by zlib instead."""
+    meta = getattr(ds, "file_meta", None)
+    if not ds or (meta is not None and meta.get("TransferSyntaxUID") == DEFLATED):
+        return False
+    last = ds.get_item(max(ds.keys()))
+    if not isinstance(last, RawDataElement) or last.length == UNDEFINED_LENGTH:
+        return False  # encapsulated pixel data: its fragments are checked below
+    end = last.value_tell + last.length
+    return end > len(stored) or any(stored[end:])
