@@ -1,0 +1,143 @@
+"""Fail closed: the final check refuses bytes that still identify or do not hold together."""
+
+from __future__ import annotations
+
+import io
+
+import pydicom
+import pytest
+from dicomdata import bundled
+from pydicom.uid import DeflatedExplicitVRLittleEndian
+
+from sendit_worker.header.scanner import Scanner
+from sendit_worker.run.verify import VerificationError, verify
+
+
+def _bytes(ds: pydicom.Dataset) -> bytes:
+    buffer = io.BytesIO()
+    ds.save_as(buffer)  # as is: pydicom must not mend what the check is meant to catch
+    return buffer.getvalue()
+
+
+def _clean(name: str = "CT_small.dcm") -> pydicom.Dataset:
+    ds = pydicom.dcmread(bundled(name))
+    ds.PatientIdentityRemoved = "YES"
+    ds.preamble = bytes(128)
+    return ds
+
+
+def _verify(ds: pydicom.Dataset, names=(), values=()) -> None:
+    verify(
+        _bytes(ds),
+        transfer_syntax=ds.file_meta.TransferSyntaxUID,
+        had_pixels=True,
+        scanner=Scanner(names, values),
+    )
+
+
+def test_a_clean_file_passes() -> None:
+    _verify(_clean(), ["Nobody"], ["nobody-here"])
+
+
+def test_an_identifying_value_anywhere_in_the_header_fails() -> None:
+    ds = _clean()
+    item = pydicom.Dataset()
+    item.CodeMeaning = "seen by Quintessa"
+    ds.ProcedureCodeSequence = pydicom.Sequence([item])
+    with pytest.raises(VerificationError, match=r"identifying text remains in \(0008,0104\)"):
+        _verify(ds, ["Quintessa"])
+
+
+def test_matching_is_by_whole_word_so_uids_do_not_trip_on_short_ids() -> None:
+    ds = _clean()
+    ds.SOPInstanceUID = "2.25.1234567"
+    ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
+    _verify(ds, values=["1234"])
+
+
+def test_pixel_data_is_not_searched_but_must_survive() -> None:
+    """Pixel bytes are image, not text (the pixel policy examines them): a value that happens to
+    be spelt in them does not fail the file; losing them does."""
+    ds = _clean()
+    pixels = bytearray(ds.PixelData)
+    pixels[64 : 64 + 11] = b" ZYXWVUTSO "
+    ds.PixelData = bytes(pixels)
+    _verify(ds, names=["Zyxwvutso"])
+    del ds.PixelData
+    with pytest.raises(VerificationError, match="pixel data lost"):
+        _verify(ds)
+
+
+def test_file_meta_must_match_the_dataset() -> None:
+    ds = _clean()
+    ds.file_meta.MediaStorageSOPInstanceUID = "1.2.3.4"
+    with pytest.raises(VerificationError, match="SOP Instance UID"):
+        _verify(ds)
+
+
+def test_a_preamble_that_holds_anything_fails() -> None:
+    ds = _clean()
+    ds.preamble = b"Quintessa".ljust(128, b"\0")
+    with pytest.raises(VerificationError, match="preamble"):
+        _verify(ds)
+
+
+def test_identity_removed_flag_is_required() -> None:
+    ds = pydicom.dcmread(bundled("CT_small.dcm"))
+    with pytest.raises(VerificationError, match="PatientIdentityRemoved"):
+        _verify(ds)
+
+
+def test_unreadable_bytes_fail() -> None:
+    with pytest.raises(VerificationError, match="does not re-read"):
+        verify(
+            b"\0" * 200,
+            transfer_syntax="1.2.840.10008.1.2.1",
+            had_pixels=False,
+            scanner=Scanner(),
+        )
+
+
+def test_deflated_files_are_searched_after_inflating() -> None:
+    ds = _clean("image_dfl.dcm")
+    assert ds.file_meta.TransferSyntaxUID == DeflatedExplicitVRLittleEndian
+    ds.StudyDescription = "scan of Quintessa"
+    with pytest.raises(VerificationError, match="identifying text"):
+        _verify(ds, ["Quintessa"])
+
+
+def test_text_is_compared_with_text_only() -> None:
+    """A PatientID "400" is no WindowCenter of 400, a surname CHEST no BodyPartExamined."""
+    ds = _clean()
+    ds.WindowCenter, ds.BodyPartExamined = "400", "CHEST"
+    _verify(ds, names=["Chest"], values=["400"])
+    ds.ImageComments = "chest"
+    with pytest.raises(VerificationError, match="identifying text"):
+        _verify(ds, names=["Chest"])
+
+
+def test_patterns_fail_text_that_identifies_whatever_the_header_says() -> None:
+    for text in ("born 06/15/1955", "call 555-123-4567", "MRN 00123456", "jd@example.org"):
+        ds = _clean()
+        ds.ImageComments = text
+        with pytest.raises(VerificationError, match=r"\(0020,4000\)"):
+            _verify(ds)
+
+
+def test_a_value_in_a_binary_element_fails() -> None:
+    ds = _clean()
+    ds.add_new(0x00282000, "OB", b"\x00Quintessa Marisol\x00")  # ICC profile
+    with pytest.raises(VerificationError, match=r"\(0028,2000\)"):
+        _verify(ds, ["Quintessa"])
+
+
+def test_a_value_any_depth_down_fails() -> None:
+    ds = _clean()
+    inner = ds
+    for _ in range(150):
+        item = pydicom.Dataset()
+        inner.ReferencedImageSequence = pydicom.Sequence([item])
+        inner = item
+    inner.ImageComments = "Quintessa"
+    with pytest.raises(VerificationError, match="identifying text"):
+        _verify(ds, ["Quintessa"])
