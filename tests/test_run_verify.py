@@ -10,7 +10,7 @@ from dicomdata import bundled
 from pydicom.uid import DeflatedExplicitVRLittleEndian
 
 from sendit_worker.header.scanner import Scanner
-from sendit_worker.run.verify import VerificationError, verify
+from sendit_worker.run.verify import PixelRecord, VerificationError, verify
 
 
 def _bytes(ds: pydicom.Dataset) -> bytes:
@@ -26,11 +26,11 @@ def _clean(name: str = "CT_small.dcm") -> pydicom.Dataset:
     return ds
 
 
-def _verify(ds: pydicom.Dataset, names=(), values=()) -> None:
+def _verify(ds: pydicom.Dataset, names=(), values=(), pixels: PixelRecord | None = None) -> None:
     verify(
         _bytes(ds),
         transfer_syntax=ds.file_meta.TransferSyntaxUID,
-        had_pixels=True,
+        pixels=pixels or PixelRecord.of(ds),
         scanner=Scanner(names, values),
     )
 
@@ -63,9 +63,10 @@ def test_pixel_data_is_not_searched_but_must_survive() -> None:
     pixels[64 : 64 + 11] = b" ZYXWVUTSO "
     ds.PixelData = bytes(pixels)
     _verify(ds, names=["Zyxwvutso"])
+    record = PixelRecord.of(ds)
     del ds.PixelData
     with pytest.raises(VerificationError, match="pixel data lost"):
-        _verify(ds)
+        _verify(ds, pixels=record)
 
 
 def test_file_meta_must_match_the_dataset() -> None:
@@ -93,7 +94,7 @@ def test_unreadable_bytes_fail() -> None:
         verify(
             b"\0" * 200,
             transfer_syntax="1.2.840.10008.1.2.1",
-            had_pixels=False,
+            pixels=PixelRecord(False, ()),
             scanner=Scanner(),
         )
 

@@ -51,6 +51,7 @@ class IdentifierService:
 class Pixels:
     policy: str  # clean | withhold
     trust_burned_in_annotation: bool
+    retain_recognizable_visual_features: bool
     filters: tuple[FileRef, ...]
 
 

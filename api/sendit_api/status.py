@@ -38,6 +38,7 @@ WITHHELD_REASONS: Final = (
     "burned-in-suspected",
     "text-remains",
     "document",
+    "face",
     "filter-rule",
     "not-cleaned",
     "other",

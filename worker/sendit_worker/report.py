@@ -25,6 +25,7 @@ WITHHELD_CLASSES = (
     (("possible burned-in",), "burned-in-suspected"),
     (("burned-in text remains",), "text-remains"),
     (("text by nature",), "document"),
+    (("recognizable visual features",), "face"),
     (("withheld by a blacklist rule",), "filter-rule"),
     (("pixels not cleaned",), "not-cleaned"),
 )

@@ -71,6 +71,11 @@ def _parser() -> argparse.ArgumentParser:
         action="store_true",
         help="a risk: skip text detection where the header says BurnedInAnnotation=NO",
     )
+    r.add_argument(
+        "--retain-recognizable-visual-features",
+        action="store_true",
+        help="a risk: release images declared to show a face (withheld by default)",
+    )
     r.add_argument("--identifier-service", metavar="URL", help="a DASHER-style service")
     r.add_argument(
         "--keep-descriptor",
@@ -217,6 +222,8 @@ def _override(spec: dict[str, Any], args: argparse.Namespace) -> None:
         deid.setdefault("pixels", {})["policy"] = args.pixels
     if args.trust_burned_in_annotation:
         deid.setdefault("pixels", {})["trustBurnedInAnnotation"] = True
+    if args.retain_recognizable_visual_features:
+        deid.setdefault("pixels", {})["retainRecognizableVisualFeatures"] = True
     if args.identifier_service:
         deid["identifierService"] = {"url": args.identifier_service}
     if args.keep_descriptor:

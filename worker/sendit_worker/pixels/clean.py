@@ -1,35 +1,51 @@
 """The pixel policy, image by image: withhold, or clean and check again.
 
-`clean` (the default): an image that is text by nature is withheld. The regions matching
-filter rules name are blanked. Unless the batch trusts an exact BurnedInAnnotation=NO, every
-frame goes through the text detector and what it finds is blanked (an image that is mostly
-text is a document: withheld). Changed frames are checked again: text still found withholds
-the image, and so does a header that says YES when neither a rule nor the detector found any.
-Pixels that need no change pass through undecoded, only text segments of compressed frames
+`clean` (the default): an image that is text by nature is withheld, and so is one declared to
+show a face unless the batch retains recognizable visual features. The regions filter rules
+name are blanked. Unless the batch trusts an exact BurnedInAnnotation=NO, every frame is
+searched for text (`search`: the first look everywhere, the detector where it points) and
+what is found is blanked, in every frame of the image (burned-in text stays in place, and over
+a like-coloured background one frame shows it half). A cine whose frames share a still
+background is searched as one: its first frame and the brightest and darkest of every pixel
+over all frames. Bits above BitsStored that hold anything are cleared. Cleaned frames are
+checked again around what was blanked: text still found there is blanked too, once; found
+after that, it withholds the image. A header that says YES withholds the image unless text
+was proven (a detection on a line of glyphs). An image that is mostly lines of text is a
+document: withheld.
+
+Pixels that need no change pass through as they were; text segments of compressed frames are
 stripped. `withhold`: what the rules flag is withheld, nothing is decoded (text segments of
 compressed frames are stripped all the same).
 """
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 from pydicom import Dataset
 
 from ..dicom import FLOAT_PIXEL_DATA, PIXEL_DATA
-from .codec import CodecError, frames, rewrite
-from .detect import TextDetector, mask_of, views
+from .candidates import Region
+from .codec import LOSSLESS, CodecError, Frame, Layout, black, frames, rewrite
+from .detect import TextDetector
 from .markers import MarkerError, strip_markers
 from .policy import WITHHOLD, PixelPolicy
+from .read import TextReader
 from .regions import RegionError, blank_mask
 from .screen import PixelScreen, Verdict
+from .search import Found, Search, mask_of
+from .views import Display, darkest_index, display, views
 
-# Detection passes: blanking one line can bare a line the detector had merged with it; the
-# last pass only checks (text found then withholds the image).
-ROUNDS = 3
+ROUNDS = 2  # blanking rounds; what is found after the last is text that stays: withheld
+# A cine: frames enough, and this share of the picture still in all of them (a scanner's
+# screen around a moving image), searched as one.
+CINE_FRAMES = 8
+CINE_STILL = 0.2
+STILL_LOSSY = 8  # of 255: how much a still pixel may vary between lossy-compressed frames
 # Many lines covering much of a frame: a document (withheld, whatever the header says). A light
 # page needs less of it than a dark screen, where annotations crowd real images.
 DOCUMENT_LINES = 6
@@ -42,8 +58,10 @@ SCREEN_SHARE = 0.5  # on a dark one
 @dataclass(frozen=True)
 class PixelOutcome:
     withheld: str = ""  # why the image must not leave (never a value from it)
-    checked: bool = False  # the pixels went through the detector: Clean Pixel Data applies
-    changed: bool = False  # pixels were blanked and written back
+    checked: bool = False  # every frame was examined: Clean Pixel Data applies
+    changed: bool = False  # pixels were blanked or cleared and written back
+    digests: tuple[bytes, ...] = ()  # of each written frame, for verification to compare
+    blanked: tuple[Region, ...] = field(default=(), compare=False)  # what was blanked
 
 
 class PixelCleaner:
@@ -51,6 +69,7 @@ class PixelCleaner:
         self.policy = policy
         self.screen = PixelScreen(extra_filters)
         self._detector: TextDetector | None = None
+        self._reader: TextReader | None = None
 
     @property
     def detector(self) -> TextDetector:
@@ -58,11 +77,20 @@ class PixelCleaner:
             self._detector = TextDetector()
         return self._detector
 
+    @property
+    def reader(self) -> TextReader:
+        if self._reader is None:
+            self._reader = TextReader()
+        return self._reader
+
     def apply(self, ds: Dataset) -> PixelOutcome:
-        """Clean `ds` in place, or say why it is withheld."""
+        """Clean `ds` in place, or say why it is withheld. Raises codec.TooLarge for pixels
+        beyond what a pool process decodes."""
         verdict = self.screen.verdict(ds)
         if verdict.text_by_nature:
             return PixelOutcome(withheld=verdict.text_by_nature)
+        if verdict.face and not self.policy.retain_recognizable_visual_features:
+            return PixelOutcome(withheld=verdict.face)
         try:
             if self.policy.policy != WITHHOLD:
                 return self._clean(ds, verdict)
@@ -82,76 +110,154 @@ class PixelCleaner:
         if trusted and not verdict.regions:
             strip_markers(ds)
             return PixelOutcome()
-        stack = frames(ds)
-        rows, columns = stack.shape[1:3]
-        regions = blank_mask(verdict.regions, ds, rows, columns)
-        blank: list[np.ndarray | None] = [regions] * len(stack)
-        detected = False
-        if not trusted:
-            window = _window(ds)
-            todo: list[int] = list(range(len(stack)))
-            for check in range(ROUNDS):
-                again = []
-                for i in todo:
-                    boxes = self.detector.boxes(views(stack[i], window), blank[i])
-                    if not boxes:
-                        continue
-                    if check == ROUNDS - 1:  # the cleaned frame, checked: still text
-                        return PixelOutcome(withheld="burned-in text remains after cleaning")
-                    detected = True
-                    found = mask_of(boxes, rows, columns)
-                    if _document(stack[i], found, len(boxes)):
-                        return PixelOutcome(withheld="text by nature: the pixels are a document")
-                    blank[i] = found if blank[i] is None else found | blank[i]
-                    again.append(i)
-                todo = again  # only what changed is looked at again
-                if not todo:
-                    break
-        if verdict.says_text and regions is None and not detected:
+        layout = Layout.of(ds)
+        shown = display(ds, layout)
+        ruled = blank_mask(verdict.regions, ds, layout.rows, layout.columns)
+        image = _Image(ds, layout, shown)
+        found = _Result() if trusted else self._search(image)
+        if found.withheld:
+            return PixelOutcome(withheld=found.withheld)
+        if verdict.says_text and ruled is None and not found.proven:
             return PixelOutcome(
-                withheld="burned-in annotation: the header says YES and no text was found"
+                withheld="burned-in annotation: the header says YES and no text was proven"
             )
-        masks = [mask for mask in blank if mask is not None]
-        if not masks:
+        mask = mask_of(found.regions, layout.rows, layout.columns)
+        if ruled is not None:
+            mask |= ruled
+        if not mask.any() and not image.overlay:
             strip_markers(ds)
             return PixelOutcome(checked=not trusted)
-        # Text found in one frame is blanked in every frame: burned-in text stays in place, and
-        # where it crosses a frame's like-coloured background it is half seen and half missed.
-        rewrite(ds, [np.logical_or.reduce(masks)] * len(stack))
-        return PixelOutcome(checked=not trusted, changed=True)
+        fill = image.fill
+        digests = rewrite(ds, layout, [mask if mask.any() else None] * layout.frames, fill)
+        return PixelOutcome(
+            checked=not trusted, changed=True, digests=tuple(digests), blanked=tuple(found.regions)
+        )
+
+    def _search(self, image: _Image) -> _Result:
+        """Every frame searched (a cine as one), then checked again around what was found."""
+        search = Search(lambda: self.detector, lambda: self.reader)
+        result = _Result()
+        seen: set[bytes] = set()
+        for frame_views in image.searched():
+            key = _digest(frame_views)
+            if key in seen:
+                continue  # an identical frame: looked at once
+            seen.add(key)
+            result.add(search.views(frame_views))
+        for _ in range(ROUNDS):
+            if not result.regions:
+                return result
+            mask = mask_of(result.regions, image.layout.rows, image.layout.columns)
+            again = Found()
+            for frame_views in image.searched(blank=mask):
+                again.add(search.again(frame_views, mask, result.regions))
+            if _document(image, mask, result.lines):
+                result.withheld = "text by nature: the pixels are a document"
+                return result
+            if not again.regions:
+                return result
+            result.add(again)
+        result.withheld = "burned-in text remains after cleaning"
+        return result
 
 
-def _document(frame: np.ndarray, text: np.ndarray, lines: int) -> bool:
-    share = float(text.mean())
+@dataclass
+class _Result(Found):
+    withheld: str = ""
+
+
+class _Image:
+    """One image's frames as the search sees them, decoded as it goes."""
+
+    def __init__(self, ds: Dataset, layout: Layout, shown: Display) -> None:
+        self.ds, self.layout, self.shown = ds, layout, shown
+        self.overlay = False
+        self._fill: object = None
+        self._cine: list[Frame] | None = None
+        self._decided = layout.frames < CINE_FRAMES
+
+    @property
+    def fill(self) -> object:
+        """Black as the image shows it, over all its frames."""
+        if self._fill is None:
+            for _ in self._frames():
+                pass
+        return self._fill
+
+    def searched(self, blank: np.ndarray | None = None):
+        """Each searched frame's views (a cine: its first frame and its projections),
+        blanked where `blank` says."""
+        for frame in self._cine_frames() if self._is_cine() else self._frames():
+            values = frame.values
+            if blank is not None:
+                values = values.copy()
+                values[blank] = self.fill
+            yield views(Frame(frame.index, values, frame.photometric, False), self.shown)
+
+    def _frames(self):
+        darkest = None
+        for frame in frames(self.ds, self.layout):
+            self.overlay |= frame.overlay
+            here = black(frame.photometric, frame.values, self._palette_black())
+            darkest = here if darkest is None else _darker(darkest, here, frame.photometric)
+            yield frame
+        self._fill = darkest
+
+    def _palette_black(self) -> int | None:
+        return None if self.shown.palette is None else darkest_index(self.shown.palette)
+
+    def _is_cine(self) -> bool:
+        if not self._decided:
+            self._decided = True
+            first = high = low = None
+            for frame in self._frames():
+                v = frame.values
+                if first is None:
+                    first, high, low = frame, v.copy(), v.copy()
+                else:
+                    np.maximum(high, v, out=high)
+                    np.minimum(low, v, out=low)
+            still = (high.astype(np.int64) - low) <= self._still_tolerance(high)
+            still = still.all(axis=-1) if still.ndim == 3 else still
+            if float(still.mean()) >= CINE_STILL:
+                self._cine = [
+                    first,
+                    Frame(first.index, high, first.photometric, False),
+                    Frame(first.index, low, first.photometric, False),
+                ]
+        return self._cine is not None
+
+    def _still_tolerance(self, values: np.ndarray) -> int:
+        if not self.layout.syntax.is_compressed or self.layout.syntax in LOSSLESS:
+            return 0
+        return max(1, int(values.max()) * STILL_LOSSY // 255)
+
+    def _cine_frames(self):
+        return iter(self._cine or ())
+
+
+def _darker(a: object, b: object, photometric: str) -> object:
+    if isinstance(b, tuple):  # YBR: luminance, no colour
+        return (min(a[0], b[0]), *b[1:])  # type: ignore[index]
+    if photometric == "MONOCHROME1":
+        return np.maximum(a, b)
+    return np.minimum(a, b)
+
+
+def _digest(frame_views: list[np.ndarray]) -> bytes:
+    h = hashlib.blake2b(digest_size=16)
+    for v in frame_views:
+        h.update(v.tobytes())
+    return h.digest()
+
+
+def _document(image: _Image, mask: np.ndarray, lines: int) -> bool:
+    share = float(mask.mean())
     if lines >= SCREEN_LINES and share > SCREEN_SHARE:
         return True
     if lines < DOCUMENT_LINES or share <= DOCUMENT_SHARE:
         return False
-    low, high = float(frame.min()), float(frame.max())
-    return high > low and (float(np.median(frame)) - low) / (high - low) > DOCUMENT_LIGHTNESS
-
-
-def _window(ds: Dataset) -> tuple[float, float] | None:
-    """The header's first VOI window, in stored pixel values; None when there is none."""
-    try:
-        center = _first(ds.get("WindowCenter"))
-        width = _first(ds.get("WindowWidth"))
-        if center is None or width is None or width <= 0:
-            return None
-        slope = float(ds.get("RescaleSlope", 1) or 1)
-        intercept = float(ds.get("RescaleIntercept", 0) or 0)
-    except (TypeError, ValueError):
-        return None
-    low, high = center - width / 2, center + width / 2
-    ends = sorted(((low - intercept) / slope, (high - intercept) / slope))
-    return ends[0], ends[1]
-
-
-def _first(value: object) -> float | None:
-    if value is None or value == "":
-        return None
-    if isinstance(value, list | tuple) or (
-        hasattr(value, "__getitem__") and not isinstance(value, str | float | int)
-    ):
-        value = value[0]
-    return float(value)
+    first = next(image.searched())[0]
+    grey = first if first.ndim == 2 else first.mean(axis=2)
+    low, high = float(grey.min()), float(grey.max())
+    return high > low and (float(np.median(grey)) - low) / (high - low) > DOCUMENT_LIGHTNESS

@@ -1,46 +1,49 @@
-"""Text in pixels: PP-OCRv4's text detector (DB), from the rapidocr-onnxruntime wheel.
+"""The text detector: PP-OCRv4's detection model (DB), from the rapidocr-onnxruntime wheel.
 
-Only the detection model runs (where text is, not what it says), on onnxruntime, one thread:
-the pool already has a process per CPU. Nothing is fetched: the model ships in the wheel.
+Only detection runs (where text is, not what it says), on onnxruntime, one thread: the pool has
+a process per CPU already. Nothing is fetched: the model ships in the wheel. This is the one
+interface to it, so another execution provider (a GPU) can be put behind it.
 
-Each frame is looked at as a radiologist might see it: grey images in their stored range and,
-when the header has one, through their VOI window (faint text shows in one or the other),
-contrast-equalised (CLAHE) so low-contrast text stands out; colour images as they are; and,
-for both, as their thin strokes alone (text across a changing background). Frames
-larger than MAX_SIDE are downscaled first (text that would fall below the detector's reach at
-that size is rare in images that large); tiny frames are upscaled by the detector. Identical
-frames (a cine loop's repeats, a series' identical overlays) are detected once, by hash.
+It looks only where it is asked (`find`: the first look's candidate lines and crowded tiles, or
+a whole frame in tiles for the shadow mode), always at native resolution: each region is cut
+out with a margin, stretched to its own contrast (faint text stands out), padded by repeating
+its edges to a multiple of 32 (the network's stride; black padding makes it see text in
+speckle), and enlarged when its text is smaller than the network reads well (a small crop:
+cheap). Identical crops (an overlay repeated on every frame of a cine, on every slice of a
+series) are looked at once.
 """
 
 from __future__ import annotations
 
 import hashlib
 from collections import OrderedDict
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
 
-MAX_SIDE = 1024
-MIN_SIDE = 512  # smaller frames are upscaled to this: the detector misses text in tiny ones
-# Frames narrower than this hold no legible line of text (an RT dose grid of 10 x 10): upscaled
-# that far, the detector sees text in noise.
-MIN_FRAME = 32
-CACHE_SIZE = 256
-PAD = 16
-STROKE_KERNEL = 9  # wider than a stroke of text, narrower than anatomy
-MARGIN = 0.25  # of a line's height, above and below it
-MARGIN_ALONG = 0.75  # before and after it
-CLAHE_CLIP = 4.0
+from .candidates import Region
+
+STRIDE = 32
+CONTEXT = 8  # pixels of surround on every side of a region
+READ_HEIGHT = 28  # lines lower than this are read enlarged towards it (up to MAX_SCALE times)
+MAX_SCALE = 4
+FLAT = 12  # a crop whose contrast is below this (of 255) holds no legible text
+TILE = 512  # a whole frame is looked at in tiles of this size, overlapping by a line
+TILE_OVERLAP = 64
+CACHE_SIZE = 512
+SAME_PIXELS = 0.7  # regions sharing this much of the smaller one are looked at as one
 # A tall blob that is not a line of text (the detector's false positive on smooth anatomy):
-# text taller than this is kept only when at least LINE_ASPECT times as wide as high.
-TALL = 24
-LINE_ASPECT = 2.0
+# text taller than this is kept only when at least LINE_ASPECT times as wide as high; and no
+# line of the text sizes looked for is taller than LINE_MAX.
+TALL = 48
+LINE_ASPECT = 1.5
+LINE_MAX = 96
 
 
 @dataclass(frozen=True)
 class Box:
-    """Where text is, in frame pixels, with a margin; ends exclusive."""
+    """Where text is, in frame pixels; ends exclusive."""
 
     x0: int
     y0: int
@@ -48,139 +51,171 @@ class Box:
     y1: int
 
     @property
-    def area(self) -> int:
-        return (self.x1 - self.x0) * (self.y1 - self.y0)
+    def height(self) -> int:
+        return self.y1 - self.y0
+
+    @property
+    def region(self) -> Region:
+        return Region(self.x0, self.y0, self.x1, self.y1, self.height)
 
 
 class TextDetector:
     def __init__(self) -> None:
         import cv2
+        import onnxruntime
         import rapidocr_onnxruntime
-        from rapidocr_onnxruntime.ch_ppocr_det import TextDetector as DBDetector
+        from rapidocr_onnxruntime.ch_ppocr_det.utils import DBPostProcess
 
         model = Path(rapidocr_onnxruntime.__file__).parent / "models" / "ch_PP-OCRv4_det_infer.onnx"
         cv2.setNumThreads(1)  # the pool has a process per CPU already
+        options = onnxruntime.SessionOptions()
+        options.intra_op_num_threads = 1
+        options.inter_op_num_threads = 1
         self._cv2 = cv2
-        self._db = DBDetector(
-            {
-                "model_path": str(model),
-                "intra_op_num_threads": 1,
-                "inter_op_num_threads": 1,
-                "use_cuda": False,
-                "use_dml": False,
-                "limit_type": "min",
-                "limit_side_len": MIN_SIDE,
-                "mean": [0.5, 0.5, 0.5],
-                "std": [0.5, 0.5, 0.5],
-                # rapidocr's defaults; lower ones found no more text in the corpus here.
-                "thresh": 0.3,
-                "box_thresh": 0.5,
-                "max_candidates": 1000,
-                "unclip_ratio": 1.6,
-                "use_dilation": True,
-                "score_mode": "fast",
-            }
+        self._session = onnxruntime.InferenceSession(
+            str(model), options, providers=["CPUExecutionProvider"]
         )
-        self._clahe = cv2.createCLAHE(clipLimit=CLAHE_CLIP, tileGridSize=(8, 8))
+        self._input = self._session.get_inputs()[0].name
+        # rapidocr's defaults; lower ones found no more text in the corpus here.
+        self._post = DBPostProcess(
+            thresh=0.3,
+            box_thresh=0.5,
+            max_candidates=1000,
+            unclip_ratio=1.6,
+            use_dilation=True,
+            score_mode="fast",
+        )
         self._cache: OrderedDict[bytes, tuple[Box, ...]] = OrderedDict()
-        self.runs = 0  # detector passes (not cache hits): for the bench
+        self.runs = 0  # network passes (not cache hits): for the bench
+        self.pixels = 0  # pixels those passes looked at
 
-    def boxes(self, views: list[np.ndarray], blanked: np.ndarray | None = None) -> tuple[Box, ...]:
-        """Text boxes found in any of one frame's views (8-bit grey or RGB, same shape).
-
-        `blanked`: pixels already blanked, seen inpainted from their surroundings: a black
-        rectangle's edges look like text to the detector, and what is checked is whether text
-        remains outside them (inside, the output is black).
-        """
+    def find(self, image: np.ndarray, regions: list[Region]) -> list[Box]:
+        """Text boxes in the regions of one 8-bit view (grey or RGB), in frame pixels; a
+        region larger than a tile is looked at tile by tile."""
         found: list[Box] = []
-        if min(views[0].shape[:2]) < MIN_FRAME:
-            return ()
-        for view in views:
-            if blanked is not None:
-                view = self._cv2.inpaint(view, blanked.astype(np.uint8), 3, self._cv2.INPAINT_TELEA)
-            key = hashlib.blake2b(view.tobytes(), digest_size=16).digest()
-            key += repr(view.shape).encode()
-            if key not in self._cache:
-                self._cache[key] = self._detect(view)
-                if len(self._cache) > CACHE_SIZE:
-                    self._cache.popitem(last=False)
-            found.extend(self._cache[key])
-        return tuple(found)
+        for region in merged(regions):
+            for part in tiles(region):
+                found.extend(self._region(image, part))
+        return found
 
-    def _detect(self, view: np.ndarray) -> tuple[Box, ...]:
-        self.runs += 1
+    def whole(self, image: np.ndarray) -> list[Box]:
+        """Every pixel of a view, in tiles (the shadow mode's reference)."""
+        rows, columns = image.shape[:2]
+        return self.find(image, [Region(0, 0, columns, rows, rows)])
+
+    def _region(self, image: np.ndarray, region: Region) -> list[Box]:
+        rows, columns = image.shape[:2]
+        x0, y0 = max(0, region.x0 - CONTEXT), max(0, region.y0 - CONTEXT)
+        x1, y1 = min(columns, region.x1 + CONTEXT), min(rows, region.y1 + CONTEXT)
+        crop = image[y0:y1, x0:x1]
+        low, high = (int(v) for v in np.percentile(crop, (0.5, 99.5)))
+        if high - low < FLAT:
+            return []
+        scale = min(MAX_SCALE, max(1, -(-READ_HEIGHT // max(region.height, 1))))
+        key = hashlib.blake2b(crop.tobytes(), digest_size=16).digest()
+        key += f"{crop.shape}{scale}".encode()
+        if key in self._cache:
+            self._cache.move_to_end(key)
+        else:
+            self._cache[key] = self._detect(crop, low, high, scale)
+            if len(self._cache) > CACHE_SIZE:
+                self._cache.popitem(last=False)
+        return [Box(b.x0 + x0, b.y0 + y0, b.x1 + x0, b.y1 + y0) for b in self._cache[key]]
+
+    def _detect(self, crop: np.ndarray, low: int, high: int, scale: int) -> tuple[Box, ...]:
         cv2 = self._cv2
-        rows, columns = view.shape[:2]
-        if view.ndim == 2:
-            view = cv2.cvtColor(self._clahe.apply(view), cv2.COLOR_GRAY2RGB)
-        scale = min(1.0, MAX_SIDE / max(rows, columns))
-        if scale < 1.0:
-            size = (max(1, round(columns * scale)), max(1, round(rows * scale)))
-            view = cv2.resize(view, size, interpolation=cv2.INTER_AREA)
-        # A border: the detector misses text that touches the frame's edge.
-        pad = max(PAD, view.shape[0] // 16)
-        view = cv2.copyMakeBorder(view, pad, pad, pad, pad, cv2.BORDER_CONSTANT, value=(0, 0, 0))
-        quads, _ = self._db(np.ascontiguousarray(view))
+        stretched = cv2.convertScaleAbs(
+            crop, alpha=255.0 / (high - low), beta=-low * 255.0 / (high - low)
+        )
+        if stretched.ndim == 2:
+            stretched = cv2.cvtColor(stretched, cv2.COLOR_GRAY2RGB)
+        if scale > 1:
+            stretched = cv2.resize(
+                stretched, None, fx=scale, fy=scale, interpolation=cv2.INTER_CUBIC
+            )
+        rows, columns = stretched.shape[:2]
+        bottom = _padding(rows) - rows
+        right = _padding(columns) - columns
+        # Padded with its background: repeated edges would smear a line cut by the frame's edge
+        # into streaks the network does not read as text.
+        background = [int(v) for v in np.median(stretched.reshape(-1, stretched.shape[2]), axis=0)]
+        pad = STRIDE // 2
+        padded = cv2.copyMakeBorder(
+            stretched, pad, bottom + pad, pad, right + pad, cv2.BORDER_CONSTANT, value=background
+        )
+        blob = (padded.astype(np.float32) * (2.0 / 255.0) - 1.0).transpose(2, 0, 1)[np.newaxis]
+        self.runs += 1
+        self.pixels += blob.shape[2] * blob.shape[3]
+        prediction = self._session.run(None, {self._input: blob})[0]
+        quads, _ = self._post(prediction, padded.shape[:2])
         boxes = []
         for quad in quads if quads is not None else ():
-            xs, ys = (quad[:, 0] - pad) / scale, (quad[:, 1] - pad) / scale
+            xs = (quad[:, 0] - STRIDE // 2) / scale
+            ys = (quad[:, 1] - STRIDE // 2) / scale
             height, width = ys.max() - ys.min(), xs.max() - xs.min()
-            if height > TALL and width < LINE_ASPECT * height:
+            if height > LINE_MAX or (height > TALL and width < LINE_ASPECT * height):
                 continue
-            # Wider along the line: the detector's box often stops a letter short of its end.
-            across, along = 2 + MARGIN * height, 2 + MARGIN_ALONG * height
-            x0, y0 = int(xs.min() - along), int(ys.min() - across)
-            x1, y1 = int(np.ceil(xs.max() + along)) + 1, int(np.ceil(ys.max() + across)) + 1
-            # A line that nearly reaches the frame's edge runs off it: blanked to the edge.
-            reach = height + along
             boxes.append(
                 Box(
-                    0 if x0 < reach else x0,
-                    0 if y0 < across else y0,
-                    columns if x1 > columns - reach else x1,
-                    rows if y1 > rows - across else y1,
+                    max(0, int(np.floor(xs.min()))),
+                    max(0, int(np.floor(ys.min()))),
+                    min(crop.shape[1], int(np.ceil(xs.max())) + 1),
+                    min(crop.shape[0], int(np.ceil(ys.max())) + 1),
                 )
             )
-        return tuple(boxes)
+        return tuple(b for b in boxes if b.x1 > b.x0 and b.y1 > b.y0)
 
 
-def views(frame: np.ndarray, window: tuple[float, float] | None) -> list[np.ndarray]:
-    """What the detector looks at for one decoded frame (rows x columns [x 3])."""
-    lowest, highest = float(frame.min()), float(frame.max())
-    full = _to_uint8(frame, lowest, highest)
-    if frame.ndim == 3:
-        return [full, strokes(full)]
-    out = [full, strokes(full)]
-    if window is not None:
-        low, high = window
-        if high > low and (low > lowest or high < highest):  # else the same picture
-            out.append(_to_uint8(frame, low, high))
-    return out
+def merged(regions: list[Region]) -> list[Region]:
+    """Regions mostly over the same pixels as one (each looked at once); regions that only
+    touch stay apart (one large crop would show the detector a texture, not a line)."""
+    out: list[Region] = []
+    for region in sorted(regions, key=lambda r: (r.y0, r.x0)):
+        for i, other in enumerate(out):
+            if _shared(region, other) >= SAME_PIXELS:
+                # the smaller text decides whether the crop is read enlarged
+                out[i] = replace(region.joined(other), height=min(region.height, other.height))
+                break
+        else:
+            out.append(region)
+    return out if len(out) == len(regions) else merged(out)
 
 
-def strokes(view: np.ndarray) -> np.ndarray:
-    """Thin bright and dark structures only (top-hat plus black-hat): text whose line crosses
-    backgrounds of different brightness is one line here, where the detector otherwise stops
-    at the first change of background."""
-    import cv2
-
-    grey = cv2.cvtColor(view, cv2.COLOR_RGB2GRAY) if view.ndim == 3 else view
-    kernel = cv2.getStructuringElement(cv2.MORPH_RECT, (STROKE_KERNEL, STROKE_KERNEL))
-    thin = cv2.morphologyEx(grey, cv2.MORPH_TOPHAT, kernel).astype(np.int32)
-    thin += cv2.morphologyEx(grey, cv2.MORPH_BLACKHAT, kernel)
-    top = int(thin.max())
-    return (thin * (255.0 / top)).clip(0, 255).astype(np.uint8) if top else grey * 0
+def _shared(a: Region, b: Region) -> float:
+    """The share of the smaller region that the larger covers."""
+    width = min(a.x1, b.x1) - max(a.x0, b.x0)
+    height = min(a.y1, b.y1) - max(a.y0, b.y0)
+    if width <= 0 or height <= 0:
+        return 0.0
+    smaller = min((a.x1 - a.x0) * (a.y1 - a.y0), (b.x1 - b.x0) * (b.y1 - b.y0))
+    return width * height / max(smaller, 1)
 
 
-def _to_uint8(frame: np.ndarray, low: float, high: float) -> np.ndarray:
-    if frame.dtype == np.uint8 and low == 0 and high == 255:
-        return frame
-    span = max(high - low, 1e-6)
-    scaled = (np.clip(frame.astype(np.float32), low, high) - low) * (255.0 / span)
-    return scaled.astype(np.uint8)
+def tiles(region: Region) -> list[Region]:
+    """A region in tiles of at most TILE a side, overlapping by TILE_OVERLAP (a line cut by
+    one tile's edge is whole in the next)."""
+    if region.x1 - region.x0 <= TILE and region.y1 - region.y0 <= TILE:
+        return [region]
+    return [
+        Region(x, y, min(region.x1, x + TILE), min(region.y1, y + TILE), region.height)
+        for y in _starts(region.y0, region.y1)
+        for x in _starts(region.x0, region.x1)
+    ]
 
 
-def mask_of(boxes: tuple[Box, ...], rows: int, columns: int) -> np.ndarray:
+def _starts(start: int, end: int) -> list[int]:
+    if end - start <= TILE:
+        return [start]
+    step = TILE - TILE_OVERLAP
+    out = list(range(start, end - TILE, step))
+    return [*out, end - TILE]
+
+
+def _padding(size: int) -> int:
+    return -(-size // STRIDE) * STRIDE
+
+
+def mask_of(boxes: list[Box], rows: int, columns: int) -> np.ndarray:
     mask = np.zeros((rows, columns), dtype=bool)
     for b in boxes:
         mask[b.y0 : b.y1, b.x0 : b.x1] = True

@@ -13,6 +13,8 @@ class PixelPolicy:
     policy: str = CLEAN  # clean | withhold
     # A risk when True: an exact BurnedInAnnotation=NO skips the text detector.
     trust_burned_in_annotation: bool = False
+    # A risk when True: images declared to show a face are released (PS3.15's option).
+    retain_recognizable_visual_features: bool = False
 
     def __post_init__(self) -> None:
         if self.policy not in (CLEAN, WITHHOLD):

@@ -36,7 +36,16 @@ TEXT_BY_NATURE_LABELS = frozenset({"Any REPORTDATA", "Any DEMOGRAPHICDATA, INVAL
 # Header facts of the same kind: a scanned document (Conversion Type SD), a document modality.
 TEXT_BY_NATURE_HEADER = {"ConversionType": {"SD"}, "Modality": {"DOC"}}
 SOP_CLASS = 0x00080016
+MODALITY = 0x00080060
 TEXT_BY_NATURE_TAGS = frozenset(tag_for_keyword(k) for k in TEXT_BY_NATURE_HEADER) | {SOP_CLASS}
+# A face: declared (Recognizable Visual Features YES), or a photograph not declared free of one
+# (VL Photographic and Video Photographic images, external-camera photography).
+RECOGNIZABLE = 0x00280302
+PHOTOGRAPH_CLASSES = frozenset(
+    {"1.2.840.10008.5.1.4.1.1.77.1.4", "1.2.840.10008.5.1.4.1.1.77.1.4.1"}
+)
+PHOTOGRAPH_MODALITIES = frozenset({"XC"})
+FACE_TAGS = frozenset({RECOGNIZABLE, SOP_CLASS, MODALITY})
 
 
 @dataclass(frozen=True)
@@ -48,6 +57,7 @@ class Verdict:
     regions: tuple[tuple[int, str], ...] = ()  # (1 keep | 0 blank, deid coordinate), in order
     says_text: bool = False  # BurnedInAnnotation is exactly YES
     says_no_text: bool = False  # BurnedInAnnotation is exactly NO
+    face: str | None = None  # declared to show a face: withheld unless the batch retains it
 
 
 @dataclass(frozen=True)
@@ -75,7 +85,8 @@ class PixelScreen:
         # neither (deid's default recipe has misspellings) is never present, as deid finds it.
         # The character set is part of the key: equal bytes decode alike only under it.
         tags = {t for t in map(_tag, fields) if t is not None}
-        self.tags = tuple(sorted(tags | {SPECIFIC_CHARACTER_SET, BURNED_IN} | TEXT_BY_NATURE_TAGS))
+        fixed = {SPECIFIC_CHARACTER_SET, BURNED_IN} | TEXT_BY_NATURE_TAGS | FACE_TAGS
+        self.tags = tuple(sorted(tags | fixed))
         self._verdicts: dict[tuple, Verdict] = {}
 
     def _adopt(self, index: int, group: str, item: dict) -> None:
@@ -130,6 +141,7 @@ class PixelScreen:
             regions=tuple(regions),
             says_text=claim == "YES",
             says_no_text=claim == "NO",
+            face=_face(probe),
         )
 
 
@@ -139,6 +151,19 @@ def _text_by_nature(probe: Dataset) -> str | None:
     for keyword, values in TEXT_BY_NATURE_HEADER.items():
         if _exact(probe, tag_for_keyword(keyword)) in values:
             return f"text by nature: {keyword} names a document"
+    return None
+
+
+def _face(probe: Dataset) -> str | None:
+    declared = _exact(probe, RECOGNIZABLE)
+    if declared == "YES":
+        return "recognizable visual features: the header says the image shows a face"
+    photograph = (
+        _exact(probe, SOP_CLASS) in PHOTOGRAPH_CLASSES
+        or _exact(probe, MODALITY) in PHOTOGRAPH_MODALITIES
+    )
+    if photograph and declared != "NO":
+        return "recognizable visual features: a photograph not declared free of a face"
     return None
 
 

@@ -113,7 +113,11 @@ def run_batch(
         recipe=placement.config_file(deid.recipe) if deid.recipe else None,
         filters=tuple(placement.config_file(f) for f in deid.pixels.filters),
         plan=placement.plan_file(batch),
-        pixels=PixelPolicy(deid.pixels.policy, deid.pixels.trust_burned_in_annotation),
+        pixels=PixelPolicy(
+            deid.pixels.policy,
+            deid.pixels.trust_burned_in_annotation,
+            deid.pixels.retain_recognizable_visual_features,
+        ),
         shard=placement.shard,
         planned=placement.planned,
         header_json=spec.destinations.bigquery is not None,

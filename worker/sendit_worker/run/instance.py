@@ -18,6 +18,7 @@ from pydicom import Dataset, FileMetaDataset
 from pydicom._uid_dict import UID_dictionary
 from pydicom.dataelem import RawDataElement
 from pydicom.encaps import generate_fragments
+from pydicom.pixels.utils import get_expected_length
 from pydicom.uid import PYDICOM_IMPLEMENTATION_UID
 from pydicom.uid import DeflatedExplicitVRLittleEndian as DEFLATED
 
@@ -32,7 +33,8 @@ from ..identifiers.replacements import PatientIdentifiers
 from ..intake.discovery import Instance
 from ..logs import quiet_libraries
 from ..pixels import DEFAULT_PIXELS, PixelCleaner, PixelOutcome, PixelPolicy
-from .verify import VerificationError, verify
+from ..pixels.codec import TooLarge
+from .verify import PixelRecord, VerificationError, verify
 
 
 @dataclass(frozen=True)
@@ -96,11 +98,14 @@ def process_instance(ctx: Context, ref: str, inst: Instance, ids: PatientIdentif
         if getattr(ds, "file_meta", None) is None or "TransferSyntaxUID" not in ds.file_meta:
             ds.file_meta = FileMetaDataset()
             ds.file_meta.TransferSyntaxUID = _transfer_syntax(ds)  # what the body was read as
+        _give_vrs(ds)
         pixels = ctx.pixels.apply(ds)
         if pixels.withheld:
             return Outcome(ref, "withheld", pixels.withheld)
         data, relative = _deidentified_bytes(ctx, ds, inst, ids, pixels)
         metadata = _metadata(ds, ctx.settings.header_json)
+    except TooLarge as exc:
+        return Outcome(ref, "failed", f"could not decode the pixels: {exc}")
     except VerificationError as exc:
         return Outcome(ref, "failed", f"verification: {exc}")
     except HeaderError as exc:
@@ -120,9 +125,9 @@ def _deidentified_bytes(
     ctx: Context, ds: Dataset, inst: Instance, ids: PatientIdentifiers, pixels: PixelOutcome
 ) -> tuple[bytes, str]:
     transfer_syntax = _transfer_syntax(ds)  # the source's, or the one cleaned pixels went in
-    had_pixels = PIXEL_DATA in ds
+    record = PixelRecord.of(ds, pixels.digests)
     scanner = deidentify(ds, ctx.profile, Replacements(ids, inst.item_key, ctx.map_uid))
-    if pixels.checked or pixels.changed:
+    if pixels.checked:  # every frame examined (not only a trusted header's regions blanked)
         record_clean_pixels(ds)
     if ctx.recipe is not None:
         ctx.recipe.apply(ds)
@@ -131,8 +136,19 @@ def _deidentified_bytes(
     buffer = io.BytesIO()
     ds.save_as(buffer, enforce_file_format=True)
     data = buffer.getvalue()
-    verify(data, transfer_syntax=transfer_syntax, had_pixels=had_pixels, scanner=scanner)
+    verify(data, transfer_syntax=transfer_syntax, pixels=record, scanner=scanner)
     return data, output_path(ds)
+
+
+def _give_vrs(ds: Dataset) -> None:
+    """A body written in implicit VR under a file meta that says explicit (pydicom reads it as
+    it is): every element takes its VR from the dictionary now, so it can be written in the
+    syntax the file meta names."""
+    if ds.file_meta.TransferSyntaxUID.is_implicit_VR:
+        return
+    if any(ds.get_item(tag).VR is None for tag in ds.keys()):  # noqa: SIM118
+        for _ in ds.iterall():
+            pass  # reading an element converts it in place
 
 
 def output_path(ds: Dataset) -> str:
@@ -210,14 +226,9 @@ def _integrity_problem(ds: Dataset, stored: bytes) -> str | None:
             return "truncated pixel data"
         return None
     try:
-        expected = (
-            int(ds.Rows)
-            * int(ds.Columns)
-            * int(ds.get("SamplesPerPixel", 1))
-            * frame_count(ds)
-            * int(ds.BitsAllocated)
-        ) // 8
-    except (AttributeError, TypeError, ValueError):
+        frame_count(ds)  # a declared frame count that is not a count
+        expected = get_expected_length(ds, unit="bytes")  # 4:2:2 and 1-bit pixels included
+    except (AttributeError, TypeError, ValueError, KeyError):
         return "pixel data without a usable image description"
     return "truncated pixel data" if len(value) < expected else None
 

@@ -1,8 +1,11 @@
 """Fail closed: the last check of a de-identified file, on the exact bytes about to be written.
 
 The bytes must re-read as DICOM with file meta that matches the dataset, carry the
-de-identification record and keep the pixel data they came with. Then every element, at every
-depth, by its type: text decoded with its character set goes through the scanner (the source's
+de-identification record and keep the pixel data they came with, described as the pixel stage
+left it (a recipe that changed Rows or the photometric interpretation fails here); pixels that
+were rewritten are decoded, frame by frame, and must be exactly what was written. Pixel data
+nested in a sequence (an icon) is never examined for text, so it fails. Then every element, at
+every depth, by its type: text decoded with its character set goes through the scanner (the source's
 identifying values in all their spellings, and the patterns); binary values other than the
 pixel data are searched for the source's values as bytes; codes and numbers are not compared
 with names (a PatientID "400" is no WindowCenter of 400). A dataset nested too deep to walk
@@ -12,14 +15,16 @@ fails.
 from __future__ import annotations
 
 import io
+from dataclasses import dataclass
 
 import pydicom
 from pydicom import Dataset
 
-from ..dicom import BINARY_VRS, PIXEL_DATA, TEXT_VRS, element_vr
+from ..dicom import BINARY_VRS, PIXEL_DATA, PIXEL_TAGS, TEXT_VRS, element_vr
 from ..header.deidentify import stored_texts
 from ..header.profile import CODED
 from ..header.scanner import Scanner
+from ..pixels.codec import CodecError, Layout, digests
 
 # Written by Sendit from pseudonyms (a pseudonym may hold a run of digits), or codes: the
 # source's values are searched for there, not the patterns.
@@ -27,11 +32,40 @@ NO_PATTERNS = CODED | {0x00100010, 0x00100020, 0x00080050, 0x00120063}
 BYTES_MIN = 4  # shorter values are searched for in decoded text only: in bytes they match noise
 
 
+# The attributes that say what the pixel data holds: they and the pixels must agree.
+PIXEL_DESCRIPTION = (
+    "Rows",
+    "Columns",
+    "SamplesPerPixel",
+    "BitsAllocated",
+    "BitsStored",
+    "HighBit",
+    "PixelRepresentation",
+    "PhotometricInterpretation",
+    "PlanarConfiguration",
+    "NumberOfFrames",
+)
+
+
 class VerificationError(Exception):
     """The file must not leave. The message names the check, never a value."""
 
 
-def verify(data: bytes, *, transfer_syntax: str, had_pixels: bool, scanner: Scanner) -> None:
+@dataclass(frozen=True)
+class PixelRecord:
+    """What the pixel stage left: whether there were pixels, how the header described them,
+    and each frame's digest when they were rewritten."""
+
+    present: bool
+    description: tuple[str, ...]
+    digests: tuple[bytes, ...] = ()
+
+    @classmethod
+    def of(cls, ds: Dataset, written: tuple[bytes, ...] = ()) -> PixelRecord:
+        return cls(PIXEL_DATA in ds, _description(ds), written)
+
+
+def verify(data: bytes, *, transfer_syntax: str, pixels: PixelRecord, scanner: Scanner) -> None:
     try:
         ds = pydicom.dcmread(io.BytesIO(data))
         meta = ds.file_meta
@@ -45,13 +79,17 @@ def verify(data: bytes, *, transfer_syntax: str, had_pixels: bool, scanner: Scan
             ),
             "PatientIdentityRemoved is not YES": ds.get("PatientIdentityRemoved") != "YES",
             "the preamble is not empty": any(data[:128]),
-            "pixel data lost": had_pixels and PIXEL_DATA not in ds,
+            "pixel data lost": pixels.present and PIXEL_DATA not in ds,
+            "the pixel description changed": pixels.present
+            and _description(ds) != pixels.description,
         }
     except Exception as exc:  # whatever makes it unreadable, it does not leave
         raise VerificationError(f"output does not re-read ({type(exc).__name__})") from None
     for reason, failed in checks.items():
         if failed:
             raise VerificationError(reason)
+    if pixels.digests:
+        _check_written(ds, pixels.digests)
     needles = {n.encode() for n in scanner.needles if n.isascii() and len(n) >= BYTES_MIN}
     try:
         where = _leak(ds, scanner, needles)
@@ -61,14 +99,33 @@ def verify(data: bytes, *, transfer_syntax: str, had_pixels: bool, scanner: Scan
         raise VerificationError(f"identifying text remains in {where}")
 
 
-def _leak(ds: Dataset, scanner: Scanner, needles: set[bytes]) -> str | None:
-    """The tag (gggg,eeee) of the first element that still identifies someone, at any depth."""
+def _check_written(ds: Dataset, written: tuple[bytes, ...]) -> None:
+    try:
+        decoded = digests(ds, Layout.of(ds))
+    except (CodecError, ValueError) as exc:
+        raise VerificationError(f"the rewritten pixels do not decode ({exc})") from None
+    if decoded != list(written):
+        raise VerificationError("the rewritten pixels do not decode to what was written")
+
+
+def _description(ds: Dataset) -> tuple[str, ...]:
+    return (
+        *(str(ds.get(k, "")) for k in PIXEL_DESCRIPTION),
+        str(ds.file_meta.get("TransferSyntaxUID", "")),
+    )
+
+
+def _leak(ds: Dataset, scanner: Scanner, needles: set[bytes], nested: bool = False) -> str | None:
+    """The tag (gggg,eeee) of the first element that still identifies someone, at any depth
+    (or nested pixel data)."""
     for tag in list(ds.keys()):
         raw = ds.get_item(tag)
+        if nested and int(tag) in PIXEL_TAGS:
+            raise VerificationError("pixel data nested in a sequence (never examined for text)")
         vr = element_vr(ds, tag)
         if vr == "SQ":
             for item in ds[tag].value or []:
-                found = _leak(item, scanner, needles)
+                found = _leak(item, scanner, needles, nested=True)
                 if found is not None:
                     return found
         elif vr in TEXT_VRS:

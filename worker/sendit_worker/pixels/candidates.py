@@ -1,0 +1,204 @@
+"""The first look: where in a grey plane text could be, cheaply and everywhere.
+
+Text is thin strokes of steady contrast, in rows of glyphs of similar height. The plane's thin
+bright and thin dark structures (top-hat and black-hat, each on its own: together they merge
+neighbouring lines into blocks) are thresholded into components; those of a glyph's size are
+linked into lines when they stand side by side, overlap vertically and are of similar height.
+Each line is a candidate for the detector, at native resolution, never shrunk.
+
+The look never decides that text is absent where it cannot judge: a tile crowded with strokes
+(speckle, a dense texture, a page of text) is handed to the detector whole. Its recall is
+measured against the detector run on every pixel (bench/pixels.py, the shadow mode).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+STROKE_KERNEL = 11  # wider than a stroke of text up to 40 px high, narrower than anatomy
+STROKE_CONTRAST = 32  # of 255: a stroke this much brighter or darker than its surround
+GLYPH_MIN, GLYPH_MAX = 3, 72  # glyph heights (8 to 40 px text, with ascenders and descenders)
+LINE_MIN = 4
+LINK_GAP = 1.2  # glyphs further apart than this many heights are not one line
+LINK_HEIGHTS = 2.5  # nor glyphs whose heights differ more than this
+ALIGNED = 0.35  # of a line's glyph height: how far a glyph's height and baseline may stray
+# Strokes crossed along a row of a line, on average: two glyphs' worth at least. An edge of
+# anatomy, a table, the field of view's rim is crossed once or twice.
+LINE_STROKES = 2.0
+TILE = 128
+CROWDED = 0.25  # share of a tile's pixels that are strokes: too many to judge
+CROWDED_GLYPHS = 60  # glyph-sized components in one tile: likewise
+
+
+@dataclass(frozen=True)
+class Region:
+    """A rectangle of a frame, ends exclusive, with the height of what is in it (a line's
+    glyphs; a tile's own height)."""
+
+    x0: int
+    y0: int
+    x1: int
+    y1: int
+    height: int
+    glyphs: int = 0  # glyphs of the line's size on its baseline (see _aligned)
+
+    def grown(self, across: float, along: float, rows: int, columns: int) -> Region:
+        """Wider by `along` heights left and right and `across` heights up and down."""
+        dx, dy = int(along * self.height) + 2, int(across * self.height) + 2
+        return Region(
+            max(0, self.x0 - dx),
+            max(0, self.y0 - dy),
+            min(columns, self.x1 + dx),
+            min(rows, self.y1 + dy),
+            self.height,
+            self.glyphs,
+        )
+
+    def overlaps(self, other: Region) -> bool:
+        return (
+            self.x0 < other.x1 and other.x0 < self.x1 and self.y0 < other.y1 and other.y0 < self.y1
+        )
+
+    def joined(self, other: Region) -> Region:
+        return Region(
+            min(self.x0, other.x0),
+            min(self.y0, other.y0),
+            max(self.x1, other.x1),
+            max(self.y1, other.y1),
+            max(self.height, other.height),
+            max(self.glyphs, other.glyphs),
+        )
+
+
+@dataclass(frozen=True)
+class Look:
+    lines: tuple[Region, ...]  # text-like lines, outside crowded tiles
+    crowded: tuple[Region, ...]  # tiles the look cannot judge
+
+
+def first_look(plane: np.ndarray) -> Look:
+    """Candidate lines and crowded tiles of one 8-bit grey plane."""
+    import cv2
+
+    kernel = cv2.getStructuringElement(cv2.MORPH_RECT, (STROKE_KERNEL, STROKE_KERNEL))
+    lines: list[Region] = []
+    crowded = np.zeros(_tiles(plane.shape), dtype=bool)
+    for operation in (cv2.MORPH_TOPHAT, cv2.MORPH_BLACKHAT):
+        strokes = cv2.morphologyEx(plane, operation, kernel) >= STROKE_CONTRAST
+        crowded |= _crowded_tiles(strokes)
+        _, _, stats, _ = cv2.connectedComponentsWithStats(strokes.view(np.uint8), connectivity=8)
+        glyphs = _glyphs(stats[1:])
+        crowded |= _tile_counts(glyphs, plane.shape) > CROWDED_GLYPHS
+        lines.extend(r for r in _lines(glyphs) if _strokes_across(strokes, r) >= LINE_STROKES)
+    # A line in a crowded tile is texture as likely as text: the tile goes to the detector
+    # whole, and what it finds there must read as text (search).
+    clear = [
+        r for r in lines if not crowded[(r.y0 + r.y1) // 2 // TILE, (r.x0 + r.x1) // 2 // TILE]
+    ]
+    return Look(tuple(clear), _tile_regions(crowded, plane.shape))
+
+
+def _glyphs(stats: np.ndarray) -> np.ndarray:
+    """Components of a glyph's size: x, y, w, h rows."""
+    _, _, w, h, area = stats.T
+    keep = (h >= GLYPH_MIN) & (h <= GLYPH_MAX) & (w <= 4 * GLYPH_MAX) & (area >= 3)
+    return stats[keep, :4]
+
+
+def _lines(glyphs: np.ndarray) -> list[Region]:
+    """Glyphs linked side by side into lines (union-find over near neighbours)."""
+    if not len(glyphs):
+        return []
+    order = np.argsort(glyphs[:, 0], kind="stable")
+    g = glyphs[order]
+    x, y, w, h = g[:, 0], g[:, 1], g[:, 2], g[:, 3]
+    parent = np.arange(len(g))
+
+    def root(i: int) -> int:
+        while parent[i] != i:
+            parent[i] = parent[parent[i]]
+            i = parent[i]
+        return i
+
+    right = x + w
+    reach = right + (LINK_GAP * h).astype(np.int64) + 2
+    for i in range(len(g)):
+        end = np.searchsorted(x, reach[i], side="right")
+        if end <= i + 1:
+            continue
+        j = np.arange(i + 1, end)
+        overlap = np.minimum(y[i] + h[i], y[j] + h[j]) - np.maximum(y[i], y[j])
+        similar = np.maximum(h[i], h[j]) <= LINK_HEIGHTS * np.minimum(h[i], h[j])
+        for k in j[(overlap >= 0.5 * np.minimum(h[i], h[j])) & similar]:
+            a, b = root(i), root(int(k))
+            if a != b:
+                parent[b] = a
+    roots = np.array([root(i) for i in range(len(g))])
+    out = []
+    for r in np.unique(roots):
+        members = roots == r
+        x0, y0 = int(x[members].min()), int(y[members].min())
+        x1, y1 = int(right[members].max()), int((y + h)[members].max())
+        height = y1 - y0
+        many = int(members.sum()) > 1
+        if LINE_MIN <= height <= GLYPH_MAX and x1 - x0 >= (1.0 if many else 1.5) * height:
+            out.append(Region(x0, y0, x1, y1, height, _aligned(h[members], (y + h)[members])))
+    return out
+
+
+def _aligned(heights: np.ndarray, bottoms: np.ndarray) -> int:
+    """Glyphs of the line's own size standing on its baseline: text's are, a texture's
+    blobs (speckle, Doppler colour) are not."""
+    size, base = float(np.median(heights)), float(np.median(bottoms))
+    same = np.abs(heights - size) <= ALIGNED * size
+    level = np.abs(bottoms - base) <= ALIGNED * size
+    return int((same & level).sum())
+
+
+def _strokes_across(strokes: np.ndarray, line: Region) -> float:
+    """How many strokes a row of the line crosses, on average over its rows that cross any."""
+    part = strokes[line.y0 : line.y1, line.x0 : line.x1]
+    starts = part[:, 1:] & ~part[:, :-1]
+    crossed = starts.sum(axis=1) + part[:, 0]
+    rows = crossed > 0
+    return float(crossed[rows].mean()) if rows.any() else 0.0
+
+
+def _tiles(shape: tuple[int, ...]) -> tuple[int, int]:
+    return -(-shape[0] // TILE), -(-shape[1] // TILE)
+
+
+def _crowded_tiles(strokes: np.ndarray) -> np.ndarray:
+    rows, columns = _tiles(strokes.shape)
+    padded = np.zeros((rows * TILE, columns * TILE), dtype=np.uint8)
+    padded[: strokes.shape[0], : strokes.shape[1]] = strokes
+    share = padded.reshape(rows, TILE, columns, TILE).mean(axis=(1, 3))
+    return share > CROWDED
+
+
+def _tile_counts(glyphs: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
+    counts = np.zeros(_tiles(shape), dtype=np.int64)
+    if len(glyphs):
+        np.add.at(counts, (glyphs[:, 1] // TILE, glyphs[:, 0] // TILE), 1)
+    return counts
+
+
+def _tile_regions(crowded: np.ndarray, shape: tuple[int, ...]) -> tuple[Region, ...]:
+    """Crowded tiles, each row's runs joined (fewer, wider detector calls)."""
+    rows, columns = shape[:2]
+    out = []
+    for ty in range(crowded.shape[0]):
+        tx = 0
+        while tx < crowded.shape[1]:
+            if not crowded[ty, tx]:
+                tx += 1
+                continue
+            start = tx
+            while tx < crowded.shape[1] and crowded[ty, tx]:
+                tx += 1
+            y0, x0 = ty * TILE, start * TILE
+            y1, x1 = min(rows, y0 + TILE), min(columns, tx * TILE)
+            out.append(Region(x0, y0, x1, y1, y1 - y0))
+    return tuple(out)

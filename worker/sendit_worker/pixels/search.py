@@ -1,0 +1,199 @@
+"""The search for text in one frame's views: the first look everywhere, the detector only
+where the look points (its candidate lines and the tiles it cannot judge), and the check of a
+cleaned frame only beside what was blanked.
+
+A detection the first look's glyphs support (a line of them in the box's rows) is text. One
+they do not support (the detector in a dense texture) is text only when the reader reads it.
+What is blanked for text is the detector's box joined with the lines of glyphs on its row that
+it touches or nearly touches (the glyphs themselves: a box that stops a letter short, or cuts a
+line in two, leaves nothing legible), to the frame's edge when the line nearly reaches it, with
+a margin of a fraction of the line's height. Nothing else of the picture is touched.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .candidates import Region, first_look
+from .detect import Box, TextDetector
+from .read import TextReader
+from .views import planes
+
+ASK_ACROSS, ASK_ALONG = 0.5, 2.0  # context the detector gets around a line (heights)
+MARGIN_ACROSS, MARGIN_ALONG = 0.2, 0.4  # blanked around a line (heights)
+JOIN_ALONG = 2.0  # lines of glyphs this many heights along a detection's row are joined to it
+EDGE_ALONG, EDGE_ACROSS = 1.5, 0.5  # a line this near (heights) the frame's edge runs off it
+AROUND_ALONG, AROUND_ACROSS = 1.0, 0.5  # a blanked line is checked again this near it
+OUTSIDE = 0.25  # a box found again counts when this share of it lies outside what is blanked
+SUPPORT_GLYPHS = 3  # a line of this many aligned glyphs in a box's rows supports it as text
+ROW_HEIGHTS = 1.5  # a line in a box's rows is at most this many times the box's height
+
+
+@dataclass
+class Found:
+    """What one frame's (or a cine's) views hold."""
+
+    regions: list[Region] = field(default_factory=list)  # to blank, margins included
+    proven: bool = False  # text beyond doubt: a line of several glyphs, or read
+    lines: int = 0  # detected lines, for the document test
+
+    def add(self, other: Found) -> None:
+        self.regions.extend(other.regions)
+        self.proven |= other.proven
+        self.lines += other.lines
+
+
+class Search:
+    """Detector and reader are loaded on first need: most frames need neither."""
+
+    def __init__(
+        self, detector: Callable[[], TextDetector], reader: Callable[[], TextReader]
+    ) -> None:
+        self.detector, self.reader = detector, reader
+
+    def views(self, views: list[np.ndarray]) -> Found:
+        """Text in any of a frame's views."""
+        found = Found()
+        for view in views:
+            rows, columns = view.shape[:2]
+            lines: list[Region] = []
+            asked: list[Region] = []
+            for plane in planes(view):
+                look = first_look(plane)
+                lines.extend(look.lines)
+                asked.extend(r.grown(ASK_ACROSS, ASK_ALONG, rows, columns) for r in look.lines)
+                asked.extend(look.crowded)
+            found.add(self._text(view, asked, lines))
+        return found
+
+    def again(self, views: list[np.ndarray], mask: np.ndarray, blanked: list[Region]) -> Found:
+        """Text still found beside what was blanked, along its line (the rest of a line whose
+        box stopped short, the half of a line a box cut through), in the cleaned frame's views:
+        blanked pixels filled from their surround first (a black rectangle's edges are no
+        text); a box mostly inside what is blanked is no text left."""
+        import cv2
+
+        found = Found()
+        for view in views:
+            rows, columns = view.shape[:2]
+            around = [r.grown(AROUND_ACROSS, AROUND_ALONG, rows, columns) for r in blanked]
+            filled = view.copy()
+            lines: list[Region] = []
+            for r in around:
+                part = (slice(r.y0, r.y1), slice(r.x0, r.x1))
+                hole = mask[part].view(np.uint8)
+                if hole.any():
+                    crop = np.ascontiguousarray(view[part])
+                    filled[part] = cv2.inpaint(crop, hole, 3, cv2.INPAINT_TELEA)
+                for plane in planes(filled[part]):
+                    lines.extend(_shifted(line, r) for line in first_look(plane).lines)
+            left = self._text(filled, around, lines, outside=mask)
+            found.add(left)
+        return found
+
+    def _text(
+        self,
+        view: np.ndarray,
+        asked: list[Region],
+        lines: list[Region],
+        outside: np.ndarray | None = None,
+    ) -> Found:
+        """The detector's boxes in the asked regions that are text, as regions to blank."""
+        if not asked:
+            return Found()
+        boxes = self.detector().find(view, asked)
+        if outside is not None:
+            boxes = [
+                b for b in boxes if 1.0 - float(outside[b.y0 : b.y1, b.x0 : b.x1].mean()) >= OUTSIDE
+            ]
+        supported = [b for b in boxes if _support(b, lines) >= SUPPORT_GLYPHS]
+        doubtful = [b for b in boxes if _support(b, lines) < SUPPORT_GLYPHS]
+        read = [
+            b
+            for b, reads in zip(
+                doubtful,
+                self.reader().reads([view[b.y0 : b.y1, b.x0 : b.x1] for b in doubtful])
+                if doubtful
+                else [],
+                strict=True,
+            )
+            if reads
+        ]
+        rows, columns = view.shape[:2]
+        found = Found(lines=len(supported) + len(read), proven=bool(read))
+        for box in supported + read:
+            region, joined = _joined(box, lines, rows, columns)
+            found.proven |= any(line.glyphs >= SUPPORT_GLYPHS for line in joined)
+            found.regions.append(region)
+        return found
+
+
+def _support(box: Box, lines: list[Region]) -> int:
+    """The glyphs of the largest line in the box's rows that it overlaps."""
+    return max(
+        (line.glyphs for line in lines if line.overlaps(box.region) and _row_of(line, box)),
+        default=0,
+    )
+
+
+def _joined(box: Box, lines: list[Region], rows: int, columns: int) -> tuple[Region, list[Region]]:
+    """The box joined with the lines of glyphs on its row that it touches or nearly touches,
+    to the frame's edge when the line nearly reaches it, with margins."""
+    region, joined = box.region, []
+    while True:
+        reach = region.grown(0, JOIN_ALONG, rows, columns)
+        near = [
+            line
+            for line in lines
+            if line not in joined and line.overlaps(reach) and _row_of(line, box)
+        ]
+        if not near:
+            break
+        joined.extend(near)
+        for line in near:
+            region = region.joined(line)
+    height = max([box.height] + [line.height for line in joined])
+    region = Region(region.x0, region.y0, region.x1, region.y1, height, region.glyphs)
+    return _to_edges(region, rows, columns).grown(
+        MARGIN_ACROSS, MARGIN_ALONG, rows, columns
+    ), joined
+
+
+def _row_of(line: Region, box: Box) -> bool:
+    """A line in the box's rows: most of its height within them, not much taller."""
+    overlap = min(line.y1, box.y1) - max(line.y0, box.y0)
+    return overlap >= 0.5 * line.height and line.height <= ROW_HEIGHTS * max(box.height, 1)
+
+
+def _to_edges(region: Region, rows: int, columns: int) -> Region:
+    """A line that nearly reaches the frame's edge runs off it: blanked to the edge."""
+    along, across = int(EDGE_ALONG * region.height), int(EDGE_ACROSS * region.height)
+    return Region(
+        0 if region.x0 <= along else region.x0,
+        0 if region.y0 <= across else region.y0,
+        columns if region.x1 >= columns - along else region.x1,
+        rows if region.y1 >= rows - across else region.y1,
+        region.height,
+        region.glyphs,
+    )
+
+
+def _shifted(line: Region, origin: Region) -> Region:
+    return Region(
+        line.x0 + origin.x0,
+        line.y0 + origin.y0,
+        line.x1 + origin.x0,
+        line.y1 + origin.y0,
+        line.height,
+        line.glyphs,
+    )
+
+
+def mask_of(regions: list[Region], rows: int, columns: int) -> np.ndarray:
+    mask = np.zeros((rows, columns), dtype=bool)
+    for r in regions:
+        mask[r.y0 : r.y1, r.x0 : r.x1] = True
+    return mask
