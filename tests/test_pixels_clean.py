@@ -6,10 +6,12 @@ from __future__ import annotations
 
 from collections import Counter
 
+import numpy as np
 import pydicom
 import pytest
 from dicomdata import KEY, bundled, make_clean_image
 from pixel_corpus import corpus, surviving
+from pixel_drawing import body, draw_text
 
 from sendit_worker.identifiers.pseudonyms import Pseudonymizer
 from sendit_worker.pixels import PixelCleaner, PixelOutcome, PixelPolicy
@@ -116,3 +118,132 @@ def test_the_withhold_policy_strips_text_segments_of_frames_it_releases() -> Non
     cleaner = PixelCleaner(PixelPolicy(policy=WITHHOLD))
     assert cleaner.apply(ds) == PixelOutcome()
     assert b"\xff\x64" not in ds.PixelData[:200] and cleaner._detector is None
+
+
+# --- Every bit, every size, every layout (issue 26) ----------------------------------------
+
+
+def _ct(rows: int = 512, columns: int = 512) -> pydicom.Dataset:
+    """A 12-bit CT slice of the given size, text-free, as native little endian."""
+    ds = make_clean_image(pydicom.dcmread(bundled("CT_small.dcm")))
+    ds.Rows, ds.Columns = rows, columns
+    ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 12, 11, 0
+    ds.RescaleIntercept, ds.RescaleSlope = 0, 1
+    for keyword in ("WindowCenter", "WindowWidth"):
+        ds.pop(keyword, None)
+    ds.PixelData = (body(rows, columns).astype(np.uint16) * 16).tobytes()
+    return ds
+
+
+def _draw(ds: pydicom.Dataset, text: str, x: int, y: int, size: int, frame: int = 0):
+    """Text drawn at the stored range's top into one frame; its box."""
+    stack = np.frombuffer(ds.PixelData, "<u2").reshape(-1, ds.Rows, ds.Columns).copy()
+    grey = (stack[frame] >> 4).astype(np.uint8)
+    box = draw_text(grey, text, x, y, size, 255)
+    stack[frame] = np.where(grey == 255, 4095, stack[frame])
+    ds.PixelData = stack.tobytes()
+    return box
+
+
+def _legible(ds: pydicom.Dataset, box, frame: int = 0) -> bool:
+    """More than a few of the box's pixels are still the text's value."""
+    x0, y0, x1, y1 = box
+    stack = np.frombuffer(ds.PixelData, "<u2").reshape(-1, ds.Rows, ds.Columns)
+    return int((stack[frame, y0:y1, x0:x1] == 4095).sum()) > 3
+
+
+def test_text_free_pixels_pass_byte_for_byte_and_are_vouched_for() -> None:
+    ds = _ct()
+    before = ds.PixelData
+    outcome = PixelCleaner(PixelPolicy()).apply(ds)
+    assert outcome == PixelOutcome(checked=True) and ds.PixelData == before
+
+
+def test_text_in_the_bits_above_bits_stored_is_cleared() -> None:
+    """A legacy overlay in bit 15 of a 12-bit image: invisible to a decoder that masks, shown
+    by one that does not. The output keeps the picture and loses the overlay."""
+    ds = _ct()
+    picture = np.frombuffer(ds.PixelData, "<u2").copy()
+    overlay = np.zeros((512, 512), dtype=np.uint8)
+    draw_text(overlay, "ZYXWVUTSON QUINTESSA", 40, 40, 20, 1)
+    ds.PixelData = (picture | (overlay.ravel().astype(np.uint16) << 15)).tobytes()
+    outcome = PixelCleaner(PixelPolicy()).apply(ds)
+    assert outcome.checked and outcome.changed and not outcome.withheld
+    assert np.array_equal(np.frombuffer(ds.PixelData, "<u2"), picture)
+
+
+@pytest.mark.parametrize(("rows", "columns"), [(24, 400), (3000, 2400), (4000, 3328)])
+def test_text_is_found_in_frames_of_every_size(rows, columns) -> None:
+    """A 24-pixel strip and a mammogram alike, at native resolution: 12 px text on a 4000 px
+    frame is found (it was shrunk below legibility before)."""
+    ds = _ct(rows, columns)
+    size = 14 if rows < 100 else 12
+    box = _draw(ds, "ZYXWVUTSON QUINTESSA", columns // 3, rows - size - 6, size)
+    outcome = PixelCleaner(PixelPolicy()).apply(ds)
+    assert outcome.changed and not outcome.withheld and not _legible(ds, box)
+
+
+def test_text_on_one_frame_is_blanked_in_every_frame_and_nothing_else_changes() -> None:
+    ds = _ct(256, 256)
+    frame = np.frombuffer(ds.PixelData, "<u2").reshape(256, 256)
+    ds.PixelData = np.stack([np.roll(frame, k, axis=1) for k in range(10)]).tobytes()
+    ds.NumberOfFrames = 10
+    before = np.frombuffer(ds.PixelData, "<u2").reshape(10, 256, 256).copy()
+    box = _draw(ds, "DOB 1961-04-12", 30, 200, 16, frame=7)
+    outcome = PixelCleaner(PixelPolicy()).apply(ds)
+    assert outcome.changed and not _legible(ds, box, frame=7)
+    after = np.frombuffer(ds.PixelData, "<u2").reshape(10, 256, 256)
+    changed = (after != before).any(axis=0)
+    x0, y0, x1, y1 = box
+    near = np.zeros_like(changed)
+    near[max(0, y0 - 16) : y1 + 16, max(0, x0 - 16) : x1 + 16] = True
+    assert changed[y0:y1, x0:x1].any() and not (changed & ~near).any()  # the text's place only
+
+
+def test_an_image_declared_to_show_a_face_is_withheld_unless_the_batch_retains_it() -> None:
+    ds = make_clean_image(pydicom.dcmread(bundled("SC_rgb_small_odd.dcm")))
+    ds.SOPClassUID = "1.2.840.10008.5.1.4.1.1.77.1.4"  # VL Photographic Image
+    assert PixelCleaner(PixelPolicy()).apply(ds).withheld.startswith("recognizable visual")
+    ds.RecognizableVisualFeatures = "NO"
+    assert not PixelCleaner(PixelPolicy()).apply(ds).withheld
+    ds.RecognizableVisualFeatures = "YES"
+    retained = PixelPolicy(retain_recognizable_visual_features=True)
+    assert not PixelCleaner(retained).apply(ds).withheld
+    ct = make_clean_image(pydicom.dcmread(bundled("CT_small.dcm")))
+    ct.RecognizableVisualFeatures = "YES"  # a face reconstruction from CT, declared
+    assert PixelCleaner(PixelPolicy()).apply(ct).withheld.startswith("recognizable visual")
+
+
+def test_a_header_that_says_yes_is_released_only_with_its_text_proven() -> None:
+    ds = _ct()
+    ds.BurnedInAnnotation = "YES"
+    box = _draw(ds, "ZYXWVUTSON QUINTESSA", 60, 60, 18)
+    outcome = PixelCleaner(PixelPolicy()).apply(ds)
+    assert outcome.changed and not outcome.withheld and not _legible(ds, box)
+
+
+def test_palette_colour_is_cleaned_and_stays_palette_colour() -> None:
+    """A real vendor capture (Philips, pydicom's bundled palette image) with its own text."""
+    ds = make_clean_image(pydicom.dcmread(bundled("examples_palette.dcm")))
+    ds.BurnedInAnnotation = "UNKNOWN"
+    outcome = PixelCleaner(PixelPolicy()).apply(ds)
+    assert outcome.changed and not outcome.withheld
+    assert ds.PhotometricInterpretation == "PALETTE COLOR"
+    blanked = np.frombuffer(ds.PixelData, np.uint8).reshape(350, 800)
+    banner = blanked[5:25, 570:640]  # "MI 1.1" at the top right, as the vendor drew it
+    assert len(np.unique(banner)) == 1
+
+
+@pytest.mark.parametrize("name", ["examples_jpeg2k.dcm", "examples_rgb_color.dcm"])
+def test_a_doppler_capture_keeps_its_picture(name) -> None:
+    """Doppler colour and speckle are no text: the detector sees text there, the reader does
+    not, and only the vendor's annotations go."""
+    ds = make_clean_image(pydicom.dcmread(bundled(name)))
+    ds.BurnedInAnnotation = "UNKNOWN"
+    before = ds.pixel_array.copy()
+    outcome = PixelCleaner(PixelPolicy()).apply(ds)
+    assert outcome.changed and not outcome.withheld
+    changed = (ds.pixel_array != before).any(axis=-1)
+    rows = changed.shape[0]
+    picture = changed[rows // 4 : 3 * rows // 4, changed.shape[1] // 8 : -changed.shape[1] // 8]
+    assert picture.mean() < 0.05  # the middle of the picture: kept

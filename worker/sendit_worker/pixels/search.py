@@ -25,7 +25,7 @@ from .views import planes
 ASK_ACROSS, ASK_ALONG = 0.5, 2.0  # context the detector gets around a line (heights)
 MARGIN_ACROSS, MARGIN_ALONG = 0.2, 0.4  # blanked around a line (heights)
 JOIN_ALONG = 2.0  # lines of glyphs this many heights along a detection's row are joined to it
-EDGE_ALONG, EDGE_ACROSS = 1.5, 0.5  # a line this near (heights) the frame's edge runs off it
+EDGE_ALONG, EDGE_ACROSS = 1.0, 0.5  # a line this near (box heights) the frame's edge runs off it
 AROUND_ALONG, AROUND_ACROSS = 1.0, 0.5  # a blanked line is checked again this near it
 OUTSIDE = 0.25  # a box found again counts when this share of it lies outside what is blanked
 SUPPORT_GLYPHS = 3  # a line of this many aligned glyphs in a box's rows supports it as text
@@ -81,15 +81,17 @@ class Search:
             rows, columns = view.shape[:2]
             around = [r.grown(AROUND_ACROSS, AROUND_ALONG, rows, columns) for r in blanked]
             filled = view.copy()
-            lines: list[Region] = []
             for r in around:
                 part = (slice(r.y0, r.y1), slice(r.x0, r.x1))
                 hole = mask[part].view(np.uint8)
                 if hole.any():
                     crop = np.ascontiguousarray(view[part])
                     filled[part] = cv2.inpaint(crop, hole, 3, cv2.INPAINT_TELEA)
-                for plane in planes(filled[part]):
-                    lines.extend(_shifted(line, r) for line in first_look(plane).lines)
+            lines: list[Region] = []
+            for r in around:  # the glyphs of the whole row, for a detection to take its line
+                strip = Region(0, r.y0, columns, r.y1, r.height)
+                for plane in planes(filled[r.y0 : r.y1]):
+                    lines.extend(_shifted(line, strip) for line in first_look(plane).lines)
             left = self._text(filled, around, lines, outside=mask)
             found.add(left)
         return found
@@ -155,11 +157,12 @@ def _joined(box: Box, lines: list[Region], rows: int, columns: int) -> tuple[Reg
         joined.extend(near)
         for line in near:
             region = region.joined(line)
-    height = max([box.height] + [line.height for line in joined])
-    region = Region(region.x0, region.y0, region.x1, region.y1, height, region.glyphs)
-    return _to_edges(region, rows, columns).grown(
-        MARGIN_ACROSS, MARGIN_ALONG, rows, columns
-    ), joined
+    # Margins by the glyphs' height where the first look saw them (the detector's box is
+    # padded); the reach to the frame's edge by the box's (a line cut by the edge is partial).
+    edged = _to_edges(Region(region.x0, region.y0, region.x1, region.y1, box.height), rows, columns)
+    height = max(line.height for line in joined) if joined else box.height
+    region = Region(edged.x0, edged.y0, edged.x1, edged.y1, height, region.glyphs)
+    return region.grown(MARGIN_ACROSS, MARGIN_ALONG, rows, columns), joined
 
 
 def _row_of(line: Region, box: Box) -> bool:
