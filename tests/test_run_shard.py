@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import subprocess
 import sys
 import time
@@ -12,7 +13,16 @@ from pathlib import Path
 import psutil
 import pydicom
 import pytest
-from dicomdata import DISTINCT, KEY, KINDS, copy_bundled, identified_file, leaks, planted_tokens
+from dicomdata import (
+    BUNDLED,
+    DISTINCT,
+    KEY,
+    KINDS,
+    copy_bundled,
+    identified_file,
+    leaks,
+    planted_tokens,
+)
 
 from sendit_api.errors import Permanent
 from sendit_worker.intake.planner import make
@@ -406,3 +416,39 @@ def test_a_failure_says_which_element_and_what_without_a_value(tmp_path: Path) -
     assert report.failed == 1
     reason = report.errors[0].reason
     assert "(0008,2112) SourceImageSequence" in reason and "Zyxwvutson" not in reason
+
+
+def test_every_image_pydicom_bundles_is_released_or_withheld_for_a_stated_reason(tmp_path):
+    """pydicom's own test images, each alone: the damaged ones fail with what is wrong with
+    them, none on Sendit's own error, and no reason is only an exception's name."""
+    outcomes = {}
+    for number, path in enumerate(sorted(BUNDLED.glob("*.dcm"))):
+        source = tmp_path / str(number) / "in"
+        source.mkdir(parents=True)
+        shutil.copy(path, source / "image.dcm")
+        report = _run([source], tmp_path / str(number) / "out")
+        reasons = [e.reason for e in report.errors + report.withheld_files]
+        outcomes[path.name] = (report.anonymized, report.withheld, report.failed, reasons)
+        assert not any(re.fullmatch(r"[^:(]*\(\w+\)", r) for r in reasons), (path.name, reasons)
+    failed = {name for name, (_, _, failures, _) in outcomes.items() if failures}
+    # Damaged on purpose: cut short, or a BitsAllocated of '1A'.
+    assert failed <= {"MR_truncated.dcm", "rtplan_truncated.dcm", "badVR.dcm"}
+    assert outcomes["rtstruct.dcm"][0] == 1  # its patient is named "Patient"
+    assert outcomes["SC_ybr_full_422_uncompressed.dcm"][0] == 1
+    assert outcomes["SC_rgb_jpeg.dcm"][0] == 1
+    released = sum(1 for done, *_ in outcomes.values() if done)
+    assert released >= 60, outcomes
+
+
+def test_pixels_declared_too_large_to_decode_fail_that_file_only(tmp_path):
+    """A decompression bomb's header (a small RLE stream declaring 30000 x 30000): checked
+    before anything is decoded; the file fails with that reason, the batch goes on."""
+    src = tmp_path / "in"
+    copy_bundled(src, ["MR_small_RLE.dcm", "CT_small.dcm"])
+    bomb = pydicom.dcmread(src / "MR_small_RLE.dcm")
+    bomb.Rows = bomb.Columns = 30000
+    bomb.save_as(src / "MR_small_RLE.dcm")
+    report = _run([src], tmp_path / "out")
+    assert report.anonymized == 1 and report.failed == 1
+    (error,) = report.errors
+    assert error.reason.startswith("could not decode the pixels") and "MiB" in error.reason

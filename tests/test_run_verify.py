@@ -10,6 +10,7 @@ from dicomdata import bundled
 from pydicom.uid import DeflatedExplicitVRLittleEndian
 
 from sendit_worker.header.scanner import Scanner
+from sendit_worker.pixels.codec import Layout, digests
 from sendit_worker.run.verify import PixelRecord, VerificationError, verify
 
 
@@ -142,3 +143,35 @@ def test_a_value_any_depth_down_fails() -> None:
     inner.ImageComments = "Quintessa"
     with pytest.raises(VerificationError, match="identifying text"):
         _verify(ds, ["Quintessa"])
+
+
+def test_a_pixel_description_changed_after_the_pixel_stage_fails() -> None:
+    """A recipe that rewrote Rows or the photometric interpretation: header and pixels would
+    no longer agree."""
+    ds = _clean()
+    record = PixelRecord.of(ds)
+    ds.PhotometricInterpretation = "MONOCHROME1"
+    with pytest.raises(VerificationError, match="pixel description changed"):
+        _verify(ds, pixels=record)
+
+
+def test_rewritten_pixels_must_decode_to_what_was_written() -> None:
+    ds = _clean()
+    layout = Layout.of(ds)
+    written = tuple(digests(ds, layout))
+    _verify(ds, pixels=PixelRecord.of(ds, written))
+    pixels = bytearray(ds.PixelData)
+    pixels[100] ^= 0xFF
+    ds.PixelData = bytes(pixels)
+    with pytest.raises(VerificationError, match="do not decode to what was written"):
+        _verify(ds, pixels=PixelRecord.of(ds, written))
+
+
+def test_pixel_data_nested_in_a_sequence_fails() -> None:
+    """An icon image holds pixels no one examined for text."""
+    ds = _clean()
+    icon = pydicom.Dataset()
+    icon.Rows, icon.Columns, icon.BitsAllocated, icon.PixelData = 2, 2, 8, b"\0" * 4
+    ds.IconImageSequence = pydicom.Sequence([icon])
+    with pytest.raises(VerificationError, match="nested"):
+        _verify(ds)

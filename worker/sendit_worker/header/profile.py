@@ -67,6 +67,12 @@ CLEAN_PIXELS = ("113101", "Clean Pixel Data Option")  # burned-in text checked f
 METHOD_TEXT = [f"Sendit PS3.15 Annex E Basic Profile {EDITION}"] + [
     name.removesuffix(" Option") for _, name in METHOD_CODES[1:]
 ]
+# Every text Sendit writes of its own: the record of what was done, never a patient's (a
+# patient named Patient is no leak in "Retain Patient Characteristics").
+OWN_TEXTS = frozenset(
+    [*METHOD_TEXT, CLEAN_PIXELS[1], CLEAN_PIXELS[1].removesuffix(" Option")]
+    + [meaning for _, meaning in METHOD_CODES]
+)
 
 # Retain Patient Characteristics Option: kept (as their VR allows: an age over 89 is capped).
 PATIENT_CHARACTERISTICS = frozenset(

@@ -224,7 +224,10 @@ def _decode(ds: Dataset, layout: Layout, plugin: str) -> Iterator[tuple[np.ndarr
     except (CodecError, TooLarge):
         raise
     except Exception as exc:
-        raise CodecError(f"pixel data does not decode ({type(exc).__name__})") from None
+        raise CodecError(
+            f"the {layout.syntax.name} pixel data does not decode here ({type(exc).__name__}: "
+            "a codec this worker lacks, or damaged frames)"
+        ) from None
 
 
 def _overlay(cells: np.ndarray, layout: Layout) -> bool:

@@ -22,7 +22,7 @@ from pydicom import Dataset
 
 from ..dicom import BINARY_VRS, PIXEL_DATA, PIXEL_TAGS, TEXT_VRS, element_vr
 from ..header.deidentify import stored_texts
-from ..header.profile import CODED
+from ..header.profile import CODED, OWN_TEXTS
 from ..header.scanner import Scanner
 from ..pixels.codec import CodecError, Layout, digests
 
@@ -130,7 +130,8 @@ def _leak(ds: Dataset, scanner: Scanner, needles: set[bytes], nested: bool = Fal
                     return found
         elif vr in TEXT_VRS:
             patterns = int(tag) not in NO_PATTERNS
-            if any(scanner.finds(v, patterns=patterns) for v in stored_texts(ds, tag)):
+            texts = [v for v in stored_texts(ds, tag) if v not in OWN_TEXTS]
+            if any(scanner.finds(v, patterns=patterns) for v in texts):
                 return f"({tag.group:04X},{tag.element:04X})"
         elif vr in BINARY_VRS and int(tag) != PIXEL_DATA and needles:
             value = raw.value if isinstance(raw.value, bytes) else ds[tag].value
