@@ -28,6 +28,7 @@ ALIGNED = 0.35  # of a line's glyph height: how far a glyph's height and baselin
 # anatomy, a table, the field of view's rim is crossed once or twice.
 LINE_STROKES = 2.0
 TILE = 128
+BAND = 1024  # rows of a frame whose components are labelled at once
 CROWDED = 0.25  # share of a tile's pixels that are strokes: too many to judge
 CROWDED_GLYPHS = 60  # glyph-sized components in one tile: likewise
 
@@ -79,25 +80,52 @@ class Look:
 
 
 def first_look(plane: np.ndarray) -> Look:
-    """Candidate lines and crowded tiles of one 8-bit grey plane."""
+    """Candidate lines and crowded tiles of one 8-bit grey plane, looked at in bands of rows
+    (what a band holds at once is a few MB, whatever the frame's size)."""
     import cv2
 
     kernel = cv2.getStructuringElement(cv2.MORPH_RECT, (STROKE_KERNEL, STROKE_KERNEL))
+    rows = plane.shape[0]
     lines: list[Region] = []
     crowded = np.zeros(_tiles(plane.shape), dtype=bool)
-    for operation in (cv2.MORPH_TOPHAT, cv2.MORPH_BLACKHAT):
-        strokes = cv2.morphologyEx(plane, operation, kernel) >= STROKE_CONTRAST
-        crowded |= _crowded_tiles(strokes)
-        _, _, stats, _ = cv2.connectedComponentsWithStats(strokes.view(np.uint8), connectivity=8)
-        glyphs = _glyphs(stats[1:])
-        crowded |= _tile_counts(glyphs, plane.shape) > CROWDED_GLYPHS
-        lines.extend(r for r in _lines(glyphs) if _strokes_across(strokes, r) >= LINE_STROKES)
+    for start in range(0, rows, BAND):
+        # Context above for the strokes; below, a glyph's height too: a glyph that starts in
+        # the band is whole in what is looked at.
+        top = max(0, start - STROKE_KERNEL)
+        part = plane[top : min(rows, start + BAND + GLYPH_MAX + STROKE_KERNEL)]
+        tiles = slice(start // TILE, (start + BAND) // TILE)
+        for operation in (cv2.MORPH_TOPHAT, cv2.MORPH_BLACKHAT):
+            strokes = cv2.morphologyEx(part, operation, kernel) >= STROKE_CONTRAST
+            own = strokes[start - top : start - top + BAND]
+            crowded[tiles] |= _crowded_tiles(own)
+            glyphs = _glyphs(_components(strokes, start - top))
+            counted = glyphs - np.array([0, start - top, 0, 0], dtype=glyphs.dtype)
+            crowded[tiles] |= _tile_counts(counted, own.shape) > CROWDED_GLYPHS
+            found = [r for r in _lines(glyphs) if _strokes_across(strokes, r) >= LINE_STROKES]
+            lines.extend(_moved(r, top) for r in found)
     # A line in a crowded tile is texture as likely as text: the tile goes to the detector
     # whole, and what it finds there must read as text (search).
     clear = [
         r for r in lines if not crowded[(r.y0 + r.y1) // 2 // TILE, (r.x0 + r.x1) // 2 // TILE]
     ]
     return Look(tuple(clear), _tile_regions(crowded, plane.shape))
+
+
+def _components(strokes: np.ndarray, start: int) -> np.ndarray:
+    """Connected components' x, y, w, h, area rows that begin in the band's own rows (from
+    `start`, BAND of them); one that touches the top row of what is looked at began above."""
+    import cv2
+
+    _, labels, stats, _ = cv2.connectedComponentsWithStats(strokes.view(np.uint8), connectivity=8)
+    stats = stats[1:]
+    own = (stats[:, 1] >= start) & (stats[:, 1] < start + BAND)
+    if start:
+        own[np.unique(labels[0][labels[0] > 0]) - 1] = False
+    return stats[own]
+
+
+def _moved(line: Region, top: int) -> Region:
+    return Region(line.x0, line.y0 + top, line.x1, line.y1 + top, line.height, line.glyphs)
 
 
 def _glyphs(stats: np.ndarray) -> np.ndarray:
@@ -171,10 +199,15 @@ def _tiles(shape: tuple[int, ...]) -> tuple[int, int]:
 
 
 def _crowded_tiles(strokes: np.ndarray) -> np.ndarray:
+    """The share of each tile's pixels that are strokes is over CROWDED (counted a row of
+    tiles at a time: no frame-sized temporary)."""
     rows, columns = _tiles(strokes.shape)
-    padded = np.zeros((rows * TILE, columns * TILE), dtype=np.uint8)
-    padded[: strokes.shape[0], : strokes.shape[1]] = strokes
-    share = padded.reshape(rows, TILE, columns, TILE).mean(axis=(1, 3))
+    share = np.zeros((rows, columns))
+    starts = np.arange(0, strokes.shape[1], TILE)
+    for ty in range(rows):
+        band = strokes[ty * TILE : (ty + 1) * TILE]
+        counts = np.add.reduceat(band.sum(axis=0, dtype=np.int32), starts)
+        share[ty] = counts / (TILE * TILE)
     return share > CROWDED
 
 

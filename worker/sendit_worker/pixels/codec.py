@@ -145,7 +145,9 @@ class Frame:
 def frames(ds: Dataset, layout: Layout) -> Iterator[Frame]:
     """Every frame, decoded one at a time."""
     for index, (cells, photometric) in enumerate(_decoded(ds, layout)):
-        yield Frame(index, _stored_bits(cells, layout), photometric, _overlay(cells, layout))
+        overlay = _overlay(cells, layout)
+        values = _stored_bits(cells, layout) if overlay or _unextended(cells, layout) else cells
+        yield Frame(index, values, photometric, overlay)
 
 
 def rewrite(
@@ -236,12 +238,31 @@ def _overlay(cells: np.ndarray, layout: Layout) -> bool:
     spare = layout.bits_allocated - layout.bits_stored
     if spare == 0 or layout.bits_allocated == 1:
         return False
-    bits = cells.view(cells.dtype.str.replace("i", "u"))
-    high = bits >> layout.bits_stored
-    if not layout.signed:
-        return bool(high.any())
-    extended = ((bits >> (layout.bits_stored - 1)) & 1) * ((1 << spare) - 1)
-    return bool(((high != 0) & (high != extended)).any())
+    for rows in _chunks(cells):  # a few rows at a time: no frame-sized temporaries
+        bits = rows.view(rows.dtype.str.replace("i", "u"))
+        high = bits >> layout.bits_stored
+        if not layout.signed:
+            if high.any():
+                return True
+            continue
+        extended = ((bits >> (layout.bits_stored - 1)) & 1) * ((1 << spare) - 1)
+        if ((high != 0) & (high != extended)).any():
+            return True
+    return False
+
+
+def _unextended(cells: np.ndarray, layout: Layout) -> bool:
+    """Signed cells whose bits above BitsStored are zero where the value is negative: the
+    stored bits must be sign-extended to be read (else the cells are the values)."""
+    spare = layout.bits_allocated - layout.bits_stored
+    if not layout.signed or spare == 0:
+        return False
+    return any(((rows << spare) >> spare != rows).any() for rows in _chunks(cells))
+
+
+def _chunks(cells: np.ndarray, rows: int = 256) -> Iterator[np.ndarray]:
+    for start in range(0, cells.shape[0], rows):
+        yield cells[start : start + rows]
 
 
 def _cleaned(cells: np.ndarray, mask: np.ndarray | None, fill: object, layout: Layout):

@@ -52,6 +52,9 @@ class Search:
     def __init__(
         self, detector: Callable[[], TextDetector], reader: Callable[[], TextReader]
     ) -> None:
+        import cv2
+
+        cv2.setNumThreads(1)  # the pool has a process per CPU already
         self.detector, self.reader = detector, reader
 
     def views(self, views: list[np.ndarray]) -> Found:
@@ -61,9 +64,10 @@ class Search:
             rows, columns = view.shape[:2]
             lines: list[Region] = []
             asked: list[Region] = []
-            for plane in planes(view):
+            for number, plane in enumerate(planes(view)):
                 look = first_look(plane)
-                lines.extend(look.lines)
+                if number == 0:  # colourfulness points the detector; only brightness vouches
+                    lines.extend(look.lines)  # (Doppler colour lines up like glyphs there)
                 asked.extend(r.grown(ASK_ACROSS, ASK_ALONG, rows, columns) for r in look.lines)
                 asked.extend(look.crowded)
             found.add(self._text(view, asked, lines))
@@ -90,8 +94,8 @@ class Search:
             lines: list[Region] = []
             for r in around:  # the glyphs of the whole row, for a detection to take its line
                 strip = Region(0, r.y0, columns, r.y1, r.height)
-                for plane in planes(filled[r.y0 : r.y1]):
-                    lines.extend(_shifted(line, strip) for line in first_look(plane).lines)
+                brightness = planes(filled[r.y0 : r.y1])[0]
+                lines.extend(_shifted(line, strip) for line in first_look(brightness).lines)
             left = self._text(filled, around, lines, outside=mask)
             found.add(left)
         return found
