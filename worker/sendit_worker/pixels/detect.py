@@ -19,6 +19,7 @@ import hashlib
 from collections import OrderedDict
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -63,21 +64,12 @@ class Box:
 class TextDetector:
     def __init__(self) -> None:
         import cv2
-        import onnxruntime
         import rapidocr_onnxruntime
         from rapidocr_onnxruntime.ch_ppocr_det.utils import DBPostProcess
 
-        model = Path(rapidocr_onnxruntime.__file__).parent / "models" / "ch_PP-OCRv4_det_infer.onnx"
-        options = onnxruntime.SessionOptions()
-        options.intra_op_num_threads = 1
-        options.inter_op_num_threads = 1
-        # Crops differ in size: memory patterns planned per input shape only pile up (measured:
-        # +95 MB at 384 px tiles with them, +39 without).
-        options.enable_mem_pattern = False
         self._cv2 = cv2
-        self._session = onnxruntime.InferenceSession(
-            str(model), options, providers=["CPUExecutionProvider"]
-        )
+        model = Path(rapidocr_onnxruntime.__file__).parent / "models" / "ch_PP-OCRv4_det_infer.onnx"
+        self._session = session(model)
         self._input = self._session.get_inputs()[0].name
         # rapidocr's defaults; lower ones found no more text in the corpus here.
         self._post = DBPostProcess(
@@ -97,7 +89,8 @@ class TextDetector:
         region larger than a tile is looked at tile by tile."""
         found: list[Box] = []
         for region in merged(regions):
-            for part in tiles(region, min(TILE, SCALED_TILE // _scale(region))):
+            scale = _scale(region)
+            for part in tiles(region, min(TILE, SCALED_TILE // scale), TILE // scale):
                 found.extend(self._region(image, part))
         return found
 
@@ -169,13 +162,30 @@ class TextDetector:
         return tuple(b for b in boxes if b.x1 > b.x0 and b.y1 > b.y0)
 
 
+def session(model: Path) -> Any:
+    """An onnxruntime session on one thread (the pool has a process per CPU already), its
+    memory planned for crops of any size."""
+    import onnxruntime
+
+    options = onnxruntime.SessionOptions()
+    options.intra_op_num_threads = 1
+    options.inter_op_num_threads = 1
+    # Crops differ in size: memory patterns planned per input shape only pile up (measured:
+    # +95 MB at 384 px tiles with them, +39 without).
+    options.enable_mem_pattern = False
+    options.log_severity_level = 3
+    return onnxruntime.InferenceSession(str(model), options, providers=["CPUExecutionProvider"])
+
+
 def merged(regions: list[Region]) -> list[Region]:
-    """Regions mostly over the same pixels as one (each looked at once); regions that only
-    touch stay apart (one large crop would show the detector a texture, not a line)."""
+    """Regions of text of a like size mostly over the same pixels as one (each looked at
+    once); regions that only touch stay apart (one large crop would show the detector a
+    texture, not a line), and so do a line and a tile (the tile would be enlarged)."""
     out: list[Region] = []
     for region in sorted(regions, key=lambda r: (r.y0, r.x0)):
         for i, other in enumerate(out):
-            if _shared(region, other) >= SAME_PIXELS:
+            alike = max(region.height, other.height) <= 2 * min(region.height, other.height)
+            if alike and _shared(region, other) >= SAME_PIXELS:
                 # the smaller text decides whether the crop is read enlarged
                 out[i] = replace(region.joined(other), height=min(region.height, other.height))
                 break
@@ -194,17 +204,16 @@ def _shared(a: Region, b: Region) -> float:
     return width * height / max(smaller, 1)
 
 
-def tiles(region: Region, side: int = TILE) -> list[Region]:
-    """A region in tiles of at most `side` pixels a side (what the network sees, enlarged,
-    stays within TILE: its memory is bounded), overlapping by a line (a line cut by one
-    tile's edge is whole in the next)."""
-    if region.x1 - region.x0 <= side and region.y1 - region.y0 <= side:
+def tiles(region: Region, width: int = TILE, height: int = TILE) -> list[Region]:
+    """A region in tiles of at most `width` x `height` pixels (what the network sees, enlarged,
+    stays within SCALED_TILE x TILE: its memory is bounded), overlapping by a line (a line cut
+    by one tile's edge is whole in the next)."""
+    if region.x1 - region.x0 <= width and region.y1 - region.y0 <= height:
         return [region]
-    overlap = min(TILE_OVERLAP, side // 2)
     return [
-        Region(x, y, min(region.x1, x + side), min(region.y1, y + side), region.height)
-        for y in _starts(region.y0, region.y1, side, overlap)
-        for x in _starts(region.x0, region.x1, side, overlap)
+        Region(x, y, min(region.x1, x + width), min(region.y1, y + height), region.height)
+        for y in _starts(region.y0, region.y1, height, min(TILE_OVERLAP, height // 2))
+        for x in _starts(region.x0, region.x1, width, min(TILE_OVERLAP, width // 2))
     ]
 
 

@@ -13,8 +13,13 @@ from pathlib import Path
 
 import numpy as np
 
+from .detect import session
+
 MIN_CHARACTERS = 2
 MIN_CONFIDENCE = 0.5
+# A crop is read a piece at a time, each at most this many times as wide as high: a long box
+# read at once makes the network's memory grow with it (hundreds of MB at 40:1).
+PIECE_ASPECT = 12
 
 
 class TextReader:
@@ -22,28 +27,40 @@ class TextReader:
         import rapidocr_onnxruntime
         from rapidocr_onnxruntime.ch_ppocr_rec.text_recognize import TextRecognizer
 
-        models = Path(rapidocr_onnxruntime.__file__).parent / "models"
+        model = Path(rapidocr_onnxruntime.__file__).parent / "models" / "ch_PP-OCRv4_rec_infer.onnx"
         self._recognizer = TextRecognizer(
             {
-                "model_path": str(models / "ch_PP-OCRv4_rec_infer.onnx"),
+                "model_path": str(model),
                 "rec_img_shape": [3, 48, 320],
-                "rec_batch_num": 6,
+                "rec_batch_num": 1,
                 "intra_op_num_threads": 1,
                 "inter_op_num_threads": 1,
                 "use_cuda": False,
                 "use_dml": False,
             }
         )
+        # Its session again, with the detector's memory settings (see detect): crops of every
+        # width would otherwise each keep a planned pattern.
+        self._recognizer.session.session = session(model)
         self.runs = 0
 
     def reads(self, crops: list[np.ndarray]) -> list[bool]:
-        """For each crop (8-bit grey or RGB): does it read as text?"""
-        if not crops:
-            return []
-        rgb = [np.repeat(c[..., np.newaxis], 3, axis=2) if c.ndim == 2 else c for c in crops]
-        self.runs += len(rgb)
-        results, _ = self._recognizer([np.ascontiguousarray(c) for c in rgb])
-        return [
-            score >= MIN_CONFIDENCE and sum(ch.isalnum() for ch in text) >= MIN_CHARACTERS
-            for text, score in results
-        ]
+        """For each crop (8-bit grey or RGB): does any piece of it read as text?"""
+        return [any(self._reads(piece) for piece in _pieces(crop)) for crop in crops]
+
+    def _reads(self, crop: np.ndarray) -> bool:
+        rgb = np.repeat(crop[..., np.newaxis], 3, axis=2) if crop.ndim == 2 else crop
+        self.runs += 1
+        ((text, score),), _ = self._recognizer([np.ascontiguousarray(rgb)])
+        return score >= MIN_CONFIDENCE and sum(ch.isalnum() for ch in text) >= MIN_CHARACTERS
+
+
+def _pieces(crop: np.ndarray) -> list[np.ndarray]:
+    """The crop in pieces of at most PIECE_ASPECT times its height, overlapping by a height
+    (a word cut by one piece's edge is whole in the next)."""
+    rows, columns = crop.shape[:2]
+    width = max(1, PIECE_ASPECT * rows)
+    if columns <= width:
+        return [crop]
+    step = width - rows
+    return [crop[:, x : x + width] for x in range(0, columns - rows, step)]
