@@ -1,21 +1,77 @@
-"""A burned-in text corpus: Pillow draws names, IDs, dates and institutions into pydicom's
-bundled images (never a download), at different sizes, positions and contrasts, with truthful
-and lying headers; plus text-free originals and derived images, and scanned documents.
+"""The pixel corpus: images with and without burned-in text, each a `Case` that keeps the
+pixels it would show without its text, its text boxes (identifying or not) and the outcome
+`sendit run` should reach with its defaults; and the measures that read an output against it.
 
-Each case keeps the text-free pixels it was drawn on and the boxes drawn, so a test (or
-bench/pixels.py) can tell whether any drawn text survived in an output.
+Families (`family(name, seed, quick)`; `FAMILY_NAMES`):
+- burned: Pillow draws names, IDs, dates and institutions into pydicom's bundled images (up
+  to 640 px), with truthful and lying headers; text-free originals and derived images;
+  scanned documents. `corpus(seed)` is this family, in memory.
+- large, layouts, faces, header, timing, vendor: tests/pixel_families.py says what each
+  holds. They are made once per seed and kept on disk (SENDIT_PIXEL_CORPUS or
+  ~/.cache/sendit/pixel-corpus, keyed by a hash of the code that makes them); their cases
+  load their file when first used and `release()` it.
+
+Measures (an output is the de-identified dataset, or None when the image was withheld):
+`surviving` (text boxes still legible), `changed_outside` (the share of the picture outside
+the text that changed), `corrupted` (an output that does not show the input's picture).
+
+    python tests/pixel_corpus.py [FAMILY...] [--seed N] [--quick]  # make them, say where
 """
 
 from __future__ import annotations
 
+import argparse
+import hashlib
+import json
+import os
 import random
-from dataclasses import dataclass, field
+import shutil
+from collections.abc import Iterable
+from importlib.metadata import version
+from pathlib import Path
 
 import numpy as np
 import pydicom
 import pydicom.uid as uids
 from dicomdata import bundled
 from PIL import Image, ImageDraw, ImageFont
+from pixel_cases import (
+    CLEANED,
+    DOCUMENT,
+    FACE,
+    HEADER_SAYS_TEXT,
+    UNCHANGED,
+    WITHHELD,
+    Box,
+    Case,
+    Expected,
+    displayed,
+)
+from pixel_families import FAMILIES
+
+__all__ = [
+    "CLEANED",
+    "DOCUMENT",
+    "FACE",
+    "FAMILY_NAMES",
+    "HEADER_SAYS_TEXT",
+    "UNCHANGED",
+    "WITHHELD",
+    "Box",
+    "Case",
+    "Expected",
+    "changed_outside",
+    "corpus",
+    "corrupted",
+    "displayed",
+    "families",
+    "family",
+    "surviving",
+]
+
+FAMILY_NAMES = ("burned", *FAMILIES)
+CACHE = Path(os.environ.get("SENDIT_PIXEL_CORPUS") or Path.home() / ".cache/sendit/pixel-corpus")
+MARGIN = 16  # pixels around a text box that cleaning may touch without harming the picture
 
 MIN_FONT = 12  # text smaller than this is not always found (see the report of issue 12)
 FONT = "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf"
@@ -36,14 +92,88 @@ SOURCES = [
 ]
 
 
-@dataclass
-class Case:
-    name: str
-    modality: str
-    kind: str  # text | text_free | document
-    ds: pydicom.Dataset
-    clean: np.ndarray  # frames x rows x columns [x 3]: the pixels before any text was drawn
-    boxes: list[tuple[int, int, int, int, int]] = field(default_factory=list)  # frame, x0..y1
+# --- the families --------------------------------------------------------------------------
+
+
+def family(name: str, seed: int = 0, quick: bool = False) -> list[Case]:
+    """One family's cases (`quick`: the few a fast run needs), made on first use."""
+    if name == "burned":
+        return corpus(12 + seed)
+    folder = CACHE / _code_version() / f"{name}-{seed}{'-quick' if quick else ''}"
+    listing = folder / "cases.json"
+    if not listing.exists():
+        _make(folder, FAMILIES[name](seed, quick))
+    return [_listed(folder, item) for item in json.loads(listing.read_text())]
+
+
+def families(names: Iterable[str] = FAMILY_NAMES, seed: int = 0, quick: bool = False) -> list[Case]:
+    return [case for name in names for case in family(name, seed, quick)]
+
+
+def _make(folder: Path, cases: Iterable[Case]) -> None:
+    """Write each case as it is made (one in memory at a time), then move the whole family
+    into place: a family on disk is always complete."""
+    work = folder.with_name(f".{folder.name}.{os.getpid()}")
+    shutil.rmtree(work, ignore_errors=True)
+    work.mkdir(parents=True)
+    listing = []
+    for i, case in enumerate(cases):
+        path = work / f"{i:04d}.dcm"
+        case.ds.save_as(path, enforce_file_format=True)
+        if case.boxes:  # a text-free case shows its own clean pixels
+            np.save(path.with_suffix(".npy"), np.ascontiguousarray(case.clean))
+        listing.append(
+            {
+                "name": case.name,
+                "modality": case.modality,
+                "kind": case.kind,
+                "expected": [case.expected.outcome, case.expected.reason],
+                "boxes": [list(b) for b in case.boxes],
+                "family": case.family,
+                "source": case.source,
+                "file": path.name,
+            }
+        )
+    (work / "cases.json").write_text(json.dumps(listing, indent=1))
+    try:
+        work.rename(folder)
+    except OSError:  # made meanwhile by another process: theirs is as good
+        shutil.rmtree(work)
+    _prune(folder.parent.parent)
+
+
+def _prune(cache: Path, keep: int = 3) -> None:
+    """Corpora made by older code go, but for the few most recent (other checkouts' code)."""
+    versions = sorted(cache.iterdir(), key=lambda p: p.stat().st_mtime, reverse=True)
+    for stale in versions[keep:]:
+        shutil.rmtree(stale, ignore_errors=True)
+
+
+def _listed(folder: Path, item: dict) -> Case:
+    return Case(
+        item["name"],
+        item["modality"],
+        item["kind"],
+        Expected(*item["expected"]),
+        [Box(*b) for b in item["boxes"]],
+        item["family"],
+        item["source"],
+        folder / item["file"],
+    )
+
+
+def _code_version() -> str:
+    """A family on disk is remade when the code or the libraries that make it change."""
+    digest = hashlib.sha256()
+    here = Path(__file__).parent
+    for module in ("pixel_cases", "pixel_families", "pixel_layouts", "pixel_scenes"):
+        digest.update((here / f"{module}.py").read_bytes())
+    for package in ("pydicom", "numpy", "pillow", "pylibjpeg-openjpeg", "pyjpegls"):
+        digest.update(version(package).encode())
+    return digest.hexdigest()[:12]
+
+
+# --- burned: text drawn into pydicom's bundled images ---------------------------------------
 
 
 def font(size: int) -> ImageFont.FreeTypeFont | ImageFont.ImageFont:
@@ -75,7 +205,7 @@ def _native(name: str) -> tuple[pydicom.Dataset, str]:
     return ds, syntax
 
 
-def draw(stack: np.ndarray, rng: random.Random, lines: int, contrast: float) -> list[tuple]:
+def draw(stack: np.ndarray, rng: random.Random, lines: int, contrast: float) -> list[Box]:
     """Draw `lines` of text into every frame at one place (as a scanner burns it in)."""
     rows, columns = stack.shape[1:3]
     low, high = float(stack.min()), float(stack.max())
@@ -97,7 +227,7 @@ def draw(stack: np.ndarray, rng: random.Random, lines: int, contrast: float) -> 
             frame[on] = value
         ys, xs = np.nonzero(on)
         for i in range(len(stack)):
-            boxes.append((i, int(xs.min()), int(ys.min()), int(xs.max()) + 1, int(ys.max()) + 1))
+            boxes.append(Box(i, int(xs.min()), int(ys.min()), int(xs.max()) + 1, int(ys.max()) + 1))
     return boxes
 
 
@@ -118,6 +248,7 @@ def document(rng: random.Random, dark: bool = False) -> pydicom.Dataset:
 
 
 def corpus(seed: int = 12, sources: list[tuple[str, str, str]] = SOURCES) -> list[Case]:
+    """The burned family, in memory."""
     rng = random.Random(seed)
     cases: list[Case] = []
     for name, kind, modality in sources:
@@ -125,38 +256,171 @@ def corpus(seed: int = 12, sources: list[tuple[str, str, str]] = SOURCES) -> lis
             ds, syntax = _native(name)
             stack = _frames(ds)
             clean = stack.copy()
-            boxes: list[tuple] = []
+            boxes: list[Box] = []
             if variant != "free":
                 contrast = 1.0 if variant == "bright" else 0.55
                 boxes = draw(stack, rng, lines=rng.choice([1, 2, 3]), contrast=contrast)
             _store(ds, stack, syntax)
             ds.file_meta.TransferSyntaxUID = ds.file_meta.TransferSyntaxUID or syntax
-            ds.SOPInstanceUID = uids.generate_uid()
+            ds.SOPInstanceUID = uids.generate_uid(entropy_srcs=["burned", str(seed), name, variant])
+            ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
             if kind == "original":
                 ds.ImageType = ["ORIGINAL", "PRIMARY", "AXIAL"]
             ds.BurnedInAnnotation = rng.choice(["NO", "UNKNOWN", None])  # lying or absent
             if ds.BurnedInAnnotation is None:
                 del ds.BurnedInAnnotation
             label = "text_free" if variant == "free" and kind != "has text" else "text"
-            cases.append(Case(f"{name}:{variant}:{seed}", modality, label, ds, clean, boxes))
+            expected = Expected(UNCHANGED if label == "text_free" else CLEANED)
+            cases.append(
+                Case(
+                    f"{name}:{variant}:{seed}",
+                    modality,
+                    label,
+                    expected,
+                    boxes,
+                    source=name,
+                    _ds=ds,
+                    _clean=clean,
+                )
+            )
     for i in range(3):
         ds = document(rng, dark=i == 2)
-        ds.SOPInstanceUID = uids.generate_uid()
-        cases.append(Case(f"document:{i}:{seed}", "DOC", "document", ds, _frames(ds)))
+        ds.SOPInstanceUID = uids.generate_uid(
+            entropy_srcs=["burned", str(seed), "document", str(i)]
+        )
+        ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
+        cases.append(
+            Case(
+                f"document:{i}:{seed}",
+                "DOC",
+                "document",
+                Expected(WITHHELD, DOCUMENT),
+                source="image_dfl.dcm",
+                _ds=ds,
+                _clean=_frames(ds),
+            )
+        )
     return cases
 
 
-def surviving(case: Case, output: pydicom.Dataset) -> list[tuple]:
-    """The drawn boxes in which an output still differs from the clean original in the way the
-    text did: more than a few of the text's pixels are still there."""
-    out = _frames(output)
-    if out.shape != case.clean.shape:
-        out = out.reshape(case.clean.shape)
-    drawn = _frames(case.ds)
+# --- measures -------------------------------------------------------------------------------
+
+
+def surviving(case: Case, output: pydicom.Dataset | None) -> list[Box]:
+    """The boxes whose text an output still shows: more than a few of the text's pixels keep
+    the value the text gave them and still stand out from the pixels around them in the box
+    (a box blanked to one value, the text's own included, shows nothing). A withheld image
+    shows none; an output whose picture has another shape cannot be read, so every box
+    counts as shown."""
+    if output is None or not case.boxes:
+        return []
+    out, drawn = displayed(output), displayed(case.ds)
+    if out.shape != drawn.shape:
+        return list(case.boxes)
     left = []
-    for i, x0, y0, x1, y1 in case.boxes:
-        text = drawn[i, y0:y1, x0:x1] != case.clean[i, y0:y1, x0:x1]
-        kept = text & (out[i, y0:y1, x0:x1] == drawn[i, y0:y1, x0:x1])
-        if text.any() and kept.sum() > max(3, 0.05 * text.sum()):
-            left.append((i, x0, y0, x1, y1))
+    for box in case.boxes:
+        i, x0, y0, x1, y1 = box[:5]
+        d, c, o = (_signal(v[i, y0:y1, x0:x1]) for v in (drawn, case.clean, out))
+        contrast = _distance(d, c)
+        text = contrast > 0
+        radius = max(2, (y1 - y0) // 2)
+        still = _distance(o, d) <= 0.25 * contrast
+        stands = _distance(o, _ground(o, ~text, radius)) >= 0.5 * _distance(
+            d, _ground(c, ~text, radius)
+        )
+        kept = text & still & stands
+        if kept.sum() > max(3, 0.05 * text.sum()):
+            left.append(box)
     return left
+
+
+def _ground(values: np.ndarray, around: np.ndarray, radius: int) -> np.ndarray:
+    """Per pixel, what surrounds it: the mean of `values` over the `around` pixels within
+    `radius` (over all of them where none is that near; the pixel itself where none is)."""
+    if not around.any():
+        return values
+    v = values if values.ndim == 3 else values[..., np.newaxis]
+    weights = around[..., np.newaxis].astype(np.float64)
+    sums, counts = _window_sum(v * weights, radius), _window_sum(weights, radius)
+    overall = (v * weights).sum(axis=(0, 1)) / weights.sum()
+    ground = np.where(counts > 0, sums / np.maximum(counts, 1), overall)
+    return ground if values.ndim == 3 else ground[..., 0]
+
+
+def _window_sum(a: np.ndarray, r: int) -> np.ndarray:
+    """Sums over (2r + 1)^2 windows (zero beyond the edges), by summed-area table."""
+    c = np.pad(a, ((r + 1, r), (r + 1, r), (0, 0))).cumsum(0).cumsum(1)
+    n = 2 * r + 1
+    return c[n:, n:] - c[:-n, n:] - c[n:, :-n] + c[:-n, :-n]
+
+
+def changed_outside(case: Case, output: pydicom.Dataset, margin: int = MARGIN) -> float:
+    """The share of the pixels outside the text boxes (each grown by `margin`) that an
+    output shows differently from the clean picture (colour within 2 levels: conversions
+    round)."""
+    outside, changed = _outside_changes(case, displayed(output), margin)
+    return float((changed & outside).sum() / max(1, outside.sum()))
+
+
+def corrupted(case: Case, output: pydicom.Dataset) -> str:
+    """Why an output does not show the input's picture ("" when it does): it does not
+    decode, it has another shape or colour layout, or over a quarter of the pixels outside
+    the text changed to values other than the one most blanked pixels got (scrambled, not
+    blanked)."""
+    try:
+        out = displayed(output)
+    except Exception as exc:
+        return f"does not decode ({type(exc).__name__})"
+    if out.shape != case.clean.shape:
+        return f"shows {out.shape} where the input shows {case.clean.shape}"
+    outside, changed = _outside_changes(case, out, MARGIN)
+    changed &= outside
+    if not changed.any():
+        return ""
+    values = out[changed].reshape(int(changed.sum()), -1)
+    kinds, counts = np.unique(values, axis=0, return_counts=True)
+    fill = kinds[np.argmax(counts)]
+    other = int((values != fill).any(axis=1).sum())
+    if other > 0.25 * outside.sum():
+        return f"{other / outside.sum():.0%} of the picture outside the text changed (not blanked)"
+    return ""
+
+
+def _outside_changes(case: Case, out: np.ndarray, margin: int) -> tuple[np.ndarray, np.ndarray]:
+    clean = case.clean
+    if out.shape != clean.shape:
+        raise ValueError(f"{case.name}: the output shows {out.shape}, the input {clean.shape}")
+    outside = np.ones(clean.shape[:3], bool)
+    for i, x0, y0, x1, y1, *_ in case.boxes:
+        outside[i, max(0, y0 - margin) : y1 + margin, max(0, x0 - margin) : x1 + margin] = False
+    changed = np.zeros(clean.shape[:3], bool)
+    tolerance = 2 if clean.ndim == 4 else 0
+    for i in range(len(clean)):  # frame by frame: a cine's differences stay small
+        changed[i] = _distance(_signal(out[i]), _signal(clean[i])) > tolerance
+    return outside, changed
+
+
+def _signal(a: np.ndarray) -> np.ndarray:
+    return np.asarray(a, dtype=np.float64)
+
+
+def _distance(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Per pixel: the largest difference over the samples (colour) or the difference (grey)."""
+    d = np.abs(a - b)
+    return d.max(axis=-1) if d.ndim == 3 else d
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("names", nargs="*", default=list(FAMILY_NAMES[1:]), metavar="FAMILY")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--quick", action="store_true")
+    args = parser.parse_args()
+    for name in args.names:
+        cases = family(name, args.seed, args.quick)
+        where = cases[0].path.parent if cases and cases[0].path else "memory"
+        print(f"{name}: {len(cases)} cases in {where}")
+
+
+if __name__ == "__main__":
+    main()
