@@ -27,6 +27,7 @@ import os
 import random
 import shutil
 from collections.abc import Iterable
+from dataclasses import dataclass
 from importlib.metadata import version
 from pathlib import Path
 
@@ -60,12 +61,14 @@ __all__ = [
     "Box",
     "Case",
     "Expected",
+    "Reading",
     "changed_outside",
     "corpus",
     "corrupted",
     "displayed",
     "families",
     "family",
+    "read",
     "surviving",
 ]
 
@@ -306,32 +309,80 @@ def corpus(seed: int = 12, sources: list[tuple[str, str, str]] = SOURCES) -> lis
 # --- measures -------------------------------------------------------------------------------
 
 
-def surviving(case: Case, output: pydicom.Dataset | None) -> list[Box]:
-    """The boxes whose text an output still shows: more than a few of the text's pixels keep
-    the value the text gave them and still stand out from the pixels around them in the box
-    (a box blanked to one value, the text's own included, shows nothing). A withheld image
-    shows none; an output whose picture has another shape cannot be read, so every box
-    counts as shown."""
-    if output is None or not case.boxes:
-        return []
-    out, drawn = displayed(output), displayed(case.ds)
-    if out.shape != drawn.shape:
-        return list(case.boxes)
-    left = []
-    for box in case.boxes:
-        i, x0, y0, x1, y1 = box[:5]
-        d, c, o = (_signal(v[i, y0:y1, x0:x1]) for v in (drawn, case.clean, out))
-        contrast = _distance(d, c)
-        text = contrast > 0
-        radius = max(2, (y1 - y0) // 2)
-        still = _distance(o, d) <= 0.25 * contrast
-        stands = _distance(o, _ground(o, ~text, radius)) >= 0.5 * _distance(
-            d, _ground(c, ~text, radius)
+@dataclass(frozen=True)
+class Reading:
+    """An output read against its case (one decode of each)."""
+
+    legible: list[Box]  # the boxes whose text the output still shows
+    changed_outside: float  # the share of the picture outside the text shown differently
+    corrupted: str  # why the output does not show the input's picture ("" when it does)
+
+
+def read(case: Case, output: pydicom.Dataset) -> Reading:
+    """Text still legible: more than a few of a box's text pixels keep the value the text gave
+    them and still stand out from the pixels around them in the box (a box blanked to one
+    value, the text's own included, shows nothing). Changed outside: the share of the pixels
+    outside the boxes (each grown by MARGIN) that differ from the clean picture (colour by
+    more than 2 levels: conversions round). Corrupted: the output does not decode, has
+    another shape or colour layout (then every box counts as legible and all as changed), or
+    over a quarter of the picture outside the text changed to other values than the one most
+    changed pixels got (scrambled, not blanked)."""
+    try:
+        out = displayed(output)
+    except Exception as exc:
+        return Reading(list(case.boxes), 1.0, f"does not decode ({type(exc).__name__})")
+    if out.shape != case.clean.shape:
+        why = f"shows {out.shape} where the input shows {case.clean.shape}"
+        return Reading(list(case.boxes), 1.0, why)
+    drawn = displayed(case.ds) if case.boxes else out
+    legible = [box for box in case.boxes if _shows(box, drawn, case.clean, out)]
+    outside = np.ones(out.shape[:3], bool)
+    for i, x0, y0, x1, y1, _ in case.boxes:
+        outside[i, max(0, y0 - MARGIN) : y1 + MARGIN, max(0, x0 - MARGIN) : x1 + MARGIN] = False
+    tolerance = 2 if out.ndim == 4 else 0
+    changed = np.stack(
+        [  # frame by frame: a cine's differences stay small
+            (_distance(_signal(o), _signal(c)) > tolerance) & keep
+            for o, c, keep in zip(out, case.clean, outside, strict=True)
+        ]
+    )
+    share = float(changed.sum() / max(1, outside.sum()))
+    values = out[changed].reshape(int(changed.sum()), out[0, 0, 0].size).astype(np.int64)
+    packed = (values << (np.arange(values.shape[1]) * 21)).sum(axis=1)  # one int per colour
+    counts = np.unique(packed, return_counts=True)[1] if packed.size else [0]
+    scrambled = int(packed.size - max(counts))
+    why = ""
+    if scrambled > 0.25 * outside.sum():
+        why = (
+            f"{scrambled / outside.sum():.0%} of the picture outside the text changed (not blanked)"
         )
-        kept = text & still & stands
-        if kept.sum() > max(3, 0.05 * text.sum()):
-            left.append(box)
-    return left
+    return Reading(legible, share, why)
+
+
+def surviving(case: Case, output: pydicom.Dataset | None) -> list[Box]:
+    """The boxes whose text an output still shows (`read`); a withheld image shows none."""
+    return read(case, output).legible if output is not None and case.boxes else []
+
+
+def changed_outside(case: Case, output: pydicom.Dataset) -> float:
+    return read(case, output).changed_outside
+
+
+def corrupted(case: Case, output: pydicom.Dataset) -> str:
+    return read(case, output).corrupted
+
+
+def _shows(box: Box, drawn: np.ndarray, clean: np.ndarray, out: np.ndarray) -> bool:
+    i, x0, y0, x1, y1 = box[:5]
+    d, c, o = (_signal(v[i, y0:y1, x0:x1]) for v in (drawn, clean, out))
+    contrast = _distance(d, c)
+    text = contrast > 0
+    radius = max(2, (y1 - y0) // 2)
+    still = _distance(o, d) <= 0.25 * contrast
+    stands = _distance(o, _ground(o, ~text, radius)) >= 0.5 * _distance(
+        d, _ground(c, ~text, radius)
+    )
+    return int((text & still & stands).sum()) > max(3, 0.05 * text.sum())
 
 
 def _ground(values: np.ndarray, around: np.ndarray, radius: int) -> np.ndarray:
@@ -354,54 +405,10 @@ def _window_sum(a: np.ndarray, r: int) -> np.ndarray:
     return c[n:, n:] - c[:-n, n:] - c[n:, :-n] + c[:-n, :-n]
 
 
-def changed_outside(case: Case, output: pydicom.Dataset, margin: int = MARGIN) -> float:
-    """The share of the pixels outside the text boxes (each grown by `margin`) that an
-    output shows differently from the clean picture (colour within 2 levels: conversions
-    round)."""
-    outside, changed = _outside_changes(case, displayed(output), margin)
-    return float((changed & outside).sum() / max(1, outside.sum()))
-
-
-def corrupted(case: Case, output: pydicom.Dataset) -> str:
-    """Why an output does not show the input's picture ("" when it does): it does not
-    decode, it has another shape or colour layout, or over a quarter of the pixels outside
-    the text changed to values other than the one most blanked pixels got (scrambled, not
-    blanked)."""
-    try:
-        out = displayed(output)
-    except Exception as exc:
-        return f"does not decode ({type(exc).__name__})"
-    if out.shape != case.clean.shape:
-        return f"shows {out.shape} where the input shows {case.clean.shape}"
-    outside, changed = _outside_changes(case, out, MARGIN)
-    changed &= outside
-    if not changed.any():
-        return ""
-    values = out[changed].reshape(int(changed.sum()), -1)
-    kinds, counts = np.unique(values, axis=0, return_counts=True)
-    fill = kinds[np.argmax(counts)]
-    other = int((values != fill).any(axis=1).sum())
-    if other > 0.25 * outside.sum():
-        return f"{other / outside.sum():.0%} of the picture outside the text changed (not blanked)"
-    return ""
-
-
-def _outside_changes(case: Case, out: np.ndarray, margin: int) -> tuple[np.ndarray, np.ndarray]:
-    clean = case.clean
-    if out.shape != clean.shape:
-        raise ValueError(f"{case.name}: the output shows {out.shape}, the input {clean.shape}")
-    outside = np.ones(clean.shape[:3], bool)
-    for i, x0, y0, x1, y1, *_ in case.boxes:
-        outside[i, max(0, y0 - margin) : y1 + margin, max(0, x0 - margin) : x1 + margin] = False
-    changed = np.zeros(clean.shape[:3], bool)
-    tolerance = 2 if clean.ndim == 4 else 0
-    for i in range(len(clean)):  # frame by frame: a cine's differences stay small
-        changed[i] = _distance(_signal(out[i]), _signal(clean[i])) > tolerance
-    return outside, changed
-
-
 def _signal(a: np.ndarray) -> np.ndarray:
-    return np.asarray(a, dtype=np.float64)
+    """Values to subtract: 32-bit for up to 16-bit samples (a 4000 x 3328 frame stays small)."""
+    small = a.dtype.kind in "ui" and a.dtype.itemsize <= 2
+    return np.asarray(a, dtype=np.int32 if small else np.float64)
 
 
 def _distance(a: np.ndarray, b: np.ndarray) -> np.ndarray:
