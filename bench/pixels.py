@@ -17,7 +17,8 @@ timing family runs modality by modality. Printed per family, for both policies:
 
 then per run: CPU seconds of the process tree per image (os.wait4: the process and every
 process it waited for), the default over the header path as a ratio, wall seconds, and the
-peak RSS of the largest process of the tree.
+peak RSS of the largest process of the tree (of the pool process, unless sendit's own main
+process held more).
 
     python bench/pixels.py [--families large,layouts,...] [--quick] [--seed N] [--workers N]
                            [--sendit PATH] [--keep DIR]
@@ -53,6 +54,17 @@ from sendit_worker.identifiers.pseudonyms import Pseudonymizer
 from sendit_worker.report import FAILED_CLASSES, WITHHELD_CLASSES, reason_class
 
 POLICIES = ("header", "default")  # --pixels withhold, then sendit's defaults
+# Runs sendit and reports its exit code, the CPU seconds of its tree and the peak RSS (KiB) of
+# its largest process (os.wait4: the process and every process it waited for). A process's
+# peak RSS counts what its parent held when it forked, so sendit is started from this small
+# launcher, never from the bench, which holds the corpus' large images.
+LAUNCH = """
+import json, os, subprocess, sys
+proc = subprocess.Popen(sys.argv[1:], stdout=subprocess.DEVNULL)
+_, status, usage = os.wait4(proc.pid, 0)
+code = os.waitstatus_to_exitcode(status)
+print(json.dumps([code, usage.ru_utime + usage.ru_stime, usage.ru_maxrss]))
+"""
 
 
 @dataclass(frozen=True)
@@ -155,13 +167,14 @@ def _sendit(
     log = report.with_suffix(".log")
     start = time.perf_counter()
     with log.open("wb") as err:
-        proc = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=err)
-        _, status, usage = os.wait4(proc.pid, 0)  # usage: the process and what it waited for
+        launched = subprocess.run(
+            [sys.executable, "-c", LAUNCH, *command], env=env, stdout=subprocess.PIPE, stderr=err
+        )
     wall = time.perf_counter() - start
-    proc.returncode = os.waitstatus_to_exitcode(status)
-    if proc.returncode not in (0, 1):  # 1: some images failed, which the figures show
-        raise SystemExit(f"sendit run exited {proc.returncode}: {log.read_text()[-2000:]}")
-    return Process(usage.ru_utime + usage.ru_stime, wall, usage.ru_maxrss * 1024)
+    code, cpu, rss = json.loads(launched.stdout)
+    if code not in (0, 1):  # 1: some images failed, which the figures show
+        raise SystemExit(f"sendit run exited {code}: {log.read_text()[-2000:]}")
+    return Process(cpu, wall, rss * 1024)
 
 
 def _outcomes(cases: list[Case], folder: Path, out: Path, report: Path) -> dict[str, Outcome]:

@@ -267,11 +267,13 @@ def _label(light: np.ndarray, lines: list[Line], contrast: str) -> float:
 
 
 def _radiograph_header(ds: Dataset, modality: str, photometric: str, stored: np.ndarray) -> None:
+    """What CR, DX and MG (For Presentation) IODs require beyond the common header."""
     low, high = (float(v) for v in np.percentile(stored[::7, ::7], (1, 99)))
     ds.WindowCenter = f"{(low + high) / 2:.0f}"
     ds.WindowWidth = f"{max(high - low, 1):.0f}"
-    ds.BodyPartExamined = "BREAST" if modality == "MG" else "CHEST"
-    if modality != "MG":
+    mg = modality == "MG"
+    ds.BodyPartExamined = "BREAST" if mg else "CHEST"
+    if not mg:
         ds.ViewPosition = "PA"
     if modality == "CR":
         return
@@ -284,29 +286,23 @@ def _radiograph_header(ds: Dataset, modality: str, photometric: str, stored: np.
     ds.LossyImageCompression = "00"
     ds.AcquisitionContextSequence = []
     ds.DetectorType = "SCINTILLATOR"
-    ds.ImagerPixelSpacing = [0.1, 0.1] if modality == "MG" else [0.15, 0.15]
-    ds.ImageLaterality = "L" if modality == "MG" else "U"
-    ds.PositionerType = "MAMMOGRAPHIC" if modality == "MG" else "NONE"
-    mg = modality == "MG"
+    ds.ImagerPixelSpacing = [0.1, 0.1] if mg else [0.15, 0.15]
+    ds.ImageLaterality = "L" if mg else "U"
+    ds.PositionerType = "MAMMOGRAPHIC" if mg else "NONE"
+    ds.PatientOrientation = ["A", "R"] if mg else ["L", "F"]
     ds.AnatomicRegionSequence = [_code("76752008", "Breast") if mg else _code("51185008", "Chest")]
-    ds.ViewCodeSequence = [
+    view = (
         _code("399368009", "medio-lateral oblique")
         if mg
         else _code("399348003", "postero-anterior")
-    ]
+    )
+    ds.ViewCodeSequence = [view]
     if mg:
-        ds.ViewCodeSequence[0].ViewModifierCodeSequence = []
-    ds.PatientOrientation = ["A", "R"] if modality == "MG" else ["L", "F"]
-    if modality == "MG":
-        ds.DistanceSourceToDetector = "660"
-        ds.DistanceSourceToPatient = "620"
-        ds.OrganExposed = "BREAST"
-        ds.BreastImplantPresent = "NO"
-        ds.PartialView = "NO"
+        view.ViewModifierCodeSequence = []
+        ds.DistanceSourceToDetector, ds.DistanceSourceToPatient = "660", "620"
         ds.EstimatedRadiographicMagnificationFactor = "1.064516"  # 660 / 620
-        ds.BodyPartThickness = "45"
-        ds.CompressionForce = "100"
-        ds.PositionerPrimaryAngle = "45"
+        ds.OrganExposed, ds.BreastImplantPresent, ds.PartialView = "BREAST", "NO", "NO"
+        ds.BodyPartThickness, ds.CompressionForce, ds.PositionerPrimaryAngle = "45", "100", "45"
 
 
 def _code(value: str, meaning: str) -> Dataset:
