@@ -15,7 +15,7 @@ Measures (an output is the de-identified dataset, or None when the image was wit
 `surviving` (text boxes still legible), `changed_outside` (the share of the picture outside
 the text that changed), `corrupted` (an output that does not show the input's picture).
 
-    python tests/pixel_corpus.py [FAMILY...] [--seed N] [--quick]  # make them, say where
+    python tests/pixel_corpus.py [FAMILY...] [--seed N] [--quick] [--check]  # make, say where
 """
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ from pathlib import Path
 import numpy as np
 import pydicom
 import pydicom.uid as uids
-from dicomdata import bundled
+from dicomdata import bundled, dciodvfy_errors
 from PIL import Image, ImageDraw, ImageFont
 from pixel_cases import (
     CLEANED,
@@ -68,6 +68,7 @@ __all__ = [
     "displayed",
     "families",
     "family",
+    "new_dciodvfy_errors",
     "read",
     "surviving",
 ]
@@ -417,16 +418,30 @@ def _distance(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return d.max(axis=-1) if d.ndim == 3 else d
 
 
+def new_dciodvfy_errors(case: Case) -> set[str]:
+    """What dciodvfy finds in the case's file beyond what it finds in the bundled file the case
+    was made from (made from nothing: beyond no error at all)."""
+    if case.path is None:
+        raise ValueError(f"{case.name} is in memory only")
+    baseline = dciodvfy_errors(bundled(case.source)) if case.source else set()
+    return dciodvfy_errors(case.path) - baseline
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("names", nargs="*", default=list(FAMILY_NAMES[1:]), metavar="FAMILY")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--check", action="store_true", help="dciodvfy each file (slow)")
     args = parser.parse_args()
     for name in args.names:
         cases = family(name, args.seed, args.quick)
         where = cases[0].path.parent if cases and cases[0].path else "memory"
         print(f"{name}: {len(cases)} cases in {where}")
+        checked = [c for c in cases if c.path] if args.check else []  # burned: in memory
+        for case in checked:
+            for error in sorted(new_dciodvfy_errors(case)):
+                print(f"  {case.name}: {error}")
 
 
 if __name__ == "__main__":
