@@ -279,10 +279,10 @@ def speckle(
     columns: int,
     t: float = 0.0,
     base: np.ndarray | None = None,
-) -> np.ndarray:
+) -> tuple[np.ndarray, np.ndarray]:
     """An ultrasound sector's echo brightness (float32 0..1): tissue bands and a chamber that
     moves with t, speckle (blurred Rayleigh noise, correlated with `base` when given: a cine's
-    speckle decorrelates slowly), attenuation with depth."""
+    speckle decorrelates slowly), attenuation with depth; and the noise, the next `base`."""
     apex = (columns / 2, rows * 0.08)
     r1 = rows * 0.88
     yy, xx = np.mgrid[:rows, :columns].astype(np.float32)
