@@ -24,7 +24,8 @@ process held more).
                            [--sendit PATH] [--keep DIR]
 
 --quick makes the families small (large: 3000 x 2400 only; timing: 20 CT and 10 MR slices,
-one CR, one cine, two SC). Families are made once and cached (see tests/pixel_corpus.py).
+one CR, one cine, two SC): its CPU ratios carry each process's start-up, so judge them on a
+full run. Families are made once and cached (see tests/pixel_corpus.py).
 """
 
 from __future__ import annotations
