@@ -16,6 +16,9 @@ command -v dcmdump >/dev/null || need_apt+=(dcmtk)
 command -v Orthanc >/dev/null || need_apt+=(orthanc)  # a real PACS for the pacs destination
 [ -e /usr/share/orthanc/plugins/libOrthancDicomWeb.so ] || need_apt+=(orthanc-dicomweb)
 [ -x /usr/bin/chromium ] || need_apt+=(chromium)  # the status page's browser test (Playwright)
+# Fonts the pixel corpus (tests/pixel_scenes.py) burns its text in.
+[ -e /usr/share/fonts/truetype/dejavu/DejaVuSans.ttf ] || need_apt+=(fonts-dejavu-core)
+[ -e /usr/share/fonts/truetype/liberation/LiberationSans-Regular.ttf ] || need_apt+=(fonts-liberation)
 # opencv-python, which the pixel text detector pulls, loads libGL and glib.
 ldconfig -p | grep -q 'libGL.so.1 ' || need_apt+=(libgl1)
 ldconfig -p | grep -q 'libglib-2.0.so.0 ' || need_apt+=(libglib2.0-0)

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import re
 import shutil
+import subprocess
 from pathlib import Path
 
 import pydicom
@@ -52,6 +54,18 @@ def bundled(name: str) -> Path:
     path = BUNDLED / name
     assert path.exists(), f"{name} is not bundled with pydicom"
     return path
+
+
+def dciodvfy_errors(path: Path) -> set[str]:
+    """The kinds of error dciodvfy (dicom3tools) finds in a file: values differ between an
+    input and its output by design, so numbers, quoted values and paths are masked."""
+    dciodvfy = shutil.which("dciodvfy")
+    assert dciodvfy, "dciodvfy is missing: scripts/test.sh installs dicom3tools"
+    result = subprocess.run([dciodvfy, "-new", str(path)], capture_output=True, text=True)
+    lines = (result.stdout + result.stderr).splitlines()
+    return {
+        re.sub(r"<[^>]*>|\"[^\"]*\"|\d+", "#", line) for line in lines if line.startswith("Error")
+    }
 
 
 def copy_bundled(dest: Path, names: list[str]) -> list[Path]:
