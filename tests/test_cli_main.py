@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
+import pty
 import re
+import struct
 import subprocess
 import sys
+import termios
+from contextlib import suppress
 from pathlib import Path
 
 import pydicom
@@ -15,6 +20,7 @@ from dicomdata import KEY, identified_file, leaks, planted_tokens
 
 from sendit_api.names import PSEUDONYM_KEY_ENV as KEY_ENV
 from sendit_worker.cli.main import main, run_exit_code
+from sendit_worker.cli.sample import make_sample
 from sendit_worker.intake.planner import CHANGED
 from sendit_worker.report import Report
 
@@ -163,6 +169,29 @@ def test_the_log_and_the_summary_agree(tmp_path: Path) -> None:
     assert result.stderr.strip().splitlines()[-1].startswith("sendit: discovered 1, anonymized 1")
     assert "sent 1" in result.stderr
     assert "planned 1 image in 1 series onto 1 shard (0 files skipped, 0 failed)" in result.stderr
+
+
+def test_on_a_terminal_log_lines_go_above_the_bar_not_onto_it(tmp_path: Path) -> None:
+    """stderr a terminal (a pseudo-terminal 100 columns wide): the bar is drawn, and each log
+    line starts a line of its own instead of continuing the bar's."""
+    make_sample(tmp_path / "in", patients=2, files=8)
+    leader, follower = pty.openpty()
+    fcntl.ioctl(follower, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 100, 0, 0))
+    env = {**os.environ, KEY_ENV: KEY.decode()}
+    proc = subprocess.Popen(
+        [Path(sys.executable).with_name("sendit"), "run", tmp_path / "in", "-o", tmp_path / "out"],
+        stdout=follower, stderr=follower, env=env,
+    )  # fmt: skip
+    os.close(follower)
+    shown = b""
+    with suppress(OSError):  # the terminal's end is read until the process closes it
+        while chunk := os.read(leader, 65536):
+            shown += chunk
+    assert proc.wait(timeout=120) == 0
+    text = shown.decode(errors="replace")
+    assert "8/8 [" in text  # the bar
+    assert re.search(r"[\r\n]\d{4}-\d\d-\d\d [\d:,]+ INFO sendit: de-identified:", text)
+    assert not re.search(r"img/s\]\d{4}-", text)
 
 
 def test_a_destination_without_credentials_is_one_clear_error(tmp_path: Path) -> None:
