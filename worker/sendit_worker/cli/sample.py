@@ -135,11 +135,11 @@ def make_sample(
             generate_uid(entropy_srcs=[patient.patient_id, str(template_index)])
         )
         identify(ds, patient, studies[patient.patient_id], series_uid)
-        if burned_in and i < patients and template_index >= 0:
+        if template_index < 0:
+            ds.BurnedInAnnotation = "YES"  # the letter is all text (identify says NO)
+        elif burned_in and i < patients:
             burn_in(ds, [patient.name.upper(), patient.patient_id, "2024-03-12 14:22"])
             texts += 1
-        elif template_index < 0:
-            ds.BurnedInAnnotation = "YES"
         folder = out / patient.name.replace("^", "_") / f"{patient.accession}"
         folder.mkdir(parents=True, exist_ok=True)
         ds.save_as(folder / f"{patient.patient_id}_{i:05d}.dcm", enforce_file_format=True)
