@@ -89,7 +89,9 @@ def test_phases_stages_and_counts_are_the_crds():
         assert list(WITHHELD_REASONS) == list(reasons["properties"]["withheld"]["properties"])
         assert list(FAILED_REASONS) == list(reasons["properties"]["failed"]["properties"])
     report = [f.name for f in dataclasses.fields(Report) if f.type == "int"]
-    assert report == [*counts, "header_reads"]
+    # The run's own: reads of the plan stage, and images cleaned (the local report's count;
+    # the batch's status does not carry it yet).
+    assert report == [*counts, "header_reads", "pixels_cleaned"]
     assert list(PlanReport().as_status()) == list(status["plan"]["properties"])
 
 

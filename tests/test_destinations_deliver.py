@@ -68,7 +68,7 @@ class Batch:
     def __init__(self, tmp: Path, name: str, env: dict[str, str], **spec: Any) -> None:
         self.tmp, self.name = tmp, name
         self.src = tmp / "src"
-        self.images = make_sample(self.src, patients=2, files=spec.pop("files", 32))
+        self.images = make_sample(self.src, patients=2, files=spec.pop("files", 32)).files
         self.folders = sorted(p.name for p in self.src.iterdir())
         self.manifest = tmp / "batch.yaml"
         manifest = {

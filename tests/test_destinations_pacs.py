@@ -238,7 +238,7 @@ def test_a_batch_whose_only_destination_is_a_pacs_runs_locally_and_reruns_exactl
     (the ledger) and Orthanc holds every image once."""
     orthanc.clear()
     monkeypatch.setenv("SENDIT_PSEUDONYM_KEY", KEY.decode())
-    images = make_sample(tmp_path / "src" / "st", patients=1, files=6)
+    images = make_sample(tmp_path / "src" / "st", patients=1, files=6).files
     dimse_cfg = dimse_yaml(orthanc)
     pacs_batch(tmp_path, "to-pacs", f"{{dimse: {dimse_cfg}}}")
     report = tmp_path / "r.json"

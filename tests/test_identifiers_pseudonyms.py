@@ -30,8 +30,8 @@ def test_pseudonyms_fit_their_value_representations() -> None:
 def test_key_file_wins_over_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv(KEY_ENV, "e" * 32)
     (tmp_path / "key").write_text("f" * 32 + "\n")
-    assert load_key(tmp_path / "key", create_default=False) == (b"f" * 32, None)
-    assert load_key(None, create_default=False) == (b"e" * 32, None)
+    assert load_key(tmp_path / "key", default="none") == (b"f" * 32, None)
+    assert load_key(None, default="none") == (b"e" * 32, None)
 
 
 def test_short_or_missing_key_is_a_configuration_error(
@@ -40,9 +40,9 @@ def test_short_or_missing_key_is_a_configuration_error(
     monkeypatch.delenv(KEY_ENV, raising=False)
     (tmp_path / "key").write_text("short")
     with pytest.raises(Permanent, match="shorter"):
-        load_key(tmp_path / "key", create_default=False)
+        load_key(tmp_path / "key", default="none")
     with pytest.raises(Permanent, match="no pseudonym key"):
-        load_key(None, create_default=False)
+        load_key(None, default="none")
 
 
 def test_local_mode_creates_one_private_key_once(
@@ -50,8 +50,11 @@ def test_local_mode_creates_one_private_key_once(
 ) -> None:
     monkeypatch.delenv(KEY_ENV, raising=False)
     monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path))
-    key, message = load_key(None, create_default=True)
+    key, message = load_key(None, default="create")
     path = tmp_path / "sendit" / "pseudonym.key"
     assert message and str(path) in message
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
-    assert load_key(None, create_default=True) == (key, None)
+    assert load_key(None, default="create") == (key, None)
+    assert load_key(None, default="read") == (key, None)  # `sendit locate` finds it
+    with pytest.raises(Permanent, match="no pseudonym key"):
+        load_key(None)  # a pod's key is its Secret's, never a file in the image

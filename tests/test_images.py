@@ -205,7 +205,7 @@ def test_the_worker_image_deidentifies_a_sample_restricted(docker, tmp_path):
 
     source = tmp_path / "in"
     identified_file(source / "Zyxwvutson_Quintessa" / "a.dcm")
-    count = 1 + make_sample(source, patients=2, files=6)
+    count = 1 + make_sample(source, patients=2, files=6).files
     out = writable_by_the_worker(tmp_path / "out")
     proc = restricted(
         docker,

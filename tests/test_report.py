@@ -6,7 +6,7 @@ from __future__ import annotations
 from sendit_api.status import FAILED_REASONS, WITHHELD_REASONS
 from sendit_worker.intake.planner import ADDED, CHANGED
 from sendit_worker.pixels import BURNED_IN_HEADER
-from sendit_worker.report import FAILED_CLASSES, WITHHELD_CLASSES, Report, reason_class
+from sendit_worker.report import FAILED_CLASSES, WITHHELD_CLASSES, Report, counted, reason_class
 
 FAILED = {
     "truncated: the file ends inside an element": "unreadable",
@@ -62,3 +62,17 @@ def test_the_report_counts_by_class_and_keeps_the_text_to_itself():
     }
     assert "PatientName" not in str(shard)  # the reason's text stays in the report
     assert [e.reason for e in report.errors] == list(FAILED)
+
+
+def test_the_summary_says_how_many_had_text_blanked_and_sent_only_when_done():
+    report = Report(discovered=3, anonymized=2, withheld=1, pixels_cleaned=1, studies=1)
+    assert report.summary() == (
+        "discovered 3, anonymized 2 (burned-in text blanked in 1), withheld 1, failed 0, "
+        "skipped 0, sent 0, studies 1, series 0"
+    )
+    assert "sent" not in report.summary(sent=False)  # de-identified, not yet delivered
+    assert [counted(n, w) for n, w in ((1, "image"), (2, "image"), (2, "series"))] == [
+        "1 image",
+        "2 images",
+        "2 series",
+    ]

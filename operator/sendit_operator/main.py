@@ -9,23 +9,33 @@ import argparse
 import asyncio
 import logging
 import os
+import sys
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import kopf
-from prometheus_client import start_http_server
+from sendit_api import exits
 
-from . import page_server
-from .handlers import Config, State, register
-from .kube import MANAGER, Kube
+if TYPE_CHECKING:
+    import kopf
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+    args = _parser().parse_args(argv)  # --help needs none of the operator's packages
     logging.basicConfig(
         level=logging.WARNING if args.quiet else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    try:
+        import kopf
+
+        from .handlers import Config, State, register
+        from .kube import Kube
+    except ModuleNotFoundError as exc:  # an install without the operator's packages
+        print(
+            f"sendit-operator: {exc.name} is missing: pip install 'sendit[operator]'",
+            file=sys.stderr,
+        )
+        return exits.PERMANENT
     config = Config(args.worker_image, args.max_running, args.resync_seconds)
     registry = kopf.OperatorRegistry()
     register(registry, config)
@@ -68,6 +78,12 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _lifecycle(registry: kopf.OperatorRegistry, args: argparse.Namespace) -> None:
+    import kopf
+    from prometheus_client import start_http_server
+
+    from . import page_server
+    from .kube import MANAGER
+
     # In-cluster or kubeconfig credentials, through the Kubernetes client (kopf's default
     # login lives on its default registry, not on ours).
     kopf.on.login(registry=registry)(kopf.login_via_client)

@@ -13,6 +13,9 @@ UNREADABLE = ("truncated", "unreadable", "vanished")
 # The plan's problems for files changed on the source since it was made (failed, not skipped:
 # `cleanup.source: delete` must not remove what was never sent).
 SOURCE_CHANGED = ("changed since the batch was planned", "added since the batch was planned")
+# Failed classes a rerun may complete (the file changed while the run went); every other
+# failure is the file's own and fails the same way again.
+RERUN_COMPLETES = ("source-changed",)
 # A reason's text, by how it begins, to its class (anything else: "other").
 FAILED_CLASSES = (
     (UNREADABLE, "unreadable"),
@@ -48,6 +51,7 @@ class Report:
     studies: int = 0
     series: int = 0
     header_reads: int = 0  # files whose header this run read (planning): none in a planned shard
+    pixels_cleaned: int = 0  # anonymized images whose burned-in text was blanked
     errors: list[FileError] = field(default_factory=list)  # failed and skipped, with reasons
     withheld_files: list[FileError] = field(default_factory=list)
     withheld_by: dict[str, int] = field(default_factory=dict)  # by reason class
@@ -79,12 +83,29 @@ class Report:
             stage, self.counts(), outputs or {}, reasons, delivery, header_reads=reads
         )
 
-    def summary(self) -> str:
-        return ", ".join(f"{k} {v}" for k, v in self.counts().as_dict().items())
+    @property
+    def rerun_may_complete(self) -> bool:
+        return any(self.failed_by.get(kind) for kind in RERUN_COMPLETES)
+
+    def summary(self, *, sent: bool = True) -> str:
+        """The counts on one line; `sent` only once delivery is done."""
+        parts = []
+        for name, value in self.counts().as_dict().items():
+            if name == "sent" and not sent:
+                continue
+            parts.append(f"{name} {value}")
+            if name == "anonymized" and self.pixels_cleaned:
+                parts[-1] += f" (burned-in text blanked in {self.pixels_cleaned})"
+        return ", ".join(parts)
 
     def write(self, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps(asdict(self), indent=2) + "\n")
+
+
+def counted(n: int, noun: str) -> str:
+    """`1 image`, `2 images`, `3 series`."""
+    return f"{n} {noun if n == 1 or noun.endswith('s') else noun + 's'}"
 
 
 def reason_class(classes: tuple[tuple[tuple[str, ...], str], ...], reason: str) -> str:

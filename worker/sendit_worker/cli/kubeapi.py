@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from sendit_api.errors import Permanent
+
 
 def custom_objects_api() -> Any:
     from kubernetes import client, config  # only the commands that run in a cluster need it
@@ -12,5 +14,11 @@ def custom_objects_api() -> Any:
     try:
         config.load_incluster_config()
     except config.ConfigException:
-        config.load_kube_config()
+        try:
+            config.load_kube_config()
+        except (config.ConfigException, OSError):
+            raise Permanent(
+                "no Kubernetes cluster configured: not in a pod, and no usable kubeconfig "
+                "($KUBECONFIG or ~/.kube/config)"
+            ) from None
     return client.CustomObjectsApi()

@@ -1,16 +1,17 @@
 """`sendit`: the worker's command line. Subcommands are thin adapters: they turn arguments into
-a typed batch and a placement, call the domain, and decide the exit code, here and only here.
-
-Exit codes: 0 every image was anonymized or deliberately withheld (and delivered); 1 something
-is incomplete (an image failed, a service was down, delivery did not finish: a rerun may
-complete it); 2 usage, manifest or configuration error (the same input fails the same way).
+a typed batch and a placement, call the domain, and decide the exit code, here and only here
+(the codes are sendit_api.exits's). Every mistake a user can make ends in one line on stderr,
+never a traceback.
 """
 
 from __future__ import annotations
 
 import argparse
+import errno
 import logging
+import os
 import sys
+from importlib import metadata
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -18,12 +19,17 @@ from sendit_api import exits
 from sendit_api.errors import Permanent, Transient
 from sendit_api.status import JOB_STAGES
 
-from ..pool import available_cpus
+from ..pool import Interrupted, available_cpus, stopping_on_signals
 
 if TYPE_CHECKING:
     from ..report import Report
 
 log = logging.getLogger("sendit")
+
+DESCRIPTION = """De-identify folders of DICOM images (header and pixels) and deliver them: to a
+local folder (`sendit run FOLDER --output DIR`), or to Google Cloud Storage, BigQuery, Pub/Sub
+or a PACS (`sendit run -f batch.yaml`). The same pipeline runs in Kubernetes as a SenditBatch.
+Try it on made-up data: `sendit sample in` then `sendit run in --output out`."""
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -33,26 +39,68 @@ def main(argv: list[str] | None = None) -> int:
         level=logging.WARNING if args.quiet else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
-    try:
-        return args.command(args)
-    except Permanent as exc:
-        print(f"sendit: {exc}", file=sys.stderr)
-        return exits.PERMANENT
-    except Transient as exc:
-        print(f"sendit: incomplete, try again: {exc}", file=sys.stderr)
-        return exits.INCOMPLETE
-    except ModuleNotFoundError as exc:  # an install without the worker's packages
-        print(f"sendit: {exc.name} is missing: pip install 'sendit[worker]'", file=sys.stderr)
-        return exits.PERMANENT
+    with stopping_on_signals():
+        try:
+            return args.command(args)
+        except Interrupted as exc:
+            print(f"sendit: interrupted{exc.detail}", file=sys.stderr)
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os._exit(exits.interrupted(exc.signum))  # see stopping_on_signals: no thread joins
+        except Permanent as exc:
+            print(f"sendit: {exc}", file=sys.stderr)
+            return exits.PERMANENT
+        except Transient as exc:
+            print(f"sendit: incomplete, try again: {exc}", file=sys.stderr)
+            return exits.INCOMPLETE
+        except ModuleNotFoundError as exc:  # an install without the worker's packages
+            print(f"sendit: {exc.name} is missing: pip install 'sendit[worker]'", file=sys.stderr)
+            return exits.PERMANENT
+        except OSError as exc:  # a disk full, a folder gone: the system's reason, not a path
+            reason = exc.strerror or type(exc).__name__
+            code = errno.errorcode.get(exc.errno or 0, "")
+            print(f"sendit: stopped: {reason}{f' ({code})' if code else ''}", file=sys.stderr)
+            return exits.INCOMPLETE
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="sendit", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="sendit",
+        description=DESCRIPTION,
+        epilog=exits.HELP,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("-q", "--quiet", action="store_true", help="warnings and errors only")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
     sub = parser.add_subparsers(required=True, metavar="COMMAND")
+    # -q after the command too (`sendit run -q`): SUPPRESS leaves the top level's value alone
+    # unless the flag is given here.
+    quiet = argparse.ArgumentParser(add_help=False)
+    quiet.add_argument(
+        "-q",
+        "--quiet",
+        action="store_true",
+        default=argparse.SUPPRESS,
+        help="warnings and errors only",
+    )
 
-    r = sub.add_parser("run", help="de-identify DICOM folders into a local folder")
-    r.add_argument("folders", nargs="*", type=Path, metavar="FOLDER")
+    r = sub.add_parser(
+        "run",
+        parents=[quiet],
+        help="de-identify DICOM folders into a local folder",
+        description="De-identify DICOM folders into a local folder, or deliver a manifest's "
+        "batch to its destinations.",
+        epilog=exits.HELP,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    r.add_argument(
+        "folders",
+        nargs="*",
+        type=Path,
+        metavar="FOLDER",
+        help="a folder of DICOM files (a study or an export), walked recursively; the source is "
+        "never modified",
+    )
     r.add_argument("-f", "--file", type=Path, help="a SenditBatch manifest")
     r.add_argument("-o", "--output", type=Path, help="where de-identified files go")
     r.add_argument("--report", type=Path, help="write the JSON run report here")
@@ -87,22 +135,45 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument(
         "--keep-ages", action="store_true", help="keep ages of 90 and over (default: 090Y)"
     )
-    r.add_argument("--workers", type=int, default=0, help=f"processes (default {available_cpus()})")
+    r.add_argument(
+        "--workers",
+        type=_at_least(1),
+        default=0,
+        help=f"processes (default: {available_cpus()}, the CPUs this process may use)",
+    )
     r.set_defaults(command=_run)
 
-    s = sub.add_parser("sample", help="make identified-looking sample folders to try Sendit on")
-    s.add_argument("output", type=Path, metavar="DIR")
-    s.add_argument("--patients", type=int, default=5)
-    s.add_argument("--files", type=int, default=40)
+    s = sub.add_parser(
+        "sample", parents=[quiet], help="make identified-looking sample folders to try Sendit on"
+    )
+    s.add_argument("output", type=Path, metavar="DIR", help="where the sample folders go")
+    s.add_argument("--patients", type=_at_least(1), default=5, help="made-up patients (default 5)")
+    s.add_argument(
+        "--files",
+        type=_at_least(1),
+        default=40,
+        help="files in all, shared out among the patients (default 40)",
+    )
+    s.add_argument(
+        "--burned-in",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="burn each patient's name and ID into their first image's pixels and make the "
+        "last file a scanned letter (default: yes)",
+    )
     s.set_defaults(command=_sample)
 
-    snd = sub.add_parser("send", help="deliver a batch staged with send: manual (stage two)")
+    snd = sub.add_parser(
+        "send", parents=[quiet], help="deliver a batch staged with send: manual (stage two)"
+    )
     snd.add_argument("-f", "--file", type=Path, required=True, help="the SenditBatch manifest")
     snd.add_argument("--staging", type=Path, help="the staging folder (default: as stage one)")
     snd.add_argument("--report", type=Path, help="write the JSON report here")
     snd.set_defaults(command=_send)
 
-    w = sub.add_parser("worker", help="one pod of a batch's Job (run by the operator)")
+    w = sub.add_parser(
+        "worker", parents=[quiet], help="one pod of a batch's Job (run by the operator)"
+    )
     w.add_argument("--namespace", required=True)
     w.add_argument("--batch", required=True, help="the SenditBatch's name")
     w.add_argument("--stage", choices=JOB_STAGES, default="process")
@@ -114,25 +185,59 @@ def _parser() -> argparse.ArgumentParser:
     w.add_argument("--local", type=Path, help="the local destination's mount")
     w.set_defaults(command=_worker)
 
-    wa = sub.add_parser("watch", help="one scan of a SenditWatch (run by its CronJob)")
+    wa = sub.add_parser(
+        "watch", parents=[quiet], help="one scan of a SenditWatch (run by its CronJob)"
+    )
     wa.add_argument("--namespace", required=True)
     wa.add_argument("--watch", required=True, help="the SenditWatch's name")
     wa.add_argument("--source", type=Path, required=True, help="where the volume is mounted")
     wa.set_defaults(command=_watch)
 
-    st = sub.add_parser("status", help="a batch's progress, until it is final (exit code: how)")
+    st = sub.add_parser(
+        "status", parents=[quiet], help="a batch's progress, until it is final (exit code: how)"
+    )
     st.add_argument("batch", metavar="NAME", help="the SenditBatch's name")
     st.add_argument("-n", "--namespace", default="default")
     st.add_argument("--no-wait", dest="wait", action="store_false", help="print once and exit")
-    st.add_argument("--timeout", type=float, default=0, help="give up after this many seconds")
+    st.add_argument(
+        "--timeout", type=float, default=0, help="give up after this many seconds (0: never)"
+    )
     st.set_defaults(command=_status)
 
-    loc = sub.add_parser("locate", help="find the file behind a reference from a report")
+    loc = sub.add_parser(
+        "locate", parents=[quiet], help="find the file behind a reference from a report"
+    )
     loc.add_argument("ref", help="a reference such as 0:ABCDEFGHIJ")
-    loc.add_argument("folders", nargs="+", type=Path, metavar="FOLDER")
-    loc.add_argument("--key-file", type=Path)
+    loc.add_argument(
+        "folders", nargs="+", type=Path, metavar="FOLDER", help="the run's folders, in its order"
+    )
+    loc.add_argument(
+        "--key-file", type=Path, help="the run's pseudonym key (else as `sendit run` finds it)"
+    )
     loc.set_defaults(command=_locate)
     return parser
+
+
+def _at_least(minimum: int):
+    """An argparse type: a whole number no smaller than `minimum`."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"{value} is less than {minimum}")
+        return value
+
+    return parse
+
+
+def _version() -> str:
+    try:
+        return metadata.version("sendit")
+    except metadata.PackageNotFoundError:  # run from a source tree, not installed
+        return "(not installed)"
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -156,27 +261,67 @@ def _run(args: argparse.Namespace) -> int:
     _override(manifest["spec"], args)
     batch = parse_batch(manifest)
     placement = LocalPlacement(base, key_file=args.key_file)
-    if args.report and _inside(args.report, placement.workspace(batch)):
-        raise Permanent("the report must be written outside the output folder")
+    _check_inputs(placement.folders(batch.spec.source))
+    if args.report:
+        _check_report(args.report, placement.workspace(batch))
     deliver = batch.spec.send == "auto"
+    progress = TerminalProgress()
     try:
-        report = run_batch(
-            batch, placement, TerminalProgress(), deliver=deliver, workers=args.workers
-        )
+        report = run_batch(batch, placement, progress, deliver=deliver, workers=args.workers)
     except DeliveryError as exc:  # the report still says what was done, then exit 1
+        progress.close()
         if exc.report is not None:
             _print_report(exc.report, args.report)
         raise
+    except Interrupted as exc:
+        progress.close()
+        exc.detail = f": {progress.written()}; rerun to finish"
+        raise
     _print_report(report, args.report)
-    return exits.INCOMPLETE if report.failed else exits.OK
+    return run_exit_code(report)
+
+
+def run_exit_code(report: Report) -> int:
+    """A finished run's code: files that failed on their own account (truncated, unreadable,
+    not de-identifiable) fail the same way in a rerun, so they are not an incomplete run."""
+    if report.rerun_may_complete:
+        return exits.INCOMPLETE
+    return exits.FILES_FAILED if report.failed else exits.OK
+
+
+def _check_inputs(folders: list[Path]) -> None:
+    """Every input is a folder, before anything is planned. The message numbers the folder
+    instead of naming it: folder names may name a patient."""
+    for n, folder in enumerate(folders, 1):
+        if not folder.is_dir():
+            what = "is a file, not a folder" if folder.exists() else "does not exist"
+            which = (
+                f"input folder {n} of {len(folders)}" if len(folders) > 1 else "the input folder"
+            )
+            raise Permanent(f"{which} {what} (not named here: folder names may name a patient)")
+
+
+def _check_report(path: Path, output: Path) -> None:
+    """The report can be written, outside the output: found now, not after the run."""
+    if _inside(path, output):
+        raise Permanent("the report must be written outside the output folder")
+    if path.is_dir():
+        raise Permanent("--report names a folder: give the path of a file")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise Permanent(f"the report's folder cannot be made ({exc.strerror})") from None
 
 
 def _print_report(report: Report, path: Path | None) -> None:
+    """The counts, then each file that did not make it and why (the first 20)."""
     print(f"sendit: {report.summary()}", file=sys.stderr)
-    for error in report.errors[:20]:
-        print(f"  {error.ref}: {error.reason}", file=sys.stderr)
-    if len(report.errors) > 20:
-        print(f"  ... and {len(report.errors) - 20} more (see --report)", file=sys.stderr)
+    files = [(f.ref, f"withheld: {f.reason}") for f in report.withheld_files]
+    files += [(e.ref, e.reason) for e in report.errors]
+    for ref, reason in files[:20]:
+        print(f"  {ref}: {reason}", file=sys.stderr)
+    if len(files) > 20:
+        print(f"  ... and {len(files) - 20} more (see --report)", file=sys.stderr)
     if path:
         report.write(path)
 
@@ -254,10 +399,23 @@ def _send(args: argparse.Namespace) -> int:
 
 
 def _sample(args: argparse.Namespace) -> int:
+    from ..report import counted
     from .sample import make_sample
 
-    n = make_sample(args.output, patients=args.patients, files=args.files)
-    print(f"sendit: wrote {n} sample files for {args.patients} patients", file=sys.stderr)
+    made = make_sample(
+        args.output, patients=args.patients, files=args.files, burned_in=args.burned_in
+    )
+    print(
+        f"sendit: wrote {counted(made.files, 'sample file')} for "
+        f"{counted(made.patients, 'patient')}",
+        file=sys.stderr,
+    )
+    if made.burned_in or made.documents:
+        print(
+            f"  {counted(made.burned_in, 'image')} with the patient's name burned into the "
+            f"pixels, {counted(made.documents, 'scanned letter')}",
+            file=sys.stderr,
+        )
     return exits.OK
 
 
@@ -283,7 +441,7 @@ def _locate(args: argparse.Namespace) -> int:
     """Print the local path behind a report's reference: for the person who ran the batch."""
     from ..identifiers.pseudonyms import Pseudonymizer, load_key
 
-    key, _ = load_key(args.key_file, create_default=False)
+    key, _ = load_key(args.key_file, default="read")
     folder, _, token = args.ref.partition(":")
     try:
         root = args.folders[int(folder)].resolve()

@@ -13,7 +13,7 @@ from typing import Any
 from tqdm import tqdm
 
 from sendit_api import exits
-from sendit_api.errors import Permanent
+from sendit_api.errors import Permanent, Transient
 from sendit_api.names import GROUP, PLURAL, VERSION
 from sendit_api.status import CANCELLED, DONE_PROCESSING, FAILED, SENT
 
@@ -49,6 +49,7 @@ def line(body: Mapping[str, Any]) -> str:
 
 def main(args: Any) -> int:
     from kubernetes.client.exceptions import ApiException
+    from urllib3.exceptions import HTTPError
 
     api = custom_objects_api()
     deadline = time.monotonic() + args.timeout if args.timeout else None
@@ -62,7 +63,13 @@ def main(args: Any) -> int:
         except ApiException as exc:
             if exc.status == 404:
                 raise Permanent(f"no SenditBatch {args.batch} in {args.namespace}") from None
-            raise
+            if exc.status in (401, 403):
+                raise Permanent(
+                    f"not allowed to read SenditBatches in {args.namespace} ({exc.status})"
+                ) from None
+            raise Transient(f"the Kubernetes API server answered {exc.status}") from None
+        except HTTPError:
+            raise Transient("the Kubernetes API server is not reachable") from None
         text, code = line(body), verdict(body)
         if sys.stderr.isatty():
             bar = _bar(bar, body, text)

@@ -85,7 +85,7 @@ def main(args: Any) -> int:
     api = custom_objects_api()
     ns = args.namespace
     watch = api.get_namespaced_custom_object(GROUP, VERSION, ns, WATCH_PLURAL, args.watch)
-    key, _ = load_key(None, create_default=False)
+    key, _ = load_key(None)
 
     def create(batch: dict[str, Any]) -> bool:
         try:

@@ -24,6 +24,7 @@ from . import layouts
 from .bigquery import BigQuerySink, row
 from .errors import DeliveryError, DestinationUnavailable
 from .gcs import GcsSink
+from .google_errors import credentials
 from .image import DeidentifiedImage
 from .ledger import Ledger, series_key
 from .pacs import PacsSink
@@ -62,9 +63,10 @@ class Delivery:
         self.keep_files = keep_files
         self.shard = shard  # (index, count): each shard of a batch ends with its own event
         d = destinations
-        self.gcs = gcs or (GcsSink(d.gcs) if d.gcs else None)
-        self.bigquery = bigquery or (BigQuerySink(d.bigquery) if d.bigquery else None)
-        self.pubsub = pubsub or (PubSubSink(d.pubsub.topic_path) if d.pubsub else None)
+        with credentials():
+            self.gcs = gcs or (GcsSink(d.gcs) if d.gcs else None)
+            self.bigquery = bigquery or (BigQuerySink(d.bigquery) if d.bigquery else None)
+            self.pubsub = pubsub or (PubSubSink(d.pubsub.topic_path) if d.pubsub else None)
         self.pacs = pacs or (PacsSink(d.pacs) if d.pacs else None)
         self.ledger = Ledger(root / STATE_DIR / "ledger.jsonl")
         uploads = d.gcs.concurrency if d.gcs else 4

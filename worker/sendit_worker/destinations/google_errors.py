@@ -1,7 +1,10 @@
-"""Google API errors, mapped once for every Google sink: permanent (missing, forbidden, refused)
-or transient (throttled, a server error, a timeout, no connection)."""
+"""Google API errors, mapped once for every Google sink: permanent (missing, forbidden, refused,
+no credentials) or transient (throttled, a server error, a timeout, no connection)."""
 
 from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import requests
 from google.api_core import exceptions as gexc
@@ -36,3 +39,16 @@ def preflight_error(exc: Exception, what: str) -> DestinationError | Destination
     if is_transient(exc):
         return DestinationUnavailable(f"{what} is not reachable now ({kind}); retry later")
     return DestinationError(f"{what} is not usable ({kind})")
+
+
+@contextmanager
+def credentials() -> Iterator[None]:
+    """Making a client: no Application Default Credentials is a configuration error."""
+    try:
+        yield
+    except auth_exc.DefaultCredentialsError:
+        raise DestinationError(
+            "no Google credentials: set GOOGLE_APPLICATION_CREDENTIALS to a key file, run "
+            "`gcloud auth application-default login`, or use the emulators "
+            "(docs/destinations.md)"
+        ) from None

@@ -14,6 +14,7 @@ import os
 import secrets
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 import platformdirs
 
@@ -52,8 +53,12 @@ class Pseudonymizer:
         return "2.25." + str(int.from_bytes(self._digest("uid", uid)[:16], "big"))
 
 
-def load_key(key_file: Path | None, *, create_default: bool) -> tuple[bytes, str | None]:
-    """The key from a file, the environment, or (local mode) one made once in the config dir.
+def load_key(
+    key_file: Path | None, *, default: Literal["none", "read", "create"] = "none"
+) -> tuple[bytes, str | None]:
+    """The key from a file, the environment, or a laptop's default key in the config dir:
+    `default` says whether that one is read (`sendit locate`), made once when missing
+    (`sendit run`), or not looked for (a pod: its key comes from a Secret).
 
     Returns the key and, when a new one was created, a message saying where.
     """
@@ -65,11 +70,12 @@ def load_key(key_file: Path | None, *, create_default: bool) -> tuple[bytes, str
         return _checked(key, "the key file"), None
     if os.environ.get(PSEUDONYM_KEY_ENV):
         return _checked(os.environ[PSEUDONYM_KEY_ENV].encode().strip(), PSEUDONYM_KEY_ENV), None
-    if not create_default:
-        raise Permanent(f"no pseudonym key: give --key-file or set {PSEUDONYM_KEY_ENV}")
     path = Path(platformdirs.user_config_dir("sendit")) / "pseudonym.key"
-    if path.exists():
+    if default != "none" and path.exists():
         return _checked(path.read_bytes().strip(), str(path)), None
+    if default != "create":
+        where = f" (there is none at {path} either)" if default == "read" else ""
+        raise Permanent(f"no pseudonym key: give --key-file or set {PSEUDONYM_KEY_ENV}{where}")
     key = secrets.token_hex(32).encode()
     try:
         path.parent.mkdir(parents=True, exist_ok=True)

@@ -34,7 +34,7 @@ from sendit_api.status import PlanReport
 
 from ..identifiers.replacements import Entities
 from ..pool import bounded_map
-from ..report import SOURCE_CHANGED, UNREADABLE
+from ..report import SOURCE_CHANGED, UNREADABLE, counted
 from .discovery import Candidate, Instance, Problem, candidate_files, read_header
 
 log = logging.getLogger("sendit")
@@ -170,7 +170,7 @@ def open_or_make(
             log.warning("the plan in the workspace is unreadable: planning again")
         else:
             if plan.fingerprint == fingerprint(folders, parallelism):
-                log.info("reusing the batch's plan (%d shards)", plan.shards)
+                log.info("reusing the batch's plan (%s)", counted(plan.shards, "shard"))
                 return plan, False
             plan.db.close()
             log.info("the plan in the workspace is for other folders: planning again")
@@ -206,11 +206,11 @@ def make(
         stale.unlink(missing_ok=True)
     _sync_folder(path.parent)
     log.info(
-        "planned %d images in %d series onto %d shards (%d files skipped, %d failed)",
-        report.discovered,
-        report.series,
-        report.shards,
-        report.skipped,
+        "planned %s in %s onto %s (%s skipped, %d failed)",
+        counted(report.discovered, "image"),
+        counted(report.series, "series"),
+        counted(report.shards, "shard"),
+        counted(report.skipped, "file"),
         report.failed,
     )
     return report

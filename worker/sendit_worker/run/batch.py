@@ -124,6 +124,7 @@ def run_batch(
         profile=Options(deid.keep_descriptors, deid.cap_ages),
     )
     profile_for(options.profile)  # a bad option fails here, before any file is read
+    _make_output(workspace)
     if placement.fresh_workspace:
         _clear_outputs(workspace)
     remote = deliver and spec.destinations.remote
@@ -294,6 +295,19 @@ def _clear_outputs(workspace: Path) -> None:
     for child in workspace.iterdir():
         if child.name != staging.STATE_DIR:
             shutil.rmtree(child) if child.is_dir() else child.unlink()
+
+
+def _make_output(folder: Path) -> None:
+    """The output folder, made now and writable: a wrong path is one clear error before any
+    file is read, not a failure of every image."""
+    if folder.exists() and not folder.is_dir():
+        raise Permanent("the output is a file, not a folder")
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise Permanent(f"the output folder cannot be made ({exc.strerror})") from None
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise Permanent("the output folder is not writable")
 
 
 def _overlaps(a: Path, b: Path) -> bool:

@@ -58,6 +58,7 @@ class Outcome:
     output: str = ""  # path relative to the output folder, from new UIDs only
     size: int = 0
     metadata: ImageMetadata | None = None  # of the de-identified output
+    pixels_cleaned: bool = False  # burned-in text was blanked
 
 
 class Context:
@@ -118,7 +119,10 @@ def process_instance(ctx: Context, ref: str, inst: Instance, ids: PatientIdentif
         step = "write" if isinstance(exc, OverflowError | struct.error) else "read or rewrite"
         return Outcome(ref, "failed", f"could not {step} the file ({type(exc).__name__})")
     write_atomically(ctx.settings.output / relative, data)
-    return Outcome(ref, "anonymized", output=relative, size=len(data), metadata=metadata)
+    return Outcome(
+        ref, "anonymized", output=relative, size=len(data), metadata=metadata,
+        pixels_cleaned=pixels.changed,
+    )  # fmt: skip
 
 
 def _deidentified_bytes(

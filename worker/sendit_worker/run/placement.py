@@ -55,7 +55,7 @@ class LocalPlacement:
         return None
 
     def key(self) -> bytes:
-        key, created = load_key(self.key_file, create_default=True)
+        key, created = load_key(self.key_file, default="create")
         if created:
             log.warning(created)
         return key
@@ -105,4 +105,4 @@ class PodPlacement:
         return self.local
 
     def key(self) -> bytes:
-        return load_key(None, create_default=False)[0]
+        return load_key(None)[0]

@@ -28,7 +28,7 @@ from ..intake.discovery import Problem
 from ..intake.planner import Plan, is_failure, open_or_make
 from ..pixels import DEFAULT_PIXELS, PixelPolicy
 from ..pool import available_cpus, bounded_map, pool
-from ..report import FileError, Report
+from ..report import FileError, Report, counted
 from .instance import Outcome, Settings, init_process, process_series
 
 log = logging.getLogger("sendit")
@@ -107,7 +107,8 @@ def run_shard(options: ShardOptions) -> Report:
             report.discovered, report.studies, report.series = plan.shard_totals(index)
             source = options.identifiers or LocalIdentifiers(pseudonymizer)
             ids = source.resolve(plan.entities(index))
-            log.info("de-identifying %d images in %d series", report.discovered, report.series)
+            images, series = counted(report.discovered, "image"), counted(report.series, "series")
+            log.info("de-identifying %s in %s", images, series)
             if options.on_discovered:
                 options.on_discovered(report)
 
@@ -124,7 +125,7 @@ def run_shard(options: ShardOptions) -> Report:
                 _tally(report, outcomes)
                 if options.on_series:
                     options.on_series(SeriesDone(outcomes))
-    log.info("de-identified: %s", report.summary())
+    log.info("de-identified: %s", report.summary(sent=False))
     return report
 
 
@@ -157,6 +158,7 @@ def _tally(report: Report, outcomes: list[Outcome]) -> None:
     for o in outcomes:
         if o.status == "anonymized":
             report.anonymized += 1
+            report.pixels_cleaned += o.pixels_cleaned
         elif o.status == "withheld":
             report.withhold(o.ref, o.reason)
         else:
