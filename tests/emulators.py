@@ -12,10 +12,9 @@ Java); sets ``PUBSUB_EMULATOR_HOST``. Attribute ``host``.
 ``delay(seconds, every=N)``, ``clear()``.
 ``orthanc`` (session): a real PACS, Orthanc from Debian with its DICOMweb plugin; attributes
 ``dicomweb`` (the DICOMweb root), ``dicom`` (its DIMSE port), ``AE``; ``instances()``.
-``bigquery_mock`` (session): a MOCK of the BigQuery REST API - no BigQuery emulator runs here
-(see docs/destinations.md). It validates the requests google-cloud-bigquery sends (datasets
-and tables insert/get/patch, multipart jobs.insert of NEWLINE_DELIMITED_JSON load jobs with a
-jobId, jobs.get), keeps tables and rows, and can fail load jobs on demand.
+``bigquery_emulator`` (session): bqemulator (PyPI: BigQuery's REST API on DuckDB, with DuckDB's
+spatial extension from the ``duckdb-extension-spatial`` wheel); sets ``BIGQUERY_EMULATOR_HOST``.
+Attribute ``url``; ``rows(project, dataset, table)``, ``client()``.
 
 A fixture whose binary cannot be found FAILS the test; it never skips.
 """
@@ -23,17 +22,16 @@ A fixture whose binary cannot be found FAILS the test; it never skips.
 from __future__ import annotations
 
 import contextlib
-import email.parser
 import http.client
 import ipaddress
 import json
 import os
-import re
 import shutil
 import signal
 import socket
 import ssl
 import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -526,288 +524,87 @@ def fault_proxy(fake_gcs: FakeGcs) -> Iterator[FaultProxy]:
         proxy.server_close()
 
 
-# -- BigQuery: a validating MOCK of the REST API -----------------------------------------------
-
-BQ_TYPES = {"STRING", "INT64", "INTEGER", "FLOAT64", "FLOAT", "DATE", "JSON", "BOOLEAN", "BOOL"}
-NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,299}$")
-JOB_ID = re.compile(r"^[A-Za-z0-9_-]{1,1024}$")
+# -- BigQuery: bqemulator (REST on DuckDB) ------------------------------------------------------
 
 
-class BigQueryMock(ThreadingHTTPServer):
-    """MOCK: a stand-in for BigQuery that checks the REST shapes the client sends."""
-
-    daemon_threads = True
-
-    def __init__(self) -> None:
-        super().__init__(("127.0.0.1", 0), _BigQueryHandler)
-        self.url = f"http://127.0.0.1:{self.server_address[1]}"
-        self.lock = threading.Lock()
-        self.datasets: dict[tuple[str, str], dict[str, Any]] = {}
-        self.tables: dict[tuple[str, str, str], dict[str, Any]] = {}
-        self.rows: dict[tuple[str, str, str], list[dict[str, Any]]] = {}
-        self.jobs: dict[tuple[str, str], dict[str, Any]] = {}
-        self.calls: list[str] = []  # "METHOD path-kind" for every request
-        self.problems: list[str] = []  # requests that did not have the real API's shape
-        self.fail_jobs = 0  # the next N load jobs end in a backendError (and load nothing)
-
-    def table_rows(self, project: str, dataset: str, table: str) -> list[dict[str, Any]]:
-        return list(self.rows.get((project, dataset, table), []))
-
-    def reset(self) -> None:
-        with self.lock:
-            for d in (self.datasets, self.tables, self.rows, self.jobs):
-                d.clear()
-            self.calls.clear()
-            self.problems.clear()
-            self.fail_jobs = 0
+def _spatial_extension() -> Path:
+    """DuckDB's spatial extension as the `duckdb-extension-spatial` wheel ships it (bqemulator
+    will not start without it, and would fetch it from the network)."""
+    try:
+        import duckdb_extension_spatial
+    except ImportError:
+        pytest.fail("pip install duckdb-extension-spatial (the test extra)", pytrace=False)
+    package = Path(duckdb_extension_spatial.__file__).parent
+    found = sorted(package.glob("extensions/*/*.duckdb_extension"))
+    if not found:
+        pytest.fail("duckdb-extension-spatial ships no extension file", pytrace=False)
+    return found[0]
 
 
-def _check_row(row: Any, fields: list[dict[str, Any]]) -> str | None:
-    if not isinstance(row, dict):
-        return "a row is not a JSON object"
-    types = {f["name"]: f["type"] for f in fields}
-    for name, value in row.items():
-        if name not in types:
-            return f"no such field: {name}"
-        if value is None:
-            continue
-        t = types[name]
-        ok = {
-            "STRING": isinstance(value, str),
-            "INT64": isinstance(value, int) and not isinstance(value, bool),
-            "INTEGER": isinstance(value, int) and not isinstance(value, bool),
-            "FLOAT64": isinstance(value, (int, float)) and not isinstance(value, bool),
-            "FLOAT": isinstance(value, (int, float)) and not isinstance(value, bool),
-            "DATE": isinstance(value, str) and re.fullmatch(r"\d{4}-\d{2}-\d{2}", value),
-            "JSON": True,
-            "BOOLEAN": isinstance(value, bool),
-            "BOOL": isinstance(value, bool),
-        }[t]
-        if not ok:
-            return f"field {name}: {value!r} is not a {t}"
-    return None
+class BigQueryEmulator:
+    """bqemulator (PyPI), in memory, its REST API on 127.0.0.1. DuckDB's spatial extension is
+    installed from the wheel into a HOME of its own (nothing in the user's)."""
 
+    def __init__(self, home: Path) -> None:
+        import duckdb
 
-def _check_schema(schema: Any) -> str | None:
-    if not isinstance(schema, dict) or not isinstance(schema.get("fields"), list):
-        return "schema.fields must be a list"
-    for f in schema["fields"]:
-        if not NAME.match(str(f.get("name", ""))):
-            return f"bad field name {f.get('name')!r}"
-        if f.get("type") not in BQ_TYPES:
-            return f"bad field type {f.get('type')!r}"
-        if f.get("mode", "NULLABLE") not in ("NULLABLE", "REQUIRED", "REPEATED"):
-            return f"bad mode {f.get('mode')!r}"
-    return None
+        extensions = home / ".duckdb" / "extensions"
+        with duckdb.connect(config={"extension_directory": str(extensions)}) as db:
+            db.execute(f"INSTALL '{_spatial_extension()}'")
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.log = home / "bqemulator.log"
+        env = {**os.environ, "HOME": str(home), "BQEMU_ENABLE_FORMAT_EXTENSIONS": "false"}
+        with open(self.log, "wb") as log:
+            self.proc = subprocess.Popen(
+                [
+                    *(sys.executable, "-m", "bqemulator", "start", "--ephemeral"),
+                    *("--rest-host", "127.0.0.1", "--rest-port", str(self.port)),
+                    *("--grpc-host", "127.0.0.1", "--grpc-port", str(free_port())),
+                    *("--project", "sendit-test", "--log-level", "warning"),
+                ],
+                env=env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        try:
+            wait_for_port(self.port, 60, self.proc)
+        except RuntimeError as exc:
+            _stop(self.proc)
+            pytest.fail(f"bqemulator did not start: {exc}\n{self.log.read_text()[-3000:]}")
 
+    def client(self, project: str = "sendit-test"):
+        from google.api_core.client_options import ClientOptions
+        from google.auth.credentials import AnonymousCredentials
+        from google.cloud import bigquery
 
-class _BigQueryHandler(BaseHTTPRequestHandler):
-    server: BigQueryMock
-    protocol_version = "HTTP/1.1"
-
-    def log_message(self, *args: Any) -> None:
-        pass
-
-    def _reply(self, status: int, body: dict[str, Any]) -> None:
-        data = json.dumps(body).encode()
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json; charset=UTF-8")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
-
-    def _error(self, status: int, reason: str, message: str) -> None:
-        if status == 400:
-            self.server.problems.append(message)
-        names = {400: "INVALID_ARGUMENT", 404: "NOT_FOUND", 409: "ALREADY_EXISTS"}
-        self._reply(
-            status,
-            {
-                "error": {
-                    "code": status,
-                    "message": message,
-                    "errors": [{"reason": reason, "message": message}],
-                    "status": names.get(status, "UNKNOWN"),
-                }
-            },
+        options = ClientOptions(api_endpoint=self.url)
+        return bigquery.Client(
+            project=project, credentials=AnonymousCredentials(), client_options=options
         )
 
-    def _body(self) -> bytes:
-        length = int(self.headers.get("Content-Length") or 0)
-        return self.rfile.read(length) if length else b""
+    def rows(self, project: str, dataset: str, table: str) -> list[dict[str, Any]]:
+        """Every row of the table, by a query ([] when the table does not exist)."""
+        from google.api_core.exceptions import NotFound
 
-    def _route(self) -> None:
-        url = urllib.parse.urlsplit(self.path)
-        path, body = url.path, self._body()
-        s = self.server
-        m = re.fullmatch(r"/bigquery/v2/projects/([^/]+)/datasets(?:/([^/]+))?", path)
-        if m:
-            return self._datasets(m[1], m[2], body)
-        m = re.fullmatch(
-            r"/bigquery/v2/projects/([^/]+)/datasets/([^/]+)/tables(?:/([^/]+))?", path
-        )
-        if m:
-            return self._tables(m[1], m[2], m[3], body)
-        m = re.fullmatch(r"/upload/bigquery/v2/projects/([^/]+)/jobs", path)
-        if m and self.command == "POST":
-            s.calls.append("POST jobs.insert(upload)")
-            query = urllib.parse.parse_qs(url.query)
-            if query.get("uploadType") != ["multipart"]:
-                return self._error(400, "invalid", "only multipart uploads are mocked")
-            return self._load(m[1], body)
-        m = re.fullmatch(r"/bigquery/v2/projects/([^/]+)/jobs/([^/]+)", path)
-        if m and self.command == "GET":
-            s.calls.append("GET jobs.get")
-            job = s.jobs.get((m[1], m[2]))
-            if job is None:
-                return self._error(404, "notFound", f"Not found: Job {m[1]}:{m[2]}")
-            return self._reply(200, job)
-        return self._error(400, "invalid", f"not part of the mocked API: {self.command} {path}")
-
-    def _datasets(self, project: str, dataset: str | None, body: bytes) -> None:
-        s = self.server
-        if self.command == "POST" and dataset is None:
-            s.calls.append("POST datasets.insert")
-            resource = json.loads(body)
-            ref = resource.get("datasetReference", {})
-            if ref.get("projectId") != project or not NAME.match(str(ref.get("datasetId"))):
-                return self._error(400, "invalid", f"bad datasetReference {ref}")
-            key = (project, ref["datasetId"])
-            with s.lock:
-                if key in s.datasets:
-                    return self._error(409, "duplicate", f"Already Exists: Dataset {key}")
-                s.datasets[key] = {**resource, "id": f"{project}:{ref['datasetId']}"}
-            return self._reply(200, s.datasets[key])
-        if self.command == "GET" and dataset:
-            s.calls.append("GET datasets.get")
-            if (project, dataset) not in s.datasets:
-                return self._error(404, "notFound", f"Not found: Dataset {project}:{dataset}")
-            return self._reply(200, s.datasets[(project, dataset)])
-        return self._error(400, "invalid", "unexpected datasets call")
-
-    def _tables(self, project: str, dataset: str, table: str | None, body: bytes) -> None:
-        s = self.server
-        if (project, dataset) not in s.datasets:
-            return self._error(404, "notFound", f"Not found: Dataset {project}:{dataset}")
-        if self.command == "POST" and table is None:
-            s.calls.append("POST tables.insert")
-            resource = json.loads(body)
-            ref = resource.get("tableReference", {})
-            if (ref.get("projectId"), ref.get("datasetId")) != (project, dataset):
-                return self._error(400, "invalid", f"bad tableReference {ref}")
-            problem = _check_schema(resource.get("schema"))
-            if problem:
-                return self._error(400, "invalid", problem)
-            key = (project, dataset, ref["tableId"])
-            with s.lock:
-                if key in s.tables:
-                    return self._error(409, "duplicate", f"Already Exists: Table {key}")
-                s.tables[key] = {**resource, "etag": "1", "type": "TABLE"}
-                s.rows[key] = []
-            return self._reply(200, s.tables[key])
-        key = (project, dataset, table or "")
-        if key not in s.tables:
-            return self._error(404, "notFound", f"Not found: Table {key}")
-        if self.command == "GET":
-            s.calls.append("GET tables.get")
-            return self._reply(200, {**s.tables[key], "numRows": str(len(s.rows[key]))})
-        if self.command in ("PATCH", "PUT"):
-            s.calls.append(f"{self.command} tables.patch")
-            resource = json.loads(body)
-            problem = _check_schema(resource.get("schema"))
-            if problem:
-                return self._error(400, "invalid", problem)
-            old = s.tables[key]["schema"]["fields"]
-            new = resource["schema"]["fields"]
-            if [(f["name"], f["type"]) for f in new[: len(old)]] != [
-                (f["name"], f["type"]) for f in old
-            ]:
-                return self._error(400, "invalid", "only additive schema changes are allowed")
-            s.tables[key]["schema"] = resource["schema"]
-            s.tables[key]["etag"] = str(int(s.tables[key]["etag"]) + 1)
-            return self._reply(200, s.tables[key])
-        return self._error(400, "invalid", "unexpected tables call")
-
-    def _load(self, project: str, body: bytes) -> None:
-        s = self.server
-        content_type = self.headers.get("Content-Type", "")
-        if not content_type.startswith("multipart/related"):
-            return self._error(400, "invalid", "jobs.insert upload must be multipart/related")
-        message = email.parser.BytesParser().parsebytes(
-            f"Content-Type: {content_type}\r\n\r\n".encode() + body
-        )
-        parts = message.get_payload()
-        if not isinstance(parts, list) or len(parts) != 2:
-            return self._error(400, "invalid", "a load upload has a job part and a data part")
-        job = json.loads(parts[0].get_payload(decode=True))
-        data = parts[1].get_payload(decode=True)
-        ref = job.get("jobReference", {})
-        load = job.get("configuration", {}).get("load", {})
-        dest = load.get("destinationTable", {})
-        if ref.get("projectId") != project or not JOB_ID.match(str(ref.get("jobId", ""))):
-            return self._error(400, "invalid", f"bad jobReference {ref}")
-        if load.get("sourceFormat") != "NEWLINE_DELIMITED_JSON":
-            return self._error(400, "invalid", "sourceFormat must be NEWLINE_DELIMITED_JSON")
-        key = (dest.get("projectId"), dest.get("datasetId"), dest.get("tableId"))
-        with s.lock:
-            if (project, ref["jobId"]) in s.jobs:
-                return self._error(
-                    409, "duplicate", f"Already Exists: Job {project}:{ref['jobId']}"
-                )
-            status: dict[str, Any] = {"state": "DONE"}
-            rows: list[dict[str, Any]] = []
-            error = None
-            if key not in s.tables:
-                error = {"reason": "notFound", "message": f"Not found: Table {key}"}
-            elif s.fail_jobs:
-                s.fail_jobs -= 1
-                error = {"reason": "backendError", "message": "injected backend error"}
-            else:
-                fields = s.tables[key]["schema"]["fields"]
-                for line in data.decode().splitlines():
-                    if not line.strip():
-                        continue
-                    row = json.loads(line)
-                    problem = _check_row(row, fields)
-                    if problem:
-                        error = {"reason": "invalid", "message": problem}
-                        s.problems.append(problem)
-                        break
-                    rows.append(row)
-            if error:
-                status.update(errorResult=error, errors=[error])
-            else:
-                s.rows[key].extend(rows)  # atomic: all the job's rows, or none
-            now = str(int(time.time() * 1000))
-            resource = {
-                "kind": "bigquery#job",
-                "id": f"{project}:US.{ref['jobId']}",
-                "jobReference": {**ref, "location": ref.get("location", "US")},
-                "configuration": job["configuration"],
-                "status": status,
-                "statistics": {
-                    "creationTime": now,
-                    "startTime": now,
-                    "endTime": now,
-                    "load": {"outputRows": str(len(rows) if not error else 0)},
-                },
-            }
-            s.jobs[(project, ref["jobId"])] = resource
-        return self._reply(200, resource)
-
-    do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = _route
+        client = self.client(project)
+        try:
+            result = client.query(f"SELECT * FROM `{project}.{dataset}.{table}`").result()
+        except NotFound:
+            return []
+        return [dict(r) for r in result]
 
 
 @pytest.fixture(scope="session")
-def bigquery_mock() -> Iterator[BigQueryMock]:
-    server = BigQueryMock()
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield server
-    finally:
-        server.shutdown()
-        server.server_close()
+def bigquery_emulator() -> Iterator[BigQueryEmulator]:
+    with tempfile.TemporaryDirectory(prefix="bqemulator-") as home:
+        emulator = BigQueryEmulator(Path(home))
+        try:
+            with environ(BIGQUERY_EMULATOR_HOST=emulator.url):
+                yield emulator
+        finally:
+            _stop(emulator.proc)
 
 
 # -- Sample data: de-identified series to deliver ------------------------------------------------

@@ -1,7 +1,7 @@
 """Delivery of de-identified series to the configured destinations, series by series.
 
 Per series: build the layout's artifacts, upload them concurrently (verified, idempotent),
-load the series' rows into BigQuery (deterministic job ids), publish `series.delivered`, then
+insert the series' rows into BigQuery (those the table lacks), publish `series.delivered`, then
 record the series in the ledger and (unless asked to keep them) remove its local files. A
 failed series is left in place and reported; the batch then ends failed, and a rerun delivers
 what is missing and nothing twice.
@@ -161,7 +161,7 @@ class Delivery:
             jobs: tuple[str, ...] = ()
             if self.bigquery:
                 rows = [row(i, self.batch, *where.get(i.sop, (None, None))) for i in images]
-                jobs = tuple(self.bigquery.load(self.batch, rows))
+                jobs = tuple(self.bigquery.load(images[0].series, rows))
             if self.pubsub:
                 self.pubsub.publish(self._series_event(images, len(artifacts), len(jobs)))
         finally:
