@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import threading
+from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -75,6 +76,8 @@ class Delivery:
         self._pending: list[Future[SeriesResult]] = []
         self._lock = threading.Lock()
         self.sent = 0
+        # Told the images delivered so far, each time a series is acknowledged everywhere.
+        self.on_sent: Callable[[int], None] | None = None
         self.uploaded = 0
         self.present = 0
         self.failed_series = 0
@@ -199,6 +202,9 @@ class Delivery:
             self.sent += result.images
             self.uploaded += result.uploaded
             self.present += result.present
+            sent = self.sent
+        if self.on_sent:
+            self.on_sent(sent)
         if not self.keep_files:
             for image in images:
                 image.path.unlink(missing_ok=True)
