@@ -53,6 +53,20 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def free_ports(n: int) -> int:
+    """The first of n consecutive ports that are free now."""
+    while True:
+        first = free_port()
+        with contextlib.ExitStack() as held:
+            try:
+                for port in range(first, first + n):
+                    s = held.enter_context(socket.socket())
+                    s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        return first
+
+
 def wait_for_port(port: int, timeout: float, proc: subprocess.Popen | None = None) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -315,6 +329,15 @@ class Orthanc:
         """The SOP Instance UIDs Orthanc holds."""
         with self._open(f"{self.url}/instances?expand") as r:
             return {i["MainDicomTags"]["SOPInstanceUID"] for i in json.load(r)}
+
+    def know(self, ae_title: str, port: int) -> None:
+        """Send the storage commitment reports for `ae_title` to 127.0.0.1:port (a modality
+        added through Orthanc's REST API, as a PACS admin may do)."""
+        body = json.dumps({"AET": ae_title, "Host": "127.0.0.1", "Port": port}).encode()
+        request = urllib.request.Request(
+            f"{self.url}/modalities/{ae_title.lower()}", data=body, method="PUT"
+        )
+        self._open(request).close()
 
     def delete(self, sop: str) -> None:
         """Remove one instance, by its SOP Instance UID."""

@@ -66,7 +66,7 @@ class Delivery:
         self.gcs = gcs or (GcsSink(d.gcs) if d.gcs else None)
         self.bigquery = bigquery or (BigQuerySink(d.bigquery) if d.bigquery else None)
         self.pubsub = pubsub or (PubSubSink(d.pubsub.topic_path) if d.pubsub else None)
-        self.pacs = pacs or (PacsSink(d.pacs) if d.pacs else None)
+        self.pacs = pacs or (PacsSink(d.pacs, shard) if d.pacs else None)
         self.ledger = Ledger(root / STATE_DIR / "ledger.jsonl")
         uploads = d.gcs.concurrency if d.gcs else 4
         # Series at once: as many as a PACS may take associations for, else the upload width.
