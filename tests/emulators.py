@@ -120,20 +120,33 @@ def fake_gcs_binary() -> Path:
 
 
 class FakeGcs:
-    def __init__(self) -> None:
+    """In memory; or, given a folder, on disk there, so that it can be stopped and started
+    again (the same port, the same objects)."""
+
+    def __init__(self, folder: Path | None = None) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
+        self.folder = folder
+        self.start()
+
+    def start(self) -> None:
+        backend = (
+            ("filesystem", "-filesystem-root", str(self.folder)) if self.folder else ("memory",)
+        )
         self.proc = subprocess.Popen(
             [
                 str(fake_gcs_binary()),
                 *("-scheme", "http", "-host", "127.0.0.1", "-port", str(self.port)),
-                *("-backend", "memory", "-log-level", "error", "-external-url", self.url),
+                *("-backend", *backend, "-log-level", "error", "-external-url", self.url),
             ],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
             start_new_session=True,
         )
         wait_for_port(self.port, 15, self.proc)
+
+    def stop(self) -> None:
+        _stop(self.proc)
 
     def client(self):
         from google.auth.credentials import AnonymousCredentials
@@ -250,8 +263,9 @@ DICOMWEB_PLUGIN = Path("/usr/share/orthanc/plugins/libOrthancDicomWeb.so")
 
 class Orthanc:
     """A real Orthanc on 127.0.0.1 (HTTP, DICOMweb at /dicom-web) with its own storage. It knows
-    Sendit's AE title (SENDIT) at 127.0.0.1:commitment_port, so it takes storage commitment
-    requests from it and sends the reports there; `lua` is a script of Orthanc's callbacks."""
+    Sendit's AE title (SENDIT) at 127.0.0.1:commitment_port (with `titles` above 1, the shards'
+    SENDIT-<i> at commitment_port + i), so it takes storage commitment requests from it and
+    sends the reports there; `lua` is a script of Orthanc's callbacks."""
 
     AE = "ORTHANC"
 
@@ -261,11 +275,12 @@ class Orthanc:
         users: dict[str, str] | None = None,
         lua: str | None = None,
         pki: Pki | None = None,
+        titles: int = 1,
     ) -> None:
         binary = shutil.which("Orthanc") or shutil.which("Orthanc", path="/usr/sbin")
         if binary is None or not DICOMWEB_PLUGIN.exists():
             pytest.fail("Orthanc and orthanc-dicomweb are not installed (scripts/test.sh does)")
-        self.http, self.dicom, self.commitment_port = free_port(), free_port(), free_port()
+        self.http, self.dicom, self.commitment_port = free_port(), free_port(), free_ports(titles)
         self.url = f"http://127.0.0.1:{self.http}"
         config = {
             "Name": "sendit-test",
@@ -281,9 +296,7 @@ class Orthanc:
             "DicomCheckCalledAet": True,
             "DicomAlwaysAllowStore": True,
             "DicomAlwaysAllowEcho": True,
-            "DicomModalities": {
-                "sendit": {"AET": "SENDIT", "Host": "127.0.0.1", "Port": self.commitment_port}
-            },
+            "DicomModalities": self._modalities(titles),
             "Plugins": [str(DICOMWEB_PLUGIN)],
             "DicomWeb": {"Enable": True, "Root": "/dicom-web/"},
         }
@@ -300,11 +313,26 @@ class Orthanc:
                 "DicomTlsTrustedCertificates": str(pki["ca.crt"]),
                 "DicomTlsRemoteCertificateRequired": True,
             }
-            config["DicomModalities"]["sendit"]["UseDicomTls"] = True
+            for modality in config["DicomModalities"].values():
+                modality["UseDicomTls"] = True
         (data_dir / "orthanc.json").write_text(json.dumps(config))
         self.binary, self.config = binary, data_dir / "orthanc.json"
         self.log = data_dir / "orthanc.log"
         self.start()
+
+    def _modalities(self, titles: int) -> dict[str, dict[str, Any]]:
+        """SENDIT at commitment_port; with several titles, the shards' (SENDIT-<i> at
+        commitment_port + i), as docs/destinations.md asks of a PACS admin."""
+        if titles == 1:
+            return {"sendit": {"AET": "SENDIT", "Host": "127.0.0.1", "Port": self.commitment_port}}
+        return {
+            f"sendit-{i}": {
+                "AET": f"SENDIT-{i}",
+                "Host": "127.0.0.1",
+                "Port": self.commitment_port + i,
+            }
+            for i in range(titles)
+        }
 
     def start(self) -> None:
         """Start (or start again: the same ports, the same storage)."""
@@ -329,6 +357,11 @@ class Orthanc:
         """The SOP Instance UIDs Orthanc holds."""
         with self._open(f"{self.url}/instances?expand") as r:
             return {i["MainDicomTags"]["SOPInstanceUID"] for i in json.load(r)}
+
+    def instance_ids(self) -> list[str]:
+        """Orthanc's own id of every instance it holds (one per SOP Instance UID it took)."""
+        with self._open(f"{self.url}/instances") as r:
+            return json.load(r)
 
     def know(self, ae_title: str, port: int) -> None:
         """Send the storage commitment reports for `ae_title` to 127.0.0.1:port (a modality

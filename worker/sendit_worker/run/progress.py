@@ -3,6 +3,7 @@ into the batch's status (rate-limited; stage changes at once)."""
 
 from __future__ import annotations
 
+import logging
 import sys
 import time
 from collections.abc import Callable
@@ -12,6 +13,7 @@ from tqdm import tqdm
 
 from sendit_api.status import ShardReport
 
+log = logging.getLogger("sendit")
 PATCH_EVERY = 2.0  # seconds between progress patches of one shard
 
 
@@ -47,8 +49,13 @@ class StatusProgress:
         self._send(report)
 
     def advance(self, report: ShardReport, images: int) -> None:
+        """Counts are best-effort: a patch that fails (the API server restarting) is left to
+        the next, which carries them all. A stage's patch is not (it raises)."""
         if time.monotonic() - self._last >= self.every:
-            self._send(report)
+            try:
+                self._send(report)
+            except Exception as exc:
+                log.warning("a progress patch failed (%s); the next carries it", type(exc).__name__)
 
     def _send(self, report: ShardReport) -> None:
         self._last = time.monotonic()
