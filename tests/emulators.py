@@ -104,6 +104,28 @@ def _stop(proc: subprocess.Popen) -> None:
             proc.wait()
 
 
+def start_logged(
+    argv: list[str],
+    log: Path,
+    port: int,
+    timeout: float,
+    what: str,
+    env: dict[str, str] | None = None,
+) -> subprocess.Popen:
+    """A server in its own session, its output in `log`, listening on `port` within `timeout`
+    (else stopped, and the test FAILS with the log's end)."""
+    with open(log, "wb") as out:
+        proc = subprocess.Popen(
+            argv, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+        )
+    try:
+        wait_for_port(port, timeout, proc)
+    except RuntimeError as exc:
+        _stop(proc)
+        pytest.fail(f"{what} did not start: {exc}\n{log.read_text()[-3000:]}")
+    return proc
+
+
 # -- GCS: fake-gcs-server -----------------------------------------------------------------------
 
 
@@ -187,21 +209,16 @@ class PubSubEmulator:
         self.port = free_port()
         self.host = f"127.0.0.1:{self.port}"
         self.log = Path(data_dir) / "emulator.log"
-        with open(self.log, "wb") as log:
-            self.proc = subprocess.Popen(
-                [
-                    *(gcloud, "beta", "emulators", "pubsub", "start"),
-                    *(f"--host-port={self.host}", f"--data-dir={data_dir}", "--quiet"),
-                ],
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
-        try:
-            wait_for_port(self.port, 90, self.proc)
-        except RuntimeError as exc:
-            _stop(self.proc)
-            pytest.fail(f"the Pub/Sub emulator did not start: {exc}\n{self.log.read_text()}")
+        self.proc = start_logged(
+            [
+                *(gcloud, "beta", "emulators", "pubsub", "start"),
+                *(f"--host-port={self.host}", f"--data-dir={data_dir}", "--quiet"),
+            ],
+            self.log,
+            self.port,
+            90,
+            "the Pub/Sub emulator",
+        )
 
     def topic(self, project: str, name: str) -> str:
         """Create a topic and a subscription on it (same name); returns the topic path."""
@@ -611,24 +628,19 @@ class BigQueryEmulator:
         self.url = f"http://127.0.0.1:{self.port}"
         self.log = home / "bqemulator.log"
         env = {**os.environ, "HOME": str(home), "BQEMU_ENABLE_FORMAT_EXTENSIONS": "false"}
-        with open(self.log, "wb") as log:
-            self.proc = subprocess.Popen(
-                [
-                    *(sys.executable, "-m", "bqemulator", "start", "--ephemeral"),
-                    *("--rest-host", "127.0.0.1", "--rest-port", str(self.port)),
-                    *("--grpc-host", "127.0.0.1", "--grpc-port", str(free_port())),
-                    *("--project", "sendit-test", "--log-level", "warning"),
-                ],
-                env=env,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
-        try:
-            wait_for_port(self.port, 60, self.proc)
-        except RuntimeError as exc:
-            _stop(self.proc)
-            pytest.fail(f"bqemulator did not start: {exc}\n{self.log.read_text()[-3000:]}")
+        self.proc = start_logged(
+            [
+                *(sys.executable, "-m", "bqemulator", "start", "--ephemeral"),
+                *("--rest-host", "127.0.0.1", "--rest-port", str(self.port)),
+                *("--grpc-host", "127.0.0.1", "--grpc-port", str(free_port())),
+                *("--project", "sendit-test", "--log-level", "warning"),
+            ],
+            self.log,
+            self.port,
+            60,
+            "bqemulator",
+            env,
+        )
 
     def client(self, project: str = "sendit-test"):
         from google.api_core.client_options import ClientOptions
