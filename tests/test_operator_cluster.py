@@ -567,6 +567,8 @@ def test_worker_and_operator_rbac_is_least_privilege(cluster, operator):
     assert can(worker, "get", "secrets/key") == "no"
     op = f"{OPERATOR_NS}:{OPERATOR_SA}"
     assert can(op, "create", "jobs") == "yes"
+    assert can(op, "create", "services") == "yes"  # a PACS's way to each shard
+    assert can(op, "delete", "services") == "no"
     assert can(op, "patch", "senditbatches/rbac", "--subresource=status") == "yes"
     assert can(op, "get", "secrets/key") == "yes"  # to check that references exist
     assert can(op, "list", "secrets") == "no"
@@ -788,7 +790,12 @@ def test_chaos_every_image_once_in_every_destination(
                     time.sleep(fault.down)
                     server.start()
                     outcome = "killed, started again"
-                done.append(f"  {at:5.1f}s  {fault.what:<14} down {fault.down:.1f}s  {outcome}")
+                down = (
+                    f"down {fault.down:.1f}s"
+                    if fault.what != "worker pod"
+                    else f"shard {fault.shard}"
+                )
+                done.append(f"  {at:5.1f}s  {fault.what:<14} {down:<9}  {outcome}")
             status = wait_phase(cluster, "chaos", "Sent", timeout=600)
             took = time.monotonic() - began
             blobs = [b.name for b in gcs.client().bucket("chaos").list_blobs(prefix="chaos/")]
@@ -801,6 +808,9 @@ def test_chaos_every_image_once_in_every_destination(
     events = [json.loads(m.data) for m in messages if m.attributes["type"] == "series.delivered"]
     unique = {e["id"]: e for e in events}
     pods = cluster.kubectl("-n", NS, "get", "pods", "-l", "job-name=chaos-process", "-o", "name")
+    services = json.loads(
+        cluster.kubectl("-n", NS, "get", "svc", "-l", "sendit.dev/batch=chaos", "-o", "json").stdout
+    )["items"]
     with capsys.disabled():
         print(
             f"\nchaos seed {CHAOS_SEED} (SENDIT_CHAOS_SEED): faults, in seconds after the first"
@@ -823,6 +833,13 @@ def test_chaos_every_image_once_in_every_destination(
     assert len(unique) == len(sizes), "a series without its event, or one with two ids"
     assert all(e == unique[e["id"]] | {"time": e["time"]} for e in events), "an id reused"
     assert sum(e["images"] for e in unique.values()) == images
+    # Where a PACS in a cluster sends each shard's reports: a Service per shard, on its port.
+    assert {
+        (v["metadata"]["name"], v["spec"]["ports"][0]["port"]): v["spec"]["selector"][
+            "batch.kubernetes.io/job-completion-index"
+        ]
+        for v in services
+    } == {(f"chaos-commit-{i}", pacs.commitment_port + i): str(i) for i in range(3)}
 
 
 def test_liveness_and_metrics(cluster, operator):
