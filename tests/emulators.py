@@ -12,10 +12,9 @@ Java); sets ``PUBSUB_EMULATOR_HOST``. Attribute ``host``.
 ``delay(seconds, every=N)``, ``clear()``.
 ``orthanc`` (session): a real PACS, Orthanc from Debian with its DICOMweb plugin; attributes
 ``dicomweb`` (the DICOMweb root), ``dicom`` (its DIMSE port), ``AE``; ``instances()``.
-``bigquery_mock`` (session): a MOCK of the BigQuery REST API - no BigQuery emulator runs here
-(see docs/destinations.md). It validates the requests google-cloud-bigquery sends (datasets
-and tables insert/get/patch, multipart jobs.insert of NEWLINE_DELIMITED_JSON load jobs with a
-jobId, jobs.get), keeps tables and rows, and can fail load jobs on demand.
+``bigquery_emulator`` (session): bqemulator (PyPI: BigQuery's REST API on DuckDB, with DuckDB's
+spatial extension from the ``duckdb-extension-spatial`` wheel); sets ``BIGQUERY_EMULATOR_HOST``.
+Attribute ``url``; ``rows(project, dataset, table)``, ``client()``.
 
 A fixture whose binary cannot be found FAILS the test; it never skips.
 """
@@ -23,17 +22,16 @@ A fixture whose binary cannot be found FAILS the test; it never skips.
 from __future__ import annotations
 
 import contextlib
-import email.parser
 import http.client
 import ipaddress
 import json
 import os
-import re
 import shutil
 import signal
 import socket
 import ssl
 import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -53,6 +51,20 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def free_ports(n: int) -> int:
+    """The first of n consecutive ports that are free now."""
+    while True:
+        first = free_port()
+        with contextlib.ExitStack() as held:
+            try:
+                for port in range(first, first + n):
+                    s = held.enter_context(socket.socket())
+                    s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        return first
 
 
 def wait_for_port(port: int, timeout: float, proc: subprocess.Popen | None = None) -> None:
@@ -92,6 +104,28 @@ def _stop(proc: subprocess.Popen) -> None:
             proc.wait()
 
 
+def start_logged(
+    argv: list[str],
+    log: Path,
+    port: int,
+    timeout: float,
+    what: str,
+    env: dict[str, str] | None = None,
+) -> subprocess.Popen:
+    """A server in its own session, its output in `log`, listening on `port` within `timeout`
+    (else stopped, and the test FAILS with the log's end)."""
+    with open(log, "wb") as out:
+        proc = subprocess.Popen(
+            argv, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+        )
+    try:
+        wait_for_port(port, timeout, proc)
+    except RuntimeError as exc:
+        _stop(proc)
+        pytest.fail(f"{what} did not start: {exc}\n{log.read_text()[-3000:]}")
+    return proc
+
+
 # -- GCS: fake-gcs-server -----------------------------------------------------------------------
 
 
@@ -108,20 +142,33 @@ def fake_gcs_binary() -> Path:
 
 
 class FakeGcs:
-    def __init__(self) -> None:
+    """In memory; or, given a folder, on disk there, so that it can be stopped and started
+    again (the same port, the same objects)."""
+
+    def __init__(self, folder: Path | None = None) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
+        self.folder = folder
+        self.start()
+
+    def start(self) -> None:
+        backend = (
+            ("filesystem", "-filesystem-root", str(self.folder)) if self.folder else ("memory",)
+        )
         self.proc = subprocess.Popen(
             [
                 str(fake_gcs_binary()),
                 *("-scheme", "http", "-host", "127.0.0.1", "-port", str(self.port)),
-                *("-backend", "memory", "-log-level", "error", "-external-url", self.url),
+                *("-backend", *backend, "-log-level", "error", "-external-url", self.url),
             ],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
             start_new_session=True,
         )
         wait_for_port(self.port, 15, self.proc)
+
+    def stop(self) -> None:
+        _stop(self.proc)
 
     def client(self):
         from google.auth.credentials import AnonymousCredentials
@@ -162,21 +209,16 @@ class PubSubEmulator:
         self.port = free_port()
         self.host = f"127.0.0.1:{self.port}"
         self.log = Path(data_dir) / "emulator.log"
-        with open(self.log, "wb") as log:
-            self.proc = subprocess.Popen(
-                [
-                    *(gcloud, "beta", "emulators", "pubsub", "start"),
-                    *(f"--host-port={self.host}", f"--data-dir={data_dir}", "--quiet"),
-                ],
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
-        try:
-            wait_for_port(self.port, 90, self.proc)
-        except RuntimeError as exc:
-            _stop(self.proc)
-            pytest.fail(f"the Pub/Sub emulator did not start: {exc}\n{self.log.read_text()}")
+        self.proc = start_logged(
+            [
+                *(gcloud, "beta", "emulators", "pubsub", "start"),
+                *(f"--host-port={self.host}", f"--data-dir={data_dir}", "--quiet"),
+            ],
+            self.log,
+            self.port,
+            90,
+            "the Pub/Sub emulator",
+        )
 
     def topic(self, project: str, name: str) -> str:
         """Create a topic and a subscription on it (same name); returns the topic path."""
@@ -238,8 +280,9 @@ DICOMWEB_PLUGIN = Path("/usr/share/orthanc/plugins/libOrthancDicomWeb.so")
 
 class Orthanc:
     """A real Orthanc on 127.0.0.1 (HTTP, DICOMweb at /dicom-web) with its own storage. It knows
-    Sendit's AE title (SENDIT) at 127.0.0.1:commitment_port, so it takes storage commitment
-    requests from it and sends the reports there; `lua` is a script of Orthanc's callbacks."""
+    Sendit's AE title (SENDIT) at 127.0.0.1:commitment_port (with `titles` above 1, the shards'
+    SENDIT-<i> at commitment_port + i), so it takes storage commitment requests from it and
+    sends the reports there; `lua` is a script of Orthanc's callbacks."""
 
     AE = "ORTHANC"
 
@@ -249,11 +292,12 @@ class Orthanc:
         users: dict[str, str] | None = None,
         lua: str | None = None,
         pki: Pki | None = None,
+        titles: int = 1,
     ) -> None:
         binary = shutil.which("Orthanc") or shutil.which("Orthanc", path="/usr/sbin")
         if binary is None or not DICOMWEB_PLUGIN.exists():
             pytest.fail("Orthanc and orthanc-dicomweb are not installed (scripts/test.sh does)")
-        self.http, self.dicom, self.commitment_port = free_port(), free_port(), free_port()
+        self.http, self.dicom, self.commitment_port = free_port(), free_port(), free_ports(titles)
         self.url = f"http://127.0.0.1:{self.http}"
         config = {
             "Name": "sendit-test",
@@ -269,9 +313,7 @@ class Orthanc:
             "DicomCheckCalledAet": True,
             "DicomAlwaysAllowStore": True,
             "DicomAlwaysAllowEcho": True,
-            "DicomModalities": {
-                "sendit": {"AET": "SENDIT", "Host": "127.0.0.1", "Port": self.commitment_port}
-            },
+            "DicomModalities": self._modalities(titles),
             "Plugins": [str(DICOMWEB_PLUGIN)],
             "DicomWeb": {"Enable": True, "Root": "/dicom-web/"},
         }
@@ -288,11 +330,26 @@ class Orthanc:
                 "DicomTlsTrustedCertificates": str(pki["ca.crt"]),
                 "DicomTlsRemoteCertificateRequired": True,
             }
-            config["DicomModalities"]["sendit"]["UseDicomTls"] = True
+            for modality in config["DicomModalities"].values():
+                modality["UseDicomTls"] = True
         (data_dir / "orthanc.json").write_text(json.dumps(config))
         self.binary, self.config = binary, data_dir / "orthanc.json"
         self.log = data_dir / "orthanc.log"
         self.start()
+
+    def _modalities(self, titles: int) -> dict[str, dict[str, Any]]:
+        """SENDIT at commitment_port; with several titles, the shards' (SENDIT-<i> at
+        commitment_port + i), as docs/destinations.md asks of a PACS admin."""
+        if titles == 1:
+            return {"sendit": {"AET": "SENDIT", "Host": "127.0.0.1", "Port": self.commitment_port}}
+        return {
+            f"sendit-{i}": {
+                "AET": f"SENDIT-{i}",
+                "Host": "127.0.0.1",
+                "Port": self.commitment_port + i,
+            }
+            for i in range(titles)
+        }
 
     def start(self) -> None:
         """Start (or start again: the same ports, the same storage)."""
@@ -317,6 +374,20 @@ class Orthanc:
         """The SOP Instance UIDs Orthanc holds."""
         with self._open(f"{self.url}/instances?expand") as r:
             return {i["MainDicomTags"]["SOPInstanceUID"] for i in json.load(r)}
+
+    def instance_ids(self) -> list[str]:
+        """Orthanc's own id of every instance it holds (one per SOP Instance UID it took)."""
+        with self._open(f"{self.url}/instances") as r:
+            return json.load(r)
+
+    def know(self, ae_title: str, port: int) -> None:
+        """Send the storage commitment reports for `ae_title` to 127.0.0.1:port (a modality
+        added through Orthanc's REST API, as a PACS admin may do)."""
+        body = json.dumps({"AET": ae_title, "Host": "127.0.0.1", "Port": port}).encode()
+        request = urllib.request.Request(
+            f"{self.url}/modalities/{ae_title.lower()}", data=body, method="PUT"
+        )
+        self._open(request).close()
 
     def delete(self, sop: str) -> None:
         """Remove one instance, by its SOP Instance UID."""
@@ -526,288 +597,82 @@ def fault_proxy(fake_gcs: FakeGcs) -> Iterator[FaultProxy]:
         proxy.server_close()
 
 
-# -- BigQuery: a validating MOCK of the REST API -----------------------------------------------
-
-BQ_TYPES = {"STRING", "INT64", "INTEGER", "FLOAT64", "FLOAT", "DATE", "JSON", "BOOLEAN", "BOOL"}
-NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,299}$")
-JOB_ID = re.compile(r"^[A-Za-z0-9_-]{1,1024}$")
+# -- BigQuery: bqemulator (REST on DuckDB) ------------------------------------------------------
 
 
-class BigQueryMock(ThreadingHTTPServer):
-    """MOCK: a stand-in for BigQuery that checks the REST shapes the client sends."""
-
-    daemon_threads = True
-
-    def __init__(self) -> None:
-        super().__init__(("127.0.0.1", 0), _BigQueryHandler)
-        self.url = f"http://127.0.0.1:{self.server_address[1]}"
-        self.lock = threading.Lock()
-        self.datasets: dict[tuple[str, str], dict[str, Any]] = {}
-        self.tables: dict[tuple[str, str, str], dict[str, Any]] = {}
-        self.rows: dict[tuple[str, str, str], list[dict[str, Any]]] = {}
-        self.jobs: dict[tuple[str, str], dict[str, Any]] = {}
-        self.calls: list[str] = []  # "METHOD path-kind" for every request
-        self.problems: list[str] = []  # requests that did not have the real API's shape
-        self.fail_jobs = 0  # the next N load jobs end in a backendError (and load nothing)
-
-    def table_rows(self, project: str, dataset: str, table: str) -> list[dict[str, Any]]:
-        return list(self.rows.get((project, dataset, table), []))
-
-    def reset(self) -> None:
-        with self.lock:
-            for d in (self.datasets, self.tables, self.rows, self.jobs):
-                d.clear()
-            self.calls.clear()
-            self.problems.clear()
-            self.fail_jobs = 0
+def _spatial_extension() -> Path:
+    """DuckDB's spatial extension as the `duckdb-extension-spatial` wheel ships it (bqemulator
+    will not start without it, and would fetch it from the network)."""
+    try:
+        import duckdb_extension_spatial
+    except ImportError:
+        pytest.fail("pip install duckdb-extension-spatial (the test extra)", pytrace=False)
+    package = Path(duckdb_extension_spatial.__file__).parent
+    found = sorted(package.glob("extensions/*/*.duckdb_extension"))
+    if not found:
+        pytest.fail("duckdb-extension-spatial ships no extension file", pytrace=False)
+    return found[0]
 
 
-def _check_row(row: Any, fields: list[dict[str, Any]]) -> str | None:
-    if not isinstance(row, dict):
-        return "a row is not a JSON object"
-    types = {f["name"]: f["type"] for f in fields}
-    for name, value in row.items():
-        if name not in types:
-            return f"no such field: {name}"
-        if value is None:
-            continue
-        t = types[name]
-        ok = {
-            "STRING": isinstance(value, str),
-            "INT64": isinstance(value, int) and not isinstance(value, bool),
-            "INTEGER": isinstance(value, int) and not isinstance(value, bool),
-            "FLOAT64": isinstance(value, (int, float)) and not isinstance(value, bool),
-            "FLOAT": isinstance(value, (int, float)) and not isinstance(value, bool),
-            "DATE": isinstance(value, str) and re.fullmatch(r"\d{4}-\d{2}-\d{2}", value),
-            "JSON": True,
-            "BOOLEAN": isinstance(value, bool),
-            "BOOL": isinstance(value, bool),
-        }[t]
-        if not ok:
-            return f"field {name}: {value!r} is not a {t}"
-    return None
+class BigQueryEmulator:
+    """bqemulator (PyPI), in memory, its REST API on 127.0.0.1. DuckDB's spatial extension is
+    installed from the wheel into a HOME of its own (nothing in the user's)."""
 
+    def __init__(self, home: Path) -> None:
+        import duckdb
 
-def _check_schema(schema: Any) -> str | None:
-    if not isinstance(schema, dict) or not isinstance(schema.get("fields"), list):
-        return "schema.fields must be a list"
-    for f in schema["fields"]:
-        if not NAME.match(str(f.get("name", ""))):
-            return f"bad field name {f.get('name')!r}"
-        if f.get("type") not in BQ_TYPES:
-            return f"bad field type {f.get('type')!r}"
-        if f.get("mode", "NULLABLE") not in ("NULLABLE", "REQUIRED", "REPEATED"):
-            return f"bad mode {f.get('mode')!r}"
-    return None
-
-
-class _BigQueryHandler(BaseHTTPRequestHandler):
-    server: BigQueryMock
-    protocol_version = "HTTP/1.1"
-
-    def log_message(self, *args: Any) -> None:
-        pass
-
-    def _reply(self, status: int, body: dict[str, Any]) -> None:
-        data = json.dumps(body).encode()
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json; charset=UTF-8")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
-
-    def _error(self, status: int, reason: str, message: str) -> None:
-        if status == 400:
-            self.server.problems.append(message)
-        names = {400: "INVALID_ARGUMENT", 404: "NOT_FOUND", 409: "ALREADY_EXISTS"}
-        self._reply(
-            status,
-            {
-                "error": {
-                    "code": status,
-                    "message": message,
-                    "errors": [{"reason": reason, "message": message}],
-                    "status": names.get(status, "UNKNOWN"),
-                }
-            },
+        extensions = home / ".duckdb" / "extensions"
+        with duckdb.connect(config={"extension_directory": str(extensions)}) as db:
+            db.execute(f"INSTALL '{_spatial_extension()}'")
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.log = home / "bqemulator.log"
+        env = {**os.environ, "HOME": str(home), "BQEMU_ENABLE_FORMAT_EXTENSIONS": "false"}
+        self.proc = start_logged(
+            [
+                *(sys.executable, "-m", "bqemulator", "start", "--ephemeral"),
+                *("--rest-host", "127.0.0.1", "--rest-port", str(self.port)),
+                *("--grpc-host", "127.0.0.1", "--grpc-port", str(free_port())),
+                *("--project", "sendit-test", "--log-level", "warning"),
+            ],
+            self.log,
+            self.port,
+            60,
+            "bqemulator",
+            env,
         )
 
-    def _body(self) -> bytes:
-        length = int(self.headers.get("Content-Length") or 0)
-        return self.rfile.read(length) if length else b""
+    def client(self, project: str = "sendit-test"):
+        from google.api_core.client_options import ClientOptions
+        from google.auth.credentials import AnonymousCredentials
+        from google.cloud import bigquery
 
-    def _route(self) -> None:
-        url = urllib.parse.urlsplit(self.path)
-        path, body = url.path, self._body()
-        s = self.server
-        m = re.fullmatch(r"/bigquery/v2/projects/([^/]+)/datasets(?:/([^/]+))?", path)
-        if m:
-            return self._datasets(m[1], m[2], body)
-        m = re.fullmatch(
-            r"/bigquery/v2/projects/([^/]+)/datasets/([^/]+)/tables(?:/([^/]+))?", path
+        options = ClientOptions(api_endpoint=self.url)
+        return bigquery.Client(
+            project=project, credentials=AnonymousCredentials(), client_options=options
         )
-        if m:
-            return self._tables(m[1], m[2], m[3], body)
-        m = re.fullmatch(r"/upload/bigquery/v2/projects/([^/]+)/jobs", path)
-        if m and self.command == "POST":
-            s.calls.append("POST jobs.insert(upload)")
-            query = urllib.parse.parse_qs(url.query)
-            if query.get("uploadType") != ["multipart"]:
-                return self._error(400, "invalid", "only multipart uploads are mocked")
-            return self._load(m[1], body)
-        m = re.fullmatch(r"/bigquery/v2/projects/([^/]+)/jobs/([^/]+)", path)
-        if m and self.command == "GET":
-            s.calls.append("GET jobs.get")
-            job = s.jobs.get((m[1], m[2]))
-            if job is None:
-                return self._error(404, "notFound", f"Not found: Job {m[1]}:{m[2]}")
-            return self._reply(200, job)
-        return self._error(400, "invalid", f"not part of the mocked API: {self.command} {path}")
 
-    def _datasets(self, project: str, dataset: str | None, body: bytes) -> None:
-        s = self.server
-        if self.command == "POST" and dataset is None:
-            s.calls.append("POST datasets.insert")
-            resource = json.loads(body)
-            ref = resource.get("datasetReference", {})
-            if ref.get("projectId") != project or not NAME.match(str(ref.get("datasetId"))):
-                return self._error(400, "invalid", f"bad datasetReference {ref}")
-            key = (project, ref["datasetId"])
-            with s.lock:
-                if key in s.datasets:
-                    return self._error(409, "duplicate", f"Already Exists: Dataset {key}")
-                s.datasets[key] = {**resource, "id": f"{project}:{ref['datasetId']}"}
-            return self._reply(200, s.datasets[key])
-        if self.command == "GET" and dataset:
-            s.calls.append("GET datasets.get")
-            if (project, dataset) not in s.datasets:
-                return self._error(404, "notFound", f"Not found: Dataset {project}:{dataset}")
-            return self._reply(200, s.datasets[(project, dataset)])
-        return self._error(400, "invalid", "unexpected datasets call")
+    def rows(self, project: str, dataset: str, table: str) -> list[dict[str, Any]]:
+        """Every row of the table, by a query ([] when the table does not exist)."""
+        from google.api_core.exceptions import NotFound
 
-    def _tables(self, project: str, dataset: str, table: str | None, body: bytes) -> None:
-        s = self.server
-        if (project, dataset) not in s.datasets:
-            return self._error(404, "notFound", f"Not found: Dataset {project}:{dataset}")
-        if self.command == "POST" and table is None:
-            s.calls.append("POST tables.insert")
-            resource = json.loads(body)
-            ref = resource.get("tableReference", {})
-            if (ref.get("projectId"), ref.get("datasetId")) != (project, dataset):
-                return self._error(400, "invalid", f"bad tableReference {ref}")
-            problem = _check_schema(resource.get("schema"))
-            if problem:
-                return self._error(400, "invalid", problem)
-            key = (project, dataset, ref["tableId"])
-            with s.lock:
-                if key in s.tables:
-                    return self._error(409, "duplicate", f"Already Exists: Table {key}")
-                s.tables[key] = {**resource, "etag": "1", "type": "TABLE"}
-                s.rows[key] = []
-            return self._reply(200, s.tables[key])
-        key = (project, dataset, table or "")
-        if key not in s.tables:
-            return self._error(404, "notFound", f"Not found: Table {key}")
-        if self.command == "GET":
-            s.calls.append("GET tables.get")
-            return self._reply(200, {**s.tables[key], "numRows": str(len(s.rows[key]))})
-        if self.command in ("PATCH", "PUT"):
-            s.calls.append(f"{self.command} tables.patch")
-            resource = json.loads(body)
-            problem = _check_schema(resource.get("schema"))
-            if problem:
-                return self._error(400, "invalid", problem)
-            old = s.tables[key]["schema"]["fields"]
-            new = resource["schema"]["fields"]
-            if [(f["name"], f["type"]) for f in new[: len(old)]] != [
-                (f["name"], f["type"]) for f in old
-            ]:
-                return self._error(400, "invalid", "only additive schema changes are allowed")
-            s.tables[key]["schema"] = resource["schema"]
-            s.tables[key]["etag"] = str(int(s.tables[key]["etag"]) + 1)
-            return self._reply(200, s.tables[key])
-        return self._error(400, "invalid", "unexpected tables call")
-
-    def _load(self, project: str, body: bytes) -> None:
-        s = self.server
-        content_type = self.headers.get("Content-Type", "")
-        if not content_type.startswith("multipart/related"):
-            return self._error(400, "invalid", "jobs.insert upload must be multipart/related")
-        message = email.parser.BytesParser().parsebytes(
-            f"Content-Type: {content_type}\r\n\r\n".encode() + body
-        )
-        parts = message.get_payload()
-        if not isinstance(parts, list) or len(parts) != 2:
-            return self._error(400, "invalid", "a load upload has a job part and a data part")
-        job = json.loads(parts[0].get_payload(decode=True))
-        data = parts[1].get_payload(decode=True)
-        ref = job.get("jobReference", {})
-        load = job.get("configuration", {}).get("load", {})
-        dest = load.get("destinationTable", {})
-        if ref.get("projectId") != project or not JOB_ID.match(str(ref.get("jobId", ""))):
-            return self._error(400, "invalid", f"bad jobReference {ref}")
-        if load.get("sourceFormat") != "NEWLINE_DELIMITED_JSON":
-            return self._error(400, "invalid", "sourceFormat must be NEWLINE_DELIMITED_JSON")
-        key = (dest.get("projectId"), dest.get("datasetId"), dest.get("tableId"))
-        with s.lock:
-            if (project, ref["jobId"]) in s.jobs:
-                return self._error(
-                    409, "duplicate", f"Already Exists: Job {project}:{ref['jobId']}"
-                )
-            status: dict[str, Any] = {"state": "DONE"}
-            rows: list[dict[str, Any]] = []
-            error = None
-            if key not in s.tables:
-                error = {"reason": "notFound", "message": f"Not found: Table {key}"}
-            elif s.fail_jobs:
-                s.fail_jobs -= 1
-                error = {"reason": "backendError", "message": "injected backend error"}
-            else:
-                fields = s.tables[key]["schema"]["fields"]
-                for line in data.decode().splitlines():
-                    if not line.strip():
-                        continue
-                    row = json.loads(line)
-                    problem = _check_row(row, fields)
-                    if problem:
-                        error = {"reason": "invalid", "message": problem}
-                        s.problems.append(problem)
-                        break
-                    rows.append(row)
-            if error:
-                status.update(errorResult=error, errors=[error])
-            else:
-                s.rows[key].extend(rows)  # atomic: all the job's rows, or none
-            now = str(int(time.time() * 1000))
-            resource = {
-                "kind": "bigquery#job",
-                "id": f"{project}:US.{ref['jobId']}",
-                "jobReference": {**ref, "location": ref.get("location", "US")},
-                "configuration": job["configuration"],
-                "status": status,
-                "statistics": {
-                    "creationTime": now,
-                    "startTime": now,
-                    "endTime": now,
-                    "load": {"outputRows": str(len(rows) if not error else 0)},
-                },
-            }
-            s.jobs[(project, ref["jobId"])] = resource
-        return self._reply(200, resource)
-
-    do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = _route
+        client = self.client(project)
+        try:
+            result = client.query(f"SELECT * FROM `{project}.{dataset}.{table}`").result()
+        except NotFound:
+            return []
+        return [dict(r) for r in result]
 
 
 @pytest.fixture(scope="session")
-def bigquery_mock() -> Iterator[BigQueryMock]:
-    server = BigQueryMock()
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield server
-    finally:
-        server.shutdown()
-        server.server_close()
+def bigquery_emulator() -> Iterator[BigQueryEmulator]:
+    with tempfile.TemporaryDirectory(prefix="bqemulator-") as home:
+        emulator = BigQueryEmulator(Path(home))
+        try:
+            with environ(BIGQUERY_EMULATOR_HOST=emulator.url):
+                yield emulator
+        finally:
+            _stop(emulator.proc)
 
 
 # -- Sample data: de-identified series to deliver ------------------------------------------------

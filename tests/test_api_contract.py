@@ -119,14 +119,19 @@ class _Quiet:
 
 @pytest.mark.emulators
 def test_every_destination_kind_in_the_schema_has_a_sink(
-    deliver_one_kind, tmp_path, fake_gcs, pubsub_emulator, bigquery_mock, orthanc, monkeypatch
+    deliver_one_kind, tmp_path, fake_gcs, pubsub_emulator, bigquery_emulator, orthanc, monkeypatch
 ):
     monkeypatch.setenv("STORAGE_EMULATOR_HOST", fake_gcs.url)
     fake_gcs.bucket("only-gcs")
     settings = {
         "local": {"path": str(tmp_path / "out")},
         "gcs": {"bucket": "only-gcs"},
-        "bigquery": {"project": "p", "dataset": "d", "table": "t", "endpoint": bigquery_mock.url},
+        "bigquery": {
+            "project": "p",
+            "dataset": "d",
+            "table": "t",
+            "endpoint": bigquery_emulator.url,
+        },
         "pubsub": {"topic": pubsub_emulator.topic("sendit-test", "only-pubsub")},
         "pacs": {"dicomweb": {"url": orthanc.dicomweb}},
     }

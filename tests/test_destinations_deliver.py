@@ -1,7 +1,7 @@
 """End to end, as a user runs it: `sendit run -f batch.yaml` (and `sendit send`) against the
-local emulators - fake-gcs-server (real), Google's Pub/Sub emulator (real) and the BigQuery
-REST MOCK of `emulators.py` (no BigQuery emulator runs here) - including a worker killed with
-SIGKILL mid-batch and rerun, and a scan of everything delivered for identifying values.
+local emulators - fake-gcs-server, Google's Pub/Sub emulator and bqemulator (BigQuery's REST
+API on DuckDB) - including a worker killed with SIGKILL mid-batch and rerun, and a scan of
+everything delivered for identifying values.
 """
 
 from __future__ import annotations
@@ -109,7 +109,7 @@ class Batch:
 
 
 @pytest.fixture
-def destinations(fake_gcs, pubsub_emulator, bigquery_mock, request):
+def destinations(fake_gcs, pubsub_emulator, bigquery_emulator, request):
     """A fresh bucket, table and topic (+ subscription) named after the test."""
     name = request.node.name.replace("_", "-")[:40].strip("-").lower()
     fake_gcs.bucket(name)
@@ -121,22 +121,22 @@ def destinations(fake_gcs, pubsub_emulator, bigquery_mock, request):
             "project": PROJECT,
             "dataset": "sendit",
             "table": table,
-            "endpoint": bigquery_mock.url,
+            "endpoint": bigquery_emulator.url,
         },
         "pubsub": {"topic": topic},
     }
     return name, table, spec
 
 
-def delivered(fake_gcs, pubsub_emulator, bigquery_mock, name: str, table: str):
+def delivered(fake_gcs, pubsub_emulator, bigquery_emulator, name: str, table: str):
     blobs = list(fake_gcs.client().bucket(name).list_blobs())
-    rows = bigquery_mock.table_rows(PROJECT, "sendit", table)
+    rows = bigquery_emulator.rows(PROJECT, "sendit", table)
     messages = pubsub_emulator.pull(PROJECT, name)
     return blobs, rows, messages
 
 
 def test_auto_delivers_every_image_once_and_nothing_identifying(
-    tmp_path, fake_gcs, pubsub_emulator, bigquery_mock, destinations
+    tmp_path, fake_gcs, pubsub_emulator, bigquery_emulator, destinations
 ) -> None:
     name, table, spec = destinations
     batch = Batch(tmp_path, "auto-1", {}, destinations=spec)
@@ -144,14 +144,13 @@ def test_auto_delivers_every_image_once_and_nothing_identifying(
     assert result.returncode == 0, result.stderr
     report = batch.report()
     assert report["sent"] == report["anonymized"] == batch.images
-    blobs, rows, messages = delivered(fake_gcs, pubsub_emulator, bigquery_mock, name, table)
+    blobs, rows, messages = delivered(fake_gcs, pubsub_emulator, bigquery_emulator, name, table)
     assert len(blobs) == batch.images
     assert all(b.name.startswith("research/") and b.name.endswith(".dcm") for b in blobs)
     assert sorted(r["sop_uid"] for r in rows) == sorted(
         b.name.rsplit("/", 1)[1].removesuffix(".dcm") for b in blobs
     )
     assert sorted(r["gcs_uri"] for r in rows) == sorted(f"gs://{name}/{b.name}" for b in blobs)
-    assert bigquery_mock.problems == []
     types = Counter(m.attributes["type"] for m in messages)
     assert types == {"batch.started": 1, "series.delivered": report["series"], "batch.done": 1}
     done = json.loads(next(m.data for m in messages if m.attributes["type"] == "batch.done"))
@@ -161,7 +160,7 @@ def test_auto_delivers_every_image_once_and_nothing_identifying(
     assert_clean(
         [b.name for b in blobs]
         + [json.dumps(b.metadata) for b in blobs]
-        + [json.dumps(r) for r in rows]
+        + [json.dumps(r, default=str) for r in rows]
         + [m.data.decode() + json.dumps(dict(m.attributes)) for m in messages]
         + [result.stderr],
         identifying_values(batch.src),
@@ -169,7 +168,7 @@ def test_auto_delivers_every_image_once_and_nothing_identifying(
 
 
 def test_killed_mid_batch_then_rerun_delivers_exactly_once(
-    tmp_path, fake_gcs, fault_proxy, pubsub_emulator, bigquery_mock, destinations
+    tmp_path, fake_gcs, fault_proxy, pubsub_emulator, bigquery_emulator, destinations
 ) -> None:
     name, table, spec = destinations
     spec["gcs"]["concurrency"] = 2
@@ -205,7 +204,7 @@ def test_killed_mid_batch_then_rerun_delivers_exactly_once(
     result = batch.run()
     assert result.returncode == 0, result.stderr
     assert batch.report()["sent"] == batch.images
-    blobs, rows, messages = delivered(fake_gcs, pubsub_emulator, bigquery_mock, name, table)
+    blobs, rows, messages = delivered(fake_gcs, pubsub_emulator, bigquery_emulator, name, table)
     assert len(blobs) == batch.images
     sops = Counter(r["sop_uid"] for r in rows)
     assert len(sops) == batch.images and set(sops.values()) == {1}, "rows loaded twice"
@@ -215,7 +214,7 @@ def test_killed_mid_batch_then_rerun_delivers_exactly_once(
 
 
 def test_manual_stages_then_send_delivers_and_cleans_up(
-    tmp_path, fake_gcs, pubsub_emulator, bigquery_mock, destinations
+    tmp_path, fake_gcs, pubsub_emulator, bigquery_emulator, destinations
 ) -> None:
     name, table, spec = destinations
     spec["gcs"]["layout"] = "tar.gz"
@@ -236,17 +235,17 @@ def test_manual_stages_then_send_delivers_and_cleans_up(
     assert not list(staging.rglob("*.dcm")), "staging removed after a verified send"
     gone = [not (batch.src / f).exists() for f in batch.folders]
     assert all(gone), "cleanup.source: delete removes the source folders after a verified send"
-    blobs, rows, _ = delivered(fake_gcs, pubsub_emulator, bigquery_mock, name, table)
+    blobs, rows, _ = delivered(fake_gcs, pubsub_emulator, bigquery_emulator, name, table)
     assert all(b.name.endswith(".tar.gz") for b in blobs)
     assert len(blobs) == state["counts"]["series"]
     assert len(rows) == batch.images and all(r["archive_member"] for r in rows)
     again = batch.sendit("send", "-f", str(batch.manifest))
     assert again.returncode == 0 and "already" in again.stderr
-    assert len(bigquery_mock.table_rows(PROJECT, "sendit", table)) == batch.images
+    assert len(bigquery_emulator.rows(PROJECT, "sendit", table)) == batch.images
 
 
 def test_a_missing_bucket_stops_the_batch_before_any_data_moves(
-    tmp_path, fake_gcs, pubsub_emulator, bigquery_mock, destinations
+    tmp_path, fake_gcs, pubsub_emulator, bigquery_emulator, destinations
 ) -> None:
     name, table, spec = destinations
     spec["gcs"]["bucket"] = "no-such-bucket"
@@ -258,4 +257,4 @@ def test_a_missing_bucket_stops_the_batch_before_any_data_moves(
         (tmp_path / ".sendit" / "missing-1").rglob("*.dcm")
     )
     assert pubsub_emulator.pull(PROJECT, name, settle=0.5) == []
-    assert bigquery_mock.table_rows(PROJECT, "sendit", table) == []
+    assert bigquery_emulator.rows(PROJECT, "sendit", table) == []

@@ -17,7 +17,7 @@ import pydicom
 import pytest
 from batches import destinations
 from dicomdata import KEY
-from emulators import free_port
+from emulators import free_port, free_ports
 from pydicom import Dataset
 from pynetdicom import AE, evt
 
@@ -100,6 +100,52 @@ def test_over_dimse_an_image_counts_once_the_pacs_commits_to_it(orthanc, deident
         assert seen == ["new association"]
     finally:
         sink.close()
+
+
+def test_each_shard_gets_the_commitment_reports_it_asked_for(orthanc, deidentified) -> None:
+    """Three shards deliver at once. Orthanc reports on a new association to the address it
+    knows for the calling AE title: each shard calls as its own title (SENDIT-<index>) and
+    listens on its own port (port + index), so every report reaches the shard that waits for
+    it (before, all three called as SENDIT: the reports went to one address, and the other
+    shards' listeners could not even bind)."""
+    orthanc.clear()
+    _, series = deidentified
+    base = free_ports(3)
+    for index in range(3):
+        orthanc.know(f"SENDIT-{index}", base + index)
+    settings = dimse_settings(orthanc, "required")
+    settings["storageCommitment"]["port"] = base
+    config = destinations(pacs={"dimse": settings}).pacs
+    sinks = [PacsSink(config, (index, 3)) for index in range(3)]
+    assert [(s.ae_title, s.report_port) for s in sinks] == [
+        (f"SENDIT-{i}", base + i) for i in range(3)
+    ]
+    seen = [reports_seen(sink) for sink in sinks]
+    stored: list[int] = []
+    try:
+        for sink in sinks:
+            sink.preflight()
+        threads = [
+            threading.Thread(target=lambda s=sink, i=i: stored.append(s.store(series[i])))
+            for i, sink in enumerate(sinks)
+        ]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(60)
+    finally:
+        for sink in sinks:
+            sink.close()
+    assert sorted(stored) == sorted(len(series[i]) for i in range(3))
+    assert seen == [["new association"]] * 3
+    assert orthanc.instances() == {i.sop for s in series[:3] for i in s}
+
+
+def test_a_shard_ae_title_too_long_for_its_suffix_is_a_configuration_error(orthanc) -> None:
+    settings = {**dimse_settings(orthanc), "callingAETitle": "SENDIT-RESEARCH1"}
+    with pytest.raises(Permanent, match="no room for the shard's suffix -2"):
+        PacsSink(destinations(pacs={"dimse": settings}).pacs, (2, 3))
+    assert PacsSink(destinations(pacs={"dimse": settings}).pacs).ae_title == "SENDIT-RESEARCH1"
 
 
 def test_an_image_stored_but_not_committed_fails_its_series_with_the_reason(

@@ -6,7 +6,7 @@ from __future__ import annotations
 import dataclasses
 
 from sendit_api.spec import parse_batch
-from sendit_operator.children import render_job, render_worker_rbac
+from sendit_operator.children import render_commit_services, render_job, render_worker_rbac
 from sendit_operator.validate import problem
 from sendit_operator.watches import render_children
 
@@ -223,3 +223,38 @@ def test_a_dimse_pacs_with_storage_commitment_gets_the_listeners_port_named():
     owner, b = batch(destinations={"pacs": {"dimse": dimse}})
     (container,) = render_job(owner, b, "process", "img")["spec"]["template"]["spec"]["containers"]
     assert "ports" not in container
+
+
+def test_each_delivering_shard_gets_a_service_for_its_commitment_reports():
+    """A PACS that reports on a new association sends each report to the address it knows for
+    the calling AE title: shard i calls as SENDIT-i and listens on port + i, behind a Service
+    of its own that selects its pod by the Job's completion index."""
+    dimse = {"host": "pacs", "port": 104, "calledAETitle": "PACS"}
+    owner, b = batch(destinations={"pacs": {"dimse": dimse}})
+    services = render_commit_services(owner, b, "process", 3)
+    assert [s["metadata"]["name"] for s in services] == [
+        "b1-commit-0",
+        "b1-commit-1",
+        "b1-commit-2",
+    ]
+    one = services[1]
+    assert one["spec"]["selector"] == {
+        "sendit.dev/batch": "b1",
+        "sendit.dev/stage": "process",
+        "batch.kubernetes.io/job-completion-index": "1",
+    }
+    assert one["spec"]["ports"] == [
+        {"name": "dicom-commit", "port": 11114, "targetPort": 11114, "protocol": "TCP"}
+    ]
+    assert one["metadata"]["ownerReferences"][0]["uid"] == "u-1"
+    (container,) = render_job(owner, b, "process", "img", 3)["spec"]["template"]["spec"][
+        "containers"
+    ]
+    assert "ports" not in container  # one pod template cannot say port + index
+    assert render_commit_services(owner, b, "plan", 1) == []  # the plan pod takes no reports
+    manual, m = batch(destinations={"pacs": {"dimse": dimse}}, send="manual")
+    assert render_commit_services(manual, m, "process", 3) == []
+    assert len(render_commit_services(manual, m, "send", 3)) == 3
+    dimse["storageCommitment"] = {"mode": "disabled"}
+    owner, b = batch(destinations={"pacs": {"dimse": dimse}})
+    assert render_commit_services(owner, b, "process", 3) == []

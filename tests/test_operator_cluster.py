@@ -9,23 +9,29 @@ operator with SIGKILL and starts a new one.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import random
 import signal
 import socket
 import sqlite3
 import subprocess
 import time
 import urllib.request
+from collections import Counter
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import psutil
 import pytest
 from dicomdata import KEY, PLANTED
+from emulators import FakeGcs, Orthanc, environ
 from polling import wait_for
 
+from sendit_api.names import SHARD_INDEX_ENV
 from sendit_worker.cli.sample import make_sample, make_series
 
 pytestmark = pytest.mark.controlplane
@@ -561,6 +567,8 @@ def test_worker_and_operator_rbac_is_least_privilege(cluster, operator):
     assert can(worker, "get", "secrets/key") == "no"
     op = f"{OPERATOR_NS}:{OPERATOR_SA}"
     assert can(op, "create", "jobs") == "yes"
+    assert can(op, "create", "services") == "yes"  # a PACS's way to each shard
+    assert can(op, "delete", "services") == "no"
     assert can(op, "patch", "senditbatches/rbac", "--subresource=status") == "yes"
     assert can(op, "get", "secrets/key") == "yes"  # to check that references exist
     assert can(op, "list", "secrets") == "no"
@@ -653,6 +661,185 @@ def test_batch_reaches_sent_on_orthanc(cluster, operator, orthanc, kind):
     held = orthanc.instances()
     assert status["counts"]["sent"] == status["counts"]["anonymized"] == len(held) > 0
     assert status["outputs"] == {"pacs": len(held)}
+
+
+# -- Chaos: every destination at once while the platform fails -------------------------------
+
+CHAOS_SEED = int(os.environ.get("SENDIT_CHAOS_SEED", "29"))
+FAULTS = ("worker pod", "operator", "API server", "Orthanc", "storage server")
+
+
+@dataclass(frozen=True)
+class Fault:
+    at: float  # seconds after the first worker pod of the process Job runs
+    what: str  # one of FAULTS
+    down: float  # seconds before it is started again (a killed pod: the Job replaces it)
+    shard: int  # the worker pod's shard
+
+
+def fault_schedule(seed: int, window: float = 20.0) -> list[Fault]:
+    """Each fault once, at a moment and for a while drawn from the seed: bounded, repeatable."""
+    rng = random.Random(seed)
+    faults = [
+        Fault(round(rng.uniform(0, window), 1), what, round(rng.uniform(1, 4), 1), rng.randrange(3))
+        for what in FAULTS
+    ]
+    return sorted(faults, key=lambda f: f.at)
+
+
+def shard_pid(batch: str, shard: int) -> int | None:
+    """The running worker process of one shard of the batch's process Job, if any."""
+    for pid in worker_pids(batch, "process"):
+        with contextlib.suppress(psutil.Error):
+            if psutil.Process(pid).environ().get(SHARD_INDEX_ENV) == str(shard):
+                return pid
+    return None
+
+
+def running_worker(batch: str, shard: int, within: float) -> int | None:
+    """The shard's worker process, else any of the batch's, waiting a while for one (the Job
+    may be backing off after an earlier fault)."""
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        pid = shard_pid(batch, shard) or next(iter(worker_pids(batch, "process")), None)
+        if pid is not None:
+            return pid
+        time.sleep(0.2)
+    return None
+
+
+@pytest.mark.emulators
+@pytest.mark.timeout(900)
+def test_chaos_every_image_once_in_every_destination(
+    cluster, fake_node, operator, bigquery_emulator, pubsub_emulator, tmp_path_factory, capsys
+):
+    """One batch at parallelism 3 to GCS (fake-gcs-server), BigQuery (bqemulator), Pub/Sub
+    (Google's emulator) and Orthanc over DIMSE with storage commitment, all at once, while a
+    worker pod is killed and the operator, the API server (on the same etcd), Orthanc and the
+    storage server are killed and started again, each at a moment drawn from a seed
+    ($SENDIT_CHAOS_SEED). The batch ends Sent; every image is held once in GCS and in Orthanc,
+    has one BigQuery row, and its series' event ids are stable across retries (a consumer that
+    drops duplicate ids sees every image once)."""
+    scratch = tmp_path_factory.mktemp("chaos")
+    sizes = [3] * 60
+    make_series(scratch / "in" / "CHAOS-1", sizes)
+    images = sum(sizes)
+    (scratch / "gcs").mkdir()
+    (scratch / "orthanc").mkdir()
+    gcs = FakeGcs(scratch / "gcs")
+    pacs = Orthanc(scratch / "orthanc", titles=3)
+    try:
+        with environ(STORAGE_EMULATOR_HOST=gcs.url):  # the pods inherit it from the fake node
+            gcs.bucket("chaos")
+            topic = pubsub_emulator.topic("sendit-test", "chaos")
+            body = json.loads(manifest("chaos", cluster.data, parallelism=3, backoffLimit=20))
+            body["spec"]["source"] = {
+                "volume": {"hostPath": {"path": str(scratch / "in")}},
+                "folders": ["CHAOS-1"],
+            }
+            commitment = {
+                "mode": "required",
+                "port": pacs.commitment_port,
+                "bindAddress": "127.0.0.1",
+                "timeoutSeconds": 10,
+            }
+            body["spec"]["destinations"] = {
+                "gcs": {"bucket": "chaos", "prefix": "chaos"},
+                "bigquery": {
+                    "project": "sendit-test",
+                    "dataset": "chaos",
+                    "table": "images",
+                    "endpoint": bigquery_emulator.url,
+                },
+                "pubsub": {"topic": topic},
+                "pacs": {
+                    "dimse": {
+                        "host": "127.0.0.1",
+                        "port": pacs.dicom,
+                        "calledAETitle": pacs.AE,
+                        "storageCommitment": commitment,
+                    }
+                },
+            }
+            schedule = fault_schedule(CHAOS_SEED)
+            began = time.monotonic()
+            apply(cluster, json.dumps(body))
+            wait_for(lambda: worker_pids("chaos", "process"), 120, "a worker pod of the batch")
+            start = time.monotonic()
+            done: list[str] = []
+            for fault in schedule:
+                time.sleep(max(0.0, start + fault.at - time.monotonic()))
+                at = time.monotonic() - start
+                if fault.what == "worker pod":
+                    pid = running_worker("chaos", fault.shard, within=60)
+                    if pid is not None:
+                        os.kill(pid, signal.SIGKILL)  # a worker started for this test
+                    at = time.monotonic() - start
+                    outcome = f"killed (pid {pid})" if pid else "none ran within 60s"
+                elif fault.what == "operator":
+                    operator.kill()
+                    time.sleep(fault.down)
+                    operator.start()
+                    outcome = "killed, started again"
+                elif fault.what == "API server":
+                    cluster.restart_apiserver(fault.down)
+                    outcome = "killed, started again on the same etcd"
+                else:
+                    server = pacs if fault.what == "Orthanc" else gcs
+                    server.stop()
+                    time.sleep(fault.down)
+                    server.start()
+                    outcome = "killed, started again"
+                down = (
+                    f"down {fault.down:.1f}s"
+                    if fault.what != "worker pod"
+                    else f"shard {fault.shard}"
+                )
+                done.append(f"  {at:5.1f}s  {fault.what:<14} {down:<9}  {outcome}")
+            status = wait_phase(cluster, "chaos", "Sent", timeout=600)
+            took = time.monotonic() - began
+            blobs = [b.name for b in gcs.client().bucket("chaos").list_blobs(prefix="chaos/")]
+        held = pacs.instance_ids()
+        rows = bigquery_emulator.rows("sendit-test", "chaos", "images")
+        messages = pubsub_emulator.pull("sendit-test", "chaos")
+    finally:
+        gcs.stop()
+        pacs.stop()
+    events = [json.loads(m.data) for m in messages if m.attributes["type"] == "series.delivered"]
+    unique = {e["id"]: e for e in events}
+    pods = cluster.kubectl("-n", NS, "get", "pods", "-l", "job-name=chaos-process", "-o", "name")
+    services = json.loads(
+        cluster.kubectl("-n", NS, "get", "svc", "-l", "sendit.dev/batch=chaos", "-o", "json").stdout
+    )["items"]
+    with capsys.disabled():
+        print(
+            f"\nchaos seed {CHAOS_SEED} (SENDIT_CHAOS_SEED): faults, in seconds after the first"
+            " worker pod ran"
+        )
+        print("\n".join(done))
+        print(
+            f"chaos: Sent in {took:.0f}s with {len(pods.stdout.split())} process pods for 3 shards;"
+            f" {images} images: GCS {len(blobs)} objects, Orthanc {len(held)} instances,"
+            f" BigQuery {len(rows)} rows, Pub/Sub {len(events)} series.delivered events"
+            f" ({len(unique)} ids, {sum(e['images'] for e in unique.values())} images)"
+        )
+    c = status["counts"]
+    assert (c["discovered"], c["anonymized"], c["sent"]) == (images, images, images), c
+    assert len(blobs) == len(set(blobs)) == images
+    assert len(held) == images, "Orthanc holds an image twice, or misses one"
+    sops = Counter(r["sop_uid"] for r in rows)
+    assert len(sops) == images and set(sops.values()) == {1}, "a BigQuery row twice"
+    assert {name.rsplit("/", 1)[1].removesuffix(".dcm") for name in blobs} == set(sops)
+    assert len(unique) == len(sizes), "a series without its event, or one with two ids"
+    assert all(e == unique[e["id"]] | {"time": e["time"]} for e in events), "an id reused"
+    assert sum(e["images"] for e in unique.values()) == images
+    # Where a PACS in a cluster sends each shard's reports: a Service per shard, on its port.
+    assert {
+        (v["metadata"]["name"], v["spec"]["ports"][0]["port"]): v["spec"]["selector"][
+            "batch.kubernetes.io/job-completion-index"
+        ]
+        for v in services
+    } == {(f"chaos-commit-{i}", pacs.commitment_port + i): str(i) for i in range(3)}
 
 
 def test_liveness_and_metrics(cluster, operator):

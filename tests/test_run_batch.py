@@ -235,6 +235,25 @@ def test_a_retried_shard_keeps_its_ledger(source, tmp_path, fake_gcs, monkeypatc
     assert ledger.read_text().splitlines() == entries  # nothing delivered twice
 
 
+@pytest.mark.emulators
+def test_sent_grows_as_series_are_acknowledged(source, tmp_path, fake_gcs, monkeypatch) -> None:
+    """Bug: `sent` stayed 0 until a shard had finished, so a long batch showed nothing sent
+    until its end. Each series acknowledged by every destination counts at once (the patches
+    are rate-limited as progress is: every one is kept here)."""
+    monkeypatch.setenv("STORAGE_EMULATOR_HOST", fake_gcs.url)
+    fake_gcs.bucket("sent-grows")
+    b = batch(destinations={"gcs": {"bucket": "sent-grows"}})
+    [pod] = pods(tmp_path, source, n=1)
+    patches: list[dict] = []
+    run_batch(b, pod, StatusProgress(patches.append, 0, every=0.0), deliver=True, workers=1)
+    shards = [p["status"]["shards"]["0"] for p in patches]
+    sent = [s["sent"] for s in shards]
+    assert sent == sorted(sent), "sent went back"
+    before_the_end = [s["sent"] for s in shards if s["stage"] != "sent"]
+    assert len(set(before_the_end)) > 2, f"sent grew only at the end: {sent}"
+    assert sent[-1] == shards[-1]["anonymized"] > max(before_the_end[:1])
+
+
 def test_the_local_output_must_not_overlap_the_input(source, tmp_path) -> None:
     b = batch(
         source={"volume": {"hostPath": {"path": str(source)}}, "folders": ["in"]},

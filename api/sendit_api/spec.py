@@ -138,6 +138,9 @@ class StorageCommitment:
     timeout_seconds: float
 
 
+AE_TITLE_LENGTH = 16  # at most (PS3.5, VR AE)
+
+
 @dataclass(frozen=True)
 class Dimse:
     host: str
@@ -146,6 +149,25 @@ class Dimse:
     calling_ae_title: str = field(metadata={"schema": "callingAETitle"})
     tls: bool
     storage_commitment: StorageCommitment
+
+    def listener(self, shard: tuple[int, int]) -> tuple[str, int]:
+        """The calling AE title and storage commitment report port of shard (index, count):
+        alone, the configured ones; one of several, `<AE title>-<index>` on port + index. A
+        PACS that reports on a new association sends it to the address it knows for the
+        calling AE title: a title and an address per shard bring each report to the shard
+        that asked for it (the operator makes a Service per shard on that port)."""
+        index, count = shard
+        title, port = self.calling_ae_title, self.storage_commitment.port
+        if count == 1:
+            return title, port
+        if len(f"{title}-{index}") > AE_TITLE_LENGTH:
+            raise Permanent(
+                f"callingAETitle {title!r} leaves no room for the shard's suffix -{index} "
+                f"(an AE title has at most {AE_TITLE_LENGTH} characters)"
+            )
+        if port + index > 65535:
+            raise Permanent(f"storageCommitment.port {port} + shard {index} is no port")
+        return f"{title}-{index}", port + index
 
 
 @dataclass(frozen=True)

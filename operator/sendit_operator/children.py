@@ -1,4 +1,5 @@
-"""The children of a batch, rendered from it: the stage Jobs and the workers' RBAC. Pure.
+"""The children of a batch, rendered from it: the stage Jobs, the workers' RBAC and the
+Services that bring a PACS's storage commitment reports to each delivering shard. Pure.
 
 Every name is derived from the batch's name, so the operator, restarted at any point, finds
 what it already made instead of making a second one. Every child is adopted by the batch
@@ -35,6 +36,8 @@ from sendit_api.names import (
 from sendit_api.spec import Batch, BatchSpec, KeyRef
 
 JSON = dict[str, Any]
+COMMIT_PORT = "dicom-commit"
+COMPLETION_INDEX_LABEL = "batch.kubernetes.io/job-completion-index"  # set by the Job controller
 
 # The restricted Pod Security Standard, for every pod the operator makes.
 POD_SECURITY: JSON = {
@@ -156,11 +159,11 @@ def render_job(owner: JSON, batch: Batch, stage: str, image: str, shards: int = 
     }
     if spec.image_pull_policy:
         container["imagePullPolicy"] = spec.image_pull_policy
-    commitment = pacs.dimse.storage_commitment if pacs and pacs.dimse else None
-    if delivers and commitment and commitment.mode != "disabled":
-        # Where the PACS's storage commitment reports come in (a Service may target it).
-        port = {"name": "dicom-commit", "containerPort": commitment.port, "protocol": "TCP"}
-        container["ports"] = [port]
+    if reports_come_in(spec, stage) and n == 1:
+        # Where the PACS's storage commitment reports come in (with several shards, each on
+        # its own port: port + index, which one pod template cannot declare).
+        _, port = spec.destinations.pacs.dimse.listener((0, 1))
+        container["ports"] = [{"name": COMMIT_PORT, "containerPort": port, "protocol": "TCP"}]
     labels = {BATCH_LABEL: batch.name, STAGE_LABEL: stage}
     job_spec: JSON = {
         "completionMode": "Indexed",
@@ -208,6 +211,46 @@ def render_job(owner: JSON, batch: Batch, stage: str, image: str, shards: int = 
     }
     kopf.adopt(job, owner=owner)
     return job
+
+
+def reports_come_in(spec: BatchSpec, stage: str) -> bool:
+    """Do this stage's pods listen for storage commitment reports from a PACS?"""
+    pacs = spec.destinations.pacs
+    dimse = pacs.dimse if pacs else None
+    return sends(spec, stage) and dimse is not None and dimse.storage_commitment.mode != "disabled"
+
+
+def commit_service_name(batch: str, index: int) -> str:
+    return f"{batch}-commit-{index}"
+
+
+def render_commit_services(owner: JSON, batch: Batch, stage: str, shards: int) -> list[JSON]:
+    """One Service per delivering shard, on that shard's report port and selecting that
+    shard's pod (the Indexed Job's completion index): the address a PACS that reports on a
+    new association is given for the shard's calling AE title (docs/destinations.md). None
+    when the stage's pods take no reports."""
+    if not reports_come_in(batch.spec, stage):
+        return []
+    dimse = batch.spec.destinations.pacs.dimse
+    services = []
+    for index in range(shards):
+        _, port = dimse.listener((index, shards))
+        labels = {BATCH_LABEL: batch.name, STAGE_LABEL: stage}
+        services.append(
+            {
+                "apiVersion": "v1",
+                "kind": "Service",
+                "metadata": {"name": commit_service_name(batch.name, index), "labels": labels},
+                "spec": {
+                    "selector": {**labels, COMPLETION_INDEX_LABEL: str(index)},
+                    "ports": [
+                        {"name": COMMIT_PORT, "port": port, "targetPort": port, "protocol": "TCP"}
+                    ],
+                },
+            }
+        )
+    kopf.adopt(services, owner=owner)
+    return services
 
 
 def render_worker_rbac(owner: JSON, batch: Batch) -> list[JSON]:

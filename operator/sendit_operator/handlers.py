@@ -25,7 +25,7 @@ from sendit_api.spec import Batch, parse_batch
 from sendit_api.status import FINAL, QUEUED, RUNNING, Counts, Reasons
 
 from . import metrics, validate
-from .children import render_job, render_worker_rbac
+from .children import render_commit_services, render_job, render_worker_rbac
 from .kube import Kube, describe
 from .plan import CreateStage, DeleteJob, Observed, Plan, SuspendJob, needs_references, plan
 from .status import job_state, shards_of
@@ -212,7 +212,8 @@ async def _create(state: State, body: JSON, batch: Batch, action: CreateStage) -
     *first, binding = render_worker_rbac(body, batch)
     await asyncio.gather(*(asyncio.to_thread(state.kube.create, child) for child in first))
     job = render_job(body, batch, action.stage, state.config.image, action.shards)
-    for child in (binding, job):
+    services = render_commit_services(body, batch, action.stage, action.shards)
+    for child in (binding, *services, job):
         await asyncio.to_thread(state.kube.create, child)
 
 

@@ -73,6 +73,7 @@ class Kube:
         create = {
             "Job": self.batch.create_namespaced_job,
             "ServiceAccount": self.core.create_namespaced_service_account,
+            "Service": self.core.create_namespaced_service,
             "Role": self.rbac.create_namespaced_role,
             "RoleBinding": self.rbac.create_namespaced_role_binding,
         }[obj["kind"]]

@@ -106,6 +106,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import urllib3
 from kubernetes import client, config, watch
 from kubernetes.client.rest import ApiException
 from kubernetes.utils import parse_quantity
@@ -203,13 +204,22 @@ class _PodRunner(threading.Thread):
 
     # -- API helpers -------------------------------------------------------
     def _patch_status(self, status: dict[str, Any]) -> None:
-        try:
-            self.node.core.patch_namespaced_pod_status(
-                self.pod_name, self.namespace, {"metadata": {"uid": self.uid}, "status": status}
-            )
-        except ApiException as exc:
-            if exc.status not in (404, 409, 422):
-                log.warning("fake node: status patch of %s failed: %s", self.pod_name, exc)
+        """Patched; retried for a minute while the API server does not answer (restarted),
+        as a kubelet keeps trying: a pod's end must not be lost."""
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                self.node.core.patch_namespaced_pod_status(
+                    self.pod_name, self.namespace, {"metadata": {"uid": self.uid}, "status": status}
+                )
+                return
+            except ApiException as exc:
+                if exc.status not in (404, 409, 422):
+                    log.warning("fake node: status patch of %s failed: %s", self.pod_name, exc)
+                return
+            except urllib3.exceptions.HTTPError:
+                if time.monotonic() > deadline or self.stop_requested.wait(0.5):
+                    raise
 
     def _container_status(self, state: dict, restarts: int, ready: bool) -> dict:
         c = self.pod["spec"]["containers"][0]

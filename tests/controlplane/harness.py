@@ -342,10 +342,21 @@ class ControlPlane:
                 raise ControlPlaneError(f"etcd not healthy in time; log:\n{proc.tail()}")
             time.sleep(0.1)
 
-    def _start_apiserver(self, deadline: float) -> None:
+    def restart_apiserver(self, down: float, timeout: float = 60.0) -> None:
+        """Kill kube-apiserver (SIGKILL), leave it down for `down` seconds, start it again on
+        the same port and etcd: every client's kubeconfig still points at it."""
+        (old,) = [p for p in self._procs if p.name == "kube-apiserver"]
+        os.killpg(old.popen.pid, signal.SIGKILL)
+        old.popen.wait(10)
+        self._procs.remove(old)
+        time.sleep(down)
+        port = int(self.server.rsplit(":", 1)[1])
+        self._start_apiserver(time.monotonic() + timeout, port)
+
+    def _start_apiserver(self, deadline: float, port: int | None = None) -> None:
         assert self.pki is not None
         pki = self.pki
-        port = free_port()
+        port = port or free_port()
         self.server = f"https://127.0.0.1:{port}"
         proc = self._spawn(
             "kube-apiserver",

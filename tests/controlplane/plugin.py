@@ -3,7 +3,8 @@
 ``kube_cluster`` (session): etcd + kube-apiserver (RBAC on) + kube-controller-
 manager built from Go modules; attributes ``kubeconfig``, ``server``,
 ``ca_file``; methods ``kubectl(*args, check=True, input=None)``,
-``token_kubeconfig(namespace, service_account)``, ``api_client()``.
+``token_kubeconfig(namespace, service_account)``, ``api_client()``,
+``restart_apiserver(down)`` (SIGKILL, then the same port and etcd).
 
 ``fake_node`` (session): the node TEST DOUBLE of ``fakenode.py`` (binds Pods to
 ``sendit-fake-node`` and runs them in their images through the Docker engine that

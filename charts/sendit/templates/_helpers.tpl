@@ -90,8 +90,9 @@ granting more without escalate/bind, which it does not have).
 - apiGroups: [batch]
   resources: [cronjobs]
   verbs: [get, create, patch]
+# serviceaccounts for the workers; services for the PACS's storage commitment reports.
 - apiGroups: [""]
-  resources: [serviceaccounts]
+  resources: [serviceaccounts, services]
   verbs: [get, create, patch]
 - apiGroups: [rbac.authorization.k8s.io]
   resources: [roles, rolebindings]

@@ -1,11 +1,22 @@
-"""BigQuery: one row of safe metadata per image, loaded exactly once.
+"""BigQuery: one row of safe metadata per image, and only one, whatever the retries.
 
-Rows go in by load jobs whose job id is derived from the batch, the table and the series'
-images. BigQuery refuses a second job with the same id (409), so a retry or a rerun after a
-crash finds the earlier job instead of loading the rows again; a load job is atomic, so a job
-that failed loaded nothing and the next attempt (a derived id) may run. Load jobs are free and
-count against a per-table daily quota (1,500): one job per series, split in parts of at most
-4 MiB of rows.
+A series' rows go in by one DML statement that inserts the rows whose SOP Instance UID the
+table does not hold yet:
+
+    INSERT INTO table (...) SELECT ... FROM UNNEST(@rows) AS r
+    WHERE NOT EXISTS (SELECT 1 FROM table AS t
+                      WHERE t.series_uid = @series AND t.sop_uid = r.sop_uid)
+
+So the table itself is the record of what was loaded: a retry, a rerun after a crash, a pod
+retry whose series has other images than the first time (a file that failed transiently)
+inserts what is missing and nothing twice, with or without the ledger. A statement is atomic.
+Two statements of one series must not run at once (each would find the other's rows
+missing), so their job ids are a chain derived from the table and the series (`_0`, `_1`,
+...): before its statement, a delivery waits for every job of the chain that exists (one sent
+by a pod that was killed may still run) and takes the first id that is free; BigQuery refuses
+a second job with an id (409). INSERT statements run 10 at a time per table (MERGE, the
+other way to say this, runs 2 at a time); new tables are clustered by series_uid, so the
+check reads only the series' blocks.
 """
 
 from __future__ import annotations
@@ -16,6 +27,7 @@ import logging
 import os
 import re
 from collections.abc import Iterator
+from itertools import count
 from typing import Any
 
 from google.api_core import exceptions as gexc
@@ -52,8 +64,9 @@ COLUMNS: list[tuple[str, str, str]] = [
     ("batch", "STRING", "The SenditBatch that delivered the image"),
     ("header", "JSON", "The de-identified DICOM header as DICOM JSON (bulk data left out)"),
 ]
-PART_BYTES = 4 * 1024 * 1024  # below the client's 5 MiB multipart limit: one request per part
-ATTEMPTS = 5
+PART_BYTES = 2 * 1024 * 1024  # rows per statement, as query parameters (a request: 10 MB)
+ATTEMPTS = 5  # statements of ours that fail before the series does
+CLUSTERING = ["series_uid"]
 
 
 def schema() -> list[bigquery.SchemaField]:
@@ -124,13 +137,42 @@ def parts(rows: list[dict[str, Any]], limit: int = PART_BYTES) -> Iterator[list[
         yield group
 
 
-def job_id(batch: str, table_id: str, rows: list[dict[str, Any]]) -> str:
-    """Deterministic: the same rows for the same table and batch always get the same id."""
-    h = hashlib.sha256()
-    for part in (batch, table_id, *sorted(json.dumps(r, sort_keys=True) for r in rows)):
-        h.update(part.encode())
-        h.update(b"\0")
-    return f"sendit_{h.hexdigest()[:40]}"
+def chain(table_id: str, series: str) -> str:
+    """The stem of a series' job ids in a table: `<stem>_0`, `<stem>_1`, ... in order."""
+    digest = hashlib.sha256(f"{table_id}\0{series}".encode()).hexdigest()[:40]
+    return f"sendit_{digest}"
+
+
+def insert_statement(table_id: str) -> str:
+    """Insert the rows of @rows (one series, @series) that the table does not hold yet."""
+    columns = ", ".join(name for name, _, _ in COLUMNS)
+    values = ", ".join(
+        f"PARSE_JSON(r.{name})" if kind == "JSON" else f"r.{name}" for name, kind, _ in COLUMNS
+    )
+    return (
+        f"INSERT INTO `{table_id}` ({columns})\n"
+        f"SELECT {values} FROM UNNEST(@rows) AS r\n"
+        f"WHERE NOT EXISTS (SELECT 1 FROM `{table_id}` AS t\n"
+        "  WHERE t.series_uid = @series AND t.sop_uid = r.sop_uid)"
+    )
+
+
+def parameters(series: str, rows: list[dict[str, Any]]) -> list[bigquery.ScalarQueryParameter]:
+    """The statement's parameters: the rows typed as the table's columns (JSON as text)."""
+
+    def field(name: str, kind: str, value: Any) -> bigquery.ScalarQueryParameter:
+        if kind == "JSON":
+            kind, value = "STRING", None if value is None else json.dumps(value)
+        return bigquery.ScalarQueryParameter(name, kind, value)
+
+    structs = [
+        bigquery.StructQueryParameter(None, *(field(n, k, r.get(n)) for n, k, _ in COLUMNS))
+        for r in rows
+    ]
+    return [
+        bigquery.ArrayQueryParameter("rows", "STRUCT", structs),
+        bigquery.ScalarQueryParameter("series", "STRING", series),
+    ]
 
 
 def api_endpoint(config: BigQuery) -> str | None:
@@ -166,6 +208,7 @@ class BigQuerySink:
             dataset.location = c.location
             self.client.create_dataset(dataset, exists_ok=True, timeout=60)
             table = bigquery.Table(c.table_id, schema=schema())
+            table.clustering_fields = CLUSTERING
             table.description = "Sendit: one row of de-identified metadata per image"
             self.client.create_table(table, exists_ok=True, timeout=60)
             existing = self.client.get_table(c.table_id, timeout=60)
@@ -184,36 +227,47 @@ class BigQuerySink:
         except Exception as exc:
             raise preflight_error(exc, f"BigQuery table {c.table_id!r}") from None
 
-    def load(self, batch: str, rows: list[dict[str, Any]]) -> list[str]:
-        """Load rows exactly once; returns the ids of the jobs that hold them."""
-        return [self._load_part(job_id(batch, self.config.table_id, p), p) for p in parts(rows)]
+    def load(self, series: str, rows: list[dict[str, Any]]) -> list[str]:
+        """Insert the series' rows the table lacks; returns the ids of the statements run."""
+        stem = chain(self.config.table_id, series)
+        ids = (f"{stem}_{n}" for n in count())
+        return [self._insert(ids, series, part) for part in parts(rows)]
 
-    def _load_part(self, base_id: str, rows: list[dict[str, Any]]) -> str:
-        config = bigquery.LoadJobConfig(
-            schema=schema(),
-            source_format=bigquery.SourceFormat.NEWLINE_DELIMITED_JSON,
-            write_disposition=bigquery.WriteDisposition.WRITE_APPEND,
-            create_disposition=bigquery.CreateDisposition.CREATE_NEVER,
-            schema_update_options=[bigquery.SchemaUpdateOption.ALLOW_FIELD_ADDITION],
-        )
-        for attempt in range(ATTEMPTS):
-            jid = base_id if attempt == 0 else f"{base_id}_r{attempt}"
+    def _insert(self, ids: Iterator[str], series: str, rows: list[dict[str, Any]]) -> str:
+        """Run the statement under the first free id of the chain, after every job before it
+        in the chain is done; a statement of ours that fails is run again under the next."""
+        config = bigquery.QueryJobConfig(query_parameters=parameters(series, rows))
+        sql = insert_statement(self.config.table_id)
+        failed = 0
+        for jid in ids:
             try:
-                job = self.client.load_table_from_json(
-                    rows, self.config.table_id, job_id=jid, job_config=config, timeout=120
+                job = self.client.query(
+                    sql,
+                    job_config=config,
+                    job_id=jid,
+                    location=self.config.location,
+                    job_retry=None,  # a job id is run once; the chain's next id retries
+                    timeout=120,
                 )
-            except gexc.Conflict:  # this id ran before (a retry, or an earlier run)
-                job = self.client.get_job(jid, location=self.config.location, timeout=60)
-            try:
-                job.result(timeout=600)
+            except gexc.Conflict:  # an earlier statement of the series: wait until it is done
+                earlier = self.client.get_job(jid, location=self.config.location, timeout=60)
+                _wait(earlier)
+                continue
+            if _wait(job):
                 return jid
-            except gexc.GoogleAPICallError:
-                if job.state == "DONE" and job.error_result:
-                    # A failed load job wrote nothing: the next derived id may run.
-                    log.warning(
-                        "a BigQuery load job failed (%s); trying again",
-                        job.error_result.get("reason"),
-                    )
-                    continue
-                raise
-        raise DeliveryError(f"BigQuery loads into {self.config.table_id!r} failed {ATTEMPTS} times")
+            failed += 1
+            log.warning("a BigQuery statement failed (%s); trying again", job.error_result)
+            if failed == ATTEMPTS:
+                break
+        raise DeliveryError(f"BigQuery inserts into {self.config.table_id!r} failed {failed} times")
+
+
+def _wait(job: Any) -> bool:
+    """Wait for a job; True if it succeeded. A job that failed changed nothing."""
+    try:
+        job.result(timeout=600)
+        return True
+    except gexc.GoogleAPICallError:
+        if job.state == "DONE" and job.error_result:
+            return False
+        raise

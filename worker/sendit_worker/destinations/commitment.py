@@ -5,7 +5,9 @@ N-EVENT-REPORT lists the ones it holds (ReferencedSOPSequence) and the ones it d
 (FailedSOPSequence, each with a reason). A PACS may send that report on the association of the
 request, if still open (we offer it the SCP role there), or on a new association to the
 address it knows for our AE title, as Orthanc does: a Listener here takes those for every
-series of a run, and Reports hands each to the series that waits for its Transaction UID.
+series of a run, and Reports hands each to the series that waits for its Transaction UID. The
+shards of a batch each call with an AE title of their own and listen on a port of their own
+(`Dimse.listener`), so the PACS sends each report to the shard that asked for it.
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """Delivery of de-identified series to the configured destinations, series by series.
 
 Per series: build the layout's artifacts, upload them concurrently (verified, idempotent),
-load the series' rows into BigQuery (deterministic job ids), publish `series.delivered`, then
+insert the series' rows into BigQuery (those the table lacks), publish `series.delivered`, then
 record the series in the ledger and (unless asked to keep them) remove its local files. A
 failed series is left in place and reported; the batch then ends failed, and a rerun delivers
 what is missing and nothing twice.
@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import threading
+from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -67,7 +68,7 @@ class Delivery:
             self.gcs = gcs or (GcsSink(d.gcs) if d.gcs else None)
             self.bigquery = bigquery or (BigQuerySink(d.bigquery) if d.bigquery else None)
             self.pubsub = pubsub or (PubSubSink(d.pubsub.topic_path) if d.pubsub else None)
-        self.pacs = pacs or (PacsSink(d.pacs) if d.pacs else None)
+        self.pacs = pacs or (PacsSink(d.pacs, shard) if d.pacs else None)
         self.ledger = Ledger(root / STATE_DIR / "ledger.jsonl")
         uploads = d.gcs.concurrency if d.gcs else 4
         # Series at once: as many as a PACS may take associations for, else the upload width.
@@ -77,6 +78,8 @@ class Delivery:
         self._pending: list[Future[SeriesResult]] = []
         self._lock = threading.Lock()
         self.sent = 0
+        # Told the images delivered so far, each time a series is acknowledged everywhere.
+        self.on_sent: Callable[[int], None] | None = None
         self.uploaded = 0
         self.present = 0
         self.failed_series = 0
@@ -163,7 +166,7 @@ class Delivery:
             jobs: tuple[str, ...] = ()
             if self.bigquery:
                 rows = [row(i, self.batch, *where.get(i.sop, (None, None))) for i in images]
-                jobs = tuple(self.bigquery.load(self.batch, rows))
+                jobs = tuple(self.bigquery.load(images[0].series, rows))
             if self.pubsub:
                 self.pubsub.publish(self._series_event(images, len(artifacts), len(jobs)))
         finally:
@@ -201,6 +204,9 @@ class Delivery:
             self.sent += result.images
             self.uploaded += result.uploaded
             self.present += result.present
+            sent = self.sent
+        if self.on_sent:
+            self.on_sent(sent)
         if not self.keep_files:
             for image in images:
                 image.path.unlink(missing_ok=True)

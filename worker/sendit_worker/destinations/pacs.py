@@ -67,10 +67,13 @@ class Outcome:
 
 
 class PacsSink:
-    def __init__(self, config: Pacs) -> None:
+    def __init__(self, config: Pacs, shard: tuple[int, int] = (0, 1)) -> None:
         if (config.dicomweb is None) == (config.dimse is None):
             raise DestinationError("give exactly one of pacs.dicomweb and pacs.dimse")
         self.config = config
+        dimse = config.dimse
+        # This shard's calling AE title and report port (its own, when the batch has several).
+        self.ae_title, self.report_port = dimse.listener(shard) if dimse else ("", 0)
         self.tls = _tls_files()
         self.session = _session(self.tls)
         self.what = (
@@ -262,7 +265,7 @@ class PacsSink:
         """An association for these contexts, and for storage commitment when wanted (with both
         roles offered, so the PACS may report on this association)."""
         dimse = self.config.dimse
-        ae = AE(ae_title=dimse.calling_ae_title)
+        ae = AE(ae_title=self.ae_title)
         ext_neg = []
         if self._commit:
             contexts = [*contexts, build_context(commitment.PUSH_MODEL)]
@@ -311,8 +314,7 @@ class PacsSink:
         if report is None:
             raise Transient(
                 f"no storage commitment report within {settings.timeout_seconds:g} s "
-                f"(can the PACS reach {self.config.dimse.calling_ae_title} at port "
-                f"{settings.port}?)"
+                f"(can the PACS reach {self.ae_title} at port {self.report_port}?)"
             )
         return report
 
@@ -331,8 +333,8 @@ class PacsSink:
         try:
             if self.listener is None:
                 self.listener = commitment.Listener(
-                    self.config.dimse.calling_ae_title,
-                    (settings.bind_address, settings.port),
+                    self.ae_title,
+                    (settings.bind_address, self.report_port),
                     self.reports,
                     _server_context(self.tls) if self.config.dimse.tls else None,
                 )

@@ -208,6 +208,8 @@ def _process(
 
     def discovered(report: Report) -> None:
         live.append(report)
+        if delivery:
+            _report_sent(delivery, progress, report, "processing")
         progress.stage(report.shard("processing"))
 
     def series(done: SeriesDone) -> None:
@@ -236,6 +238,7 @@ def _complete(
     began = time.monotonic()
     outputs: dict[str, int] = {}
     if delivery:
+        _report_sent(delivery, progress, report, "sending")
         try:
             delivery.finish(report)  # sets report.sent; raises DeliveryError when incomplete
         except DeliveryError as exc:
@@ -253,6 +256,17 @@ def _complete(
     if placement.cleans_source:
         clean_source(batch, placement, report.counts())
     return report
+
+
+def _report_sent(delivery: Delivery, progress: Progress, report: Report, stage: str) -> None:
+    """`sent` grows in the shard's report as series are acknowledged, not only at its end
+    (reported as progress is: rate-limited)."""
+
+    def sent(total: int) -> None:
+        report.sent = total
+        progress.advance(report.shard(stage), 0)
+
+    delivery.on_sent = sent
 
 
 def _delivery(

@@ -107,8 +107,13 @@ class StatusProgress:
         self._send(report)
 
     def advance(self, report: ShardReport, images: int) -> None:
+        """Counts are best-effort: a patch that fails (the API server restarting) is left to
+        the next, which carries them all. A stage's patch is not (it raises)."""
         if time.monotonic() - self._last >= self.every:
-            self._send(report)
+            try:
+                self._send(report)
+            except Exception as exc:
+                log.warning("a progress patch failed (%s); the next carries it", type(exc).__name__)
 
     def _send(self, report: ShardReport) -> None:
         self._last = time.monotonic()
