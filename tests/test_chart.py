@@ -23,7 +23,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import subprocess
 import time
 import urllib.request
 from pathlib import Path
@@ -40,38 +39,7 @@ WORKER_IMAGE = os.environ.get("SENDIT_WORKER_IMAGE", "sendit-worker:test")
 
 
 # ------------------------------------------------------------------------------ helm
-
-
-@pytest.fixture(scope="session")
-def helm_bin() -> Path:
-    from helm import build
-
-    try:
-        return build.ensure_built()
-    except build.BuildError as exc:
-        pytest.fail(f"cannot build helm: {exc}", pytrace=False)
-
-
-@pytest.fixture(scope="session")
-def helm(helm_bin, tmp_path_factory):
-    home = tmp_path_factory.mktemp("helm-home")
-    env = {
-        **os.environ,
-        "HELM_CACHE_HOME": str(home / "cache"),
-        "HELM_CONFIG_HOME": str(home / "config"),
-        "HELM_DATA_HOME": str(home / "data"),
-    }
-
-    def run(*args: str, check: bool = True, kubeconfig=None) -> subprocess.CompletedProcess:
-        cmd = [str(helm_bin), *args]
-        if kubeconfig:
-            cmd.append(f"--kubeconfig={kubeconfig}")
-        proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
-        if check and proc.returncode != 0:
-            raise AssertionError(f"{' '.join(cmd)} exited {proc.returncode}:\n{proc.stderr}")
-        return proc
-
-    return run
+# The `helm` fixture: tests/helm/plugin.py.
 
 
 def set_args(values: dict) -> list[str]:
