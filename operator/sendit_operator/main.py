@@ -10,6 +10,7 @@ import asyncio
 import logging
 import os
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import Any
 
 import kopf
@@ -18,6 +19,7 @@ from prometheus_client import start_http_server
 from . import page_server
 from .handlers import Config, State, register
 from .kube import MANAGER, Kube
+from .policy import Policy, PolicyFile
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -26,7 +28,13 @@ def main(argv: list[str] | None = None) -> int:
         level=logging.WARNING if args.quiet else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
-    config = Config(args.worker_image, args.max_running, args.resync_seconds)
+    if args.policy:
+        policy = PolicyFile(args.policy)
+        policy()  # unreadable: fail at start, not at the first batch
+    else:
+        strict = Policy.strict(args.worker_image)
+        policy = lambda: strict  # noqa: E731
+    config = Config(args.worker_image, args.max_running, args.resync_seconds, policy)
     registry = kopf.OperatorRegistry()
     register(registry, config)
     _lifecycle(registry, args)
@@ -52,6 +60,12 @@ def _parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--max-running", type=int, default=10, help="batches running at once")
     p.add_argument("--worker-image", default="sendit-worker:latest", help="the workers' image")
+    p.add_argument(
+        "--policy",
+        type=Path,
+        help="the policy's JSON, as the chart's ConfigMap mounts it (default: the worker image, "
+        "no named ServiceAccount, persistentVolumeClaim and csi sources, no node folder)",
+    )
     p.add_argument("--liveness-port", type=int, default=8080, help="0: no /healthz")
     p.add_argument("--metrics-port", type=int, default=9090, help="0: no /metrics")
     p.add_argument("--status-port", type=int, default=0, help="the read-only status page (0: none)")
