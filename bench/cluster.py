@@ -38,11 +38,13 @@ sys.path.insert(0, str(ROOT / "tests"))
 from controlplane import build  # noqa: E402
 from controlplane.fakenode import FakeNode  # noqa: E402
 from controlplane.harness import ControlPlane, free_port  # noqa: E402
+from policies import policy_file  # noqa: E402
 
 from sendit_worker.cli.sample import make_series  # noqa: E402
 
 NS = "bench"
 KEY = "bench-key-0123456789abcdef"
+IMAGE = os.environ.get("SENDIT_WORKER_IMAGE", "sendit-worker:test")
 print = functools.partial(print, flush=True)
 
 
@@ -91,7 +93,7 @@ def batch(name: str, data: Path, parallelism: int) -> dict:
             "destinations": {"local": {"path": str(data / "out")}},
             "parallelism": parallelism,
             "workspace": {"persistentVolumeClaim": {"claimName": "work"}},
-            "image": os.environ.get("SENDIT_WORKER_IMAGE", "sendit-worker:test"),
+            "image": IMAGE,
         },
     }
 
@@ -107,10 +109,15 @@ def setup(cluster: ControlPlane, node: FakeNode, data: Path) -> subprocess.Popen
     cluster.kubectl("-n", NS, "create", "secret", "generic", "key", f"--from-literal=k={KEY}")
     node.add_claim(NS, "work", data / "work")
     kubeconfig = cluster.token_kubeconfig("sendit-system", "sendit-operator")
+    # The cluster's policy allows the batch's image, source and local destination.
+    policy = policy_file(
+        data / "policy.json", images=[IMAGE], host_paths=[data / "in"], local_paths=[data / "out"]
+    )
     return subprocess.Popen(
         [
             str(Path(sys.executable).with_name("sendit-operator")),
             *("--namespace", NS, "--liveness-port", str(free_port()), "--metrics-port", "0"),
+            *("--policy", str(policy)),
         ],
         env={**os.environ, "KUBECONFIG": str(kubeconfig)},
         stdout=(data / "operator.log").open("wb"),

@@ -30,6 +30,7 @@ sys.path.insert(0, str(ROOT / "tests"))
 
 from controlplane import build  # noqa: E402
 from controlplane.harness import ControlPlane  # noqa: E402
+from policies import policy_file  # noqa: E402
 
 from sendit_api.clock import timestamp  # noqa: E402
 from sendit_api.names import GROUP, PLURAL, VERSION  # noqa: E402
@@ -149,6 +150,13 @@ def main() -> None:
         env = {**os.environ, "KUBECONFIG": str(kubeconfig)}
         liveness = free_port()
         log = Path(cluster.workdir) / "operator.log"
+        # The cluster's policy allows the batches' node folders (no pod runs here).
+        policy = policy_file(
+            Path(cluster.workdir) / "policy.json",
+            images=["sendit-worker:latest"],
+            host_paths=["/data"],
+            local_paths=["/out"],
+        )
         operator = subprocess.Popen(
             [
                 str(Path(sys.executable).with_name("sendit-operator")),
@@ -161,6 +169,8 @@ def main() -> None:
                 str(liveness),
                 "--metrics-port",
                 "0",
+                "--policy",
+                str(policy),
             ],
             env=env,
             stdout=log.open("wb"),

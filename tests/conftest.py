@@ -1,3 +1,3 @@
 """Shared pytest configuration: fixtures live in plugins named for what they provide."""
 
-pytest_plugins = ["controlplane.plugin", "emulators"]
+pytest_plugins = ["controlplane.plugin", "helm.plugin", "emulators"]

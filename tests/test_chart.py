@@ -23,7 +23,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import subprocess
 import time
 import urllib.request
 from pathlib import Path
@@ -40,38 +39,7 @@ WORKER_IMAGE = os.environ.get("SENDIT_WORKER_IMAGE", "sendit-worker:test")
 
 
 # ------------------------------------------------------------------------------ helm
-
-
-@pytest.fixture(scope="session")
-def helm_bin() -> Path:
-    from helm import build
-
-    try:
-        return build.ensure_built()
-    except build.BuildError as exc:
-        pytest.fail(f"cannot build helm: {exc}", pytrace=False)
-
-
-@pytest.fixture(scope="session")
-def helm(helm_bin, tmp_path_factory):
-    home = tmp_path_factory.mktemp("helm-home")
-    env = {
-        **os.environ,
-        "HELM_CACHE_HOME": str(home / "cache"),
-        "HELM_CONFIG_HOME": str(home / "config"),
-        "HELM_DATA_HOME": str(home / "data"),
-    }
-
-    def run(*args: str, check: bool = True, kubeconfig=None) -> subprocess.CompletedProcess:
-        cmd = [str(helm_bin), *args]
-        if kubeconfig:
-            cmd.append(f"--kubeconfig={kubeconfig}")
-        proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
-        if check and proc.returncode != 0:
-            raise AssertionError(f"{' '.join(cmd)} exited {proc.returncode}:\n{proc.stderr}")
-        return proc
-
-    return run
+# The `helm` fixture: tests/helm/plugin.py.
 
 
 def set_args(values: dict) -> list[str]:
@@ -216,6 +184,7 @@ def test_default_render_watches_every_namespace(helm):
         "--max-running=10",
         "--resync-seconds=30",
         "--worker-image=ghcr.io/sendit-dev/sendit-worker:0.1.0",
+        "--policy=/etc/sendit/policy/policy.json",
         "--liveness-port=8080",
         "--metrics-port=9090",
     ]
@@ -280,7 +249,7 @@ def test_everything_render(helm):
     assert {"name": "status", "containerPort": 8081, "protocol": "TCP"} in c["ports"]
     (service,) = kinds["Service"]
     assert [p["name"] for p in service["spec"]["ports"]] == ["metrics", "status"]
-    (dashboard,) = kinds["ConfigMap"]
+    (dashboard,) = [c for c in kinds["ConfigMap"] if "sendit.json" in c["data"]]
     assert dashboard["metadata"]["namespace"] == "monitoring"
     assert dashboard["metadata"]["labels"]["grafana_dashboard"] == "1"
     assert json.loads(dashboard["data"]["sendit.json"]) == json.loads(DASHBOARD.read_text())
@@ -296,7 +265,7 @@ def test_status_page_and_dashboard_are_off_by_default(helm):
     assert [p["name"] for p in c["ports"]] == ["healthz", "metrics"]
     assert [p["name"] for p in kinds["Service"][0]["spec"]["ports"]] == ["metrics"]
     assert len(kinds["NetworkPolicy"][0]["spec"]["ingress"]) == 1
-    assert "ConfigMap" not in kinds
+    assert [c["metadata"]["name"] for c in kinds["ConfigMap"]] == ["rel-sendit-policy"]
 
 
 # PromQL words that are not metric names (functions are followed by a parenthesis).
@@ -365,6 +334,77 @@ def test_unrestricted_secrets_and_no_metrics_service(helm):
     assert "Service" not in kinds
 
 
+POLICY_KEYS = ["hostPathPrefixes", "images", "localPathPrefixes", "serviceAccounts"]
+POLICY_KEYS += ["sourceVolumes"]
+
+
+def policy_of(kinds: dict[str, list[dict]]) -> tuple[dict, dict | None]:
+    """The policy as the operator reads it (the ConfigMap's JSON), and as the admission
+    policy's variables hold it (CEL lists, which JSON lists of strings are), if rendered."""
+    (config,) = [c for c in kinds["ConfigMap"] if "policy.json" in c["data"]]
+    operator = json.loads(config["data"]["policy.json"])
+    if "ValidatingAdmissionPolicy" not in kinds:
+        return operator, None
+    (vap,) = kinds["ValidatingAdmissionPolicy"]
+    variables = {v["name"]: v["expression"] for v in vap["spec"]["variables"]}
+    return operator, {k: json.loads(variables[k]) for k in POLICY_KEYS}
+
+
+def test_the_policy_is_one_set_of_values_for_both_layers(helm):
+    kinds = by_kind(render(helm, {}))
+    operator, admission = policy_of(kinds)
+    assert (
+        operator
+        == admission
+        == {
+            "images": ["ghcr.io/sendit-dev/sendit-worker:0.1.0"],  # the chart's worker image only
+            "serviceAccounts": ["sendit-worker"],  # the chart's worker account
+            "sourceVolumes": ["persistentVolumeClaim", "nfs", "csi"],
+            "hostPathPrefixes": [],
+            "localPathPrefixes": [],
+        }
+    )
+    assert sorted(operator) == POLICY_KEYS
+    (deploy,) = kinds["Deployment"]
+    pod = deploy["spec"]["template"]["spec"]
+    mount = next(m for m in pod["containers"][0]["volumeMounts"] if m["name"] == "policy")
+    assert "--policy=" + mount["mountPath"] + "/policy.json" in pod["containers"][0]["args"]
+    volume = next(v for v in pod["volumes"] if v["name"] == "policy")
+    assert volume["configMap"]["name"] == "rel-sendit-policy"
+    (binding,) = kinds["ValidatingAdmissionPolicyBinding"]
+    assert (
+        binding["spec"]["policyName"] == kinds["ValidatingAdmissionPolicy"][0]["metadata"]["name"]
+    )
+    assert binding["spec"]["validationActions"] == ["Deny"]
+    assert "matchResources" not in binding["spec"]  # every namespace, as the operator watches
+
+
+def test_the_admins_policy_values_reach_both_layers(helm):
+    chosen = {
+        "images": ["registry.example/sendit/*"],
+        "serviceAccounts": ["gcs-writer"],
+        "sourceVolumes": ["persistentVolumeClaim"],
+        "hostPathPrefixes": ["/mnt/exports"],
+        "localPathPrefixes": ["/srv/sendit", "/srv/more"],
+    }
+    kinds = by_kind(render(helm, {"policy": {"admission": True, **chosen}, **NAMESPACED}))
+    operator, admission = policy_of(kinds)
+    expected = {
+        **chosen,
+        "images": ["ghcr.io/sendit-dev/sendit-worker:0.1.0", "registry.example/sendit/*"],
+        "serviceAccounts": ["sendit-worker", "gcs-writer"],
+    }
+    assert operator == admission == expected
+    (binding,) = kinds["ValidatingAdmissionPolicyBinding"]
+    selector = binding["spec"]["matchResources"]["namespaceSelector"]["matchExpressions"]
+    assert selector == [
+        {"key": "kubernetes.io/metadata.name", "operator": "In", "values": ["team-a", "team-b"]}
+    ]
+    off = by_kind(render(helm, {"policy": {"admission": False, **chosen}}))
+    assert "ValidatingAdmissionPolicy" not in off and "ValidatingAdmissionPolicyBinding" not in off
+    assert policy_of(off) == (expected, None)  # the operator's check stays
+
+
 BAD_VALUES = {
     "typo at the top": {"operater": {}},
     "typo in operator": {"operator": {"maxRuning": 3}},
@@ -380,6 +420,12 @@ BAD_VALUES = {
     "port": {"operator": {"metricsPort": 70000}},
     "secret key": {"secrets": {"pseudonymKey": {"name": "k", "key": "a b"}}},
     "interval": {"metrics": {"serviceMonitor": {"enabled": True, "interval": "often"}}},
+    "node root": {"policy": {"hostPathPrefixes": ["/"]}},
+    "relative folder": {"policy": {"localPathPrefixes": ["srv/out"]}},
+    "climbing folder": {"policy": {"hostPathPrefixes": ["/srv/../etc"]}},
+    "trailing slash": {"policy": {"localPathPrefixes": ["/srv/"]}},
+    "hostPath as a kind": {"policy": {"sourceVolumes": ["hostPath"]}},
+    "policy typo": {"policy": {"image": ["x"]}},
 }
 
 
@@ -487,6 +533,7 @@ def test_operator_pod_meets_the_restricted_pod_security_standard(helm, cluster):
 def test_worker_pod_meets_the_restricted_pod_security_standard(cluster):
     from sendit_api.spec import parse_batch
     from sendit_operator.children import render_job
+    from sendit_operator.policy import Policy
 
     ensure_namespace(cluster, "sendit-restricted", **RESTRICTED)
     body = {
@@ -502,7 +549,8 @@ def test_worker_pod_meets_the_restricted_pod_security_standard(cluster):
             "backoffLimit": 1,
         },
     }
-    job = render_job(body, parse_batch(body), "process", "sendit-worker:0.1.0")
+    policy = Policy.strict("sendit-worker:0.1.0")
+    job = render_job(body, parse_batch(body), "process", "sendit-worker:0.1.0", policy)
     pod = pod_from_template(job["spec"]["template"], "worker", "sendit-restricted")
     pod["spec"]["serviceAccountName"] = "default"
     proc = cluster.kubectl(
@@ -586,9 +634,15 @@ def installed(helm, cluster, fake_node, tmp_path_factory):
     """`helm install` in namespaced mode (watching BATCH_NS only, so no other test's batch is
     touched). The fake node runs the operator Pod the installed Deployment makes."""
     ensure_namespace(cluster, BATCH_NS)
+    data = tmp_path_factory.mktemp("helm-data")
     ports = {"livenessPort": free_port(), "metricsPort": free_port()}
     values = {
         "operator": {"watchNamespaces": [BATCH_NS], "resyncSeconds": 2, **ports},
+        # `batch`'s node folders: its source, and the local destination's folder.
+        "policy": {
+            "hostPathPrefixes": [str(data / "in")],
+            "localPathPrefixes": [str(data / "out")],
+        },
         "secrets": {"extraNames": ["absent-key"]},  # allowed to read, but never created
         "image": dict(zip(("repository", "tag"), OPERATOR_IMAGE.rsplit(":", 1), strict=True)),
         "workerImage": dict(zip(("repository", "tag"), WORKER_IMAGE.rsplit(":", 1), strict=True)),
@@ -604,7 +658,6 @@ def installed(helm, cluster, fake_node, tmp_path_factory):
     )
     deploy = "deployment/sendit-operator"
     cluster.kubectl("-n", RELEASE_NS, "rollout", "status", deploy, "--timeout=120s")
-    data = tmp_path_factory.mktemp("helm-data")
     from dicomdata import KEY
 
     from sendit_worker.cli.sample import make_sample
@@ -634,7 +687,7 @@ def installed(helm, cluster, fake_node, tmp_path_factory):
 
 
 def batch(name: str, data: Path, **spec) -> str:
-    out = data / "out" / name  # a hostPath: writable for the workers' user, as an admin would
+    out = data / "out"  # policy.localPathPrefixes: writable for the workers' user, by an admin
     out.mkdir(parents=True, exist_ok=True)
     out.chmod(0o777)
     body = {

@@ -7,6 +7,7 @@ import dataclasses
 
 from sendit_api.spec import parse_batch
 from sendit_operator.children import render_commit_services, render_job, render_worker_rbac
+from sendit_operator.policy import Policy
 from sendit_operator.validate import problem
 from sendit_operator.watches import render_children
 
@@ -35,11 +36,12 @@ def batch(**spec) -> tuple[dict, object]:
 
 
 KEY = {"secretKeyRef": {"name": "key", "key": "k"}}
+POLICY = Policy(("img",), (), ("persistentVolumeClaim",), (), ("/out",))  # allows batch()
 
 
 def test_the_plan_job_is_one_pod_reading_the_source_with_neither_key_nor_config():
     work = {"persistentVolumeClaim": {"claimName": "work"}}
-    job = render_job(*batch(workspace=work), "plan", "img")
+    job = render_job(*batch(workspace=work), "plan", "img", POLICY)
     spec, pod = job["spec"], job["spec"]["template"]["spec"]
     assert job["metadata"]["name"] == "b1-plan"
     assert (spec["completions"], spec["parallelism"]) == (1, 1)
@@ -56,12 +58,12 @@ def test_the_plan_job_is_one_pod_reading_the_source_with_neither_key_nor_config(
 
 
 def test_the_process_job_has_one_pod_per_shard_of_the_plan():
-    spec = render_job(*batch(), "process", "img", shards=2)["spec"]
+    spec = render_job(*batch(), "process", "img", POLICY, shards=2)["spec"]
     assert (spec["completions"], spec["parallelism"]) == (2, 2)  # parallelism 3, two series
 
 
 def test_process_job_is_indexed_owned_read_only_and_fails_fast_on_config_errors():
-    job = render_job(*batch(ttlSecondsAfterFinished=60), "process", "img:1", shards=3)
+    job = render_job(*batch(ttlSecondsAfterFinished=60), "process", "img:1", POLICY, shards=3)
     spec, pod = job["spec"], job["spec"]["template"]["spec"]
     assert job["metadata"]["name"] == "b1-process"
     assert job["metadata"]["ownerReferences"][0]["uid"] == "u-1"
@@ -86,8 +88,29 @@ def test_process_job_is_indexed_owned_read_only_and_fails_fast_on_config_errors(
     ]
 
 
+def test_a_local_destination_mounts_the_allowed_folder_and_the_workers_make_theirs_below():
+    """Never a hostPath the kubelet makes (root's, 0755, where workers cannot write): the
+    deepest allowed folder that holds the path (it must exist), and the path below it, which
+    the workers make as their own."""
+    policy = dataclasses.replace(POLICY, local_path_prefixes=("/srv", "/srv/sendit"))
+
+    def local(path: str) -> tuple[dict, str]:
+        owner, b = batch(destinations={"local": {"path": path}})
+        pod = render_job(owner, b, "process", "img", policy)["spec"]["template"]["spec"]
+        (volume,) = (v["hostPath"] for v in pod["volumes"] if v["name"] == "local")
+        args = pod["containers"][0]["args"]
+        return volume, args[args.index("--local") + 1]
+
+    assert local("/srv/sendit/team/b1") == (
+        {"path": "/srv/sendit", "type": "Directory"},
+        "/sendit/local/team/b1",
+    )
+    assert local("/srv/sendit") == ({"path": "/srv/sendit", "type": "Directory"}, "/sendit/local")
+    assert local("/srv/other/") == ({"path": "/srv", "type": "Directory"}, "/sendit/local/other")
+
+
 def test_worker_pods_meet_the_restricted_pod_security_standard():
-    pod = render_job(*batch(), "process", "img")["spec"]["template"]["spec"]
+    pod = render_job(*batch(), "process", "img", POLICY)["spec"]["template"]["spec"]
     (container,) = pod["containers"]
     assert pod["securityContext"]["runAsNonRoot"] is True
     assert pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
@@ -102,10 +125,10 @@ def test_worker_pods_meet_the_restricted_pod_security_standard():
 
 def test_manual_process_job_does_not_send_and_send_job_has_no_key():
     manual = batch(send="manual", workspace={"persistentVolumeClaim": {"claimName": "w"}})
-    process = render_job(*manual, "process", "img")
+    process = render_job(*manual, "process", "img", POLICY)
     assert "--send" not in process["spec"]["template"]["spec"]["containers"][0]["args"]
     assert process["metadata"]["annotations"]["sendit.dev/sends"] == "false"
-    send = render_job(*manual, "send", "img")
+    send = render_job(*manual, "send", "img", POLICY)
     container = send["spec"]["template"]["spec"]["containers"][0]
     assert [e["name"] for e in container["env"]] == ["TMPDIR", "HOME"]  # no key, no token
     assert "--stage" in container["args"]
@@ -165,7 +188,7 @@ def test_watch_children_scan_read_only_and_may_only_create_batches():
 
 
 def test_cleanup_job_is_one_pod_with_the_source_writable():
-    job = render_job(*batch(cleanup={"source": "delete"}), "cleanup", "img")
+    job = render_job(*batch(cleanup={"source": "delete"}), "cleanup", "img", POLICY)
     spec, pod = job["spec"], job["spec"]["template"]["spec"]
     assert job["metadata"]["name"] == "b1-cleanup"
     assert (spec["completions"], spec["parallelism"]) == (1, 1)
@@ -187,7 +210,9 @@ def test_pacs_credentials_reach_the_delivering_pod_from_their_secret():
             }
         }
     )
-    (container,) = render_job(owner, b, "process", "img")["spec"]["template"]["spec"]["containers"]
+    (container,) = render_job(owner, b, "process", "img", POLICY)["spec"]["template"]["spec"][
+        "containers"
+    ]
     creds = {
         e["name"]: e["valueFrom"]["secretKeyRef"]
         for e in container["env"]
@@ -200,7 +225,7 @@ def test_pacs_credentials_reach_the_delivering_pod_from_their_secret():
     }
     assert set(creds) == {"SENDIT_PACS_USERNAME", "SENDIT_PACS_PASSWORD", "SENDIT_PACS_TOKEN"}
     # TLS material: the same Secret's keys as files, each optional, their paths in the env.
-    pod = render_job(owner, b, "process", "img")["spec"]["template"]["spec"]
+    pod = render_job(owner, b, "process", "img", POLICY)["spec"]["template"]["spec"]
     (tls,) = (v["secret"] for v in pod["volumes"] if v["name"] == "pacs-tls")
     assert tls["secretName"] == "pacs-login" and tls["optional"] is True
     assert [i["key"] for i in tls["items"]] == ["ca.crt", "tls.crt", "tls.key"]
@@ -215,13 +240,17 @@ def test_pacs_credentials_reach_the_delivering_pod_from_their_secret():
 def test_a_dimse_pacs_with_storage_commitment_gets_the_listeners_port_named():
     dimse = {"host": "pacs", "port": 104, "calledAETitle": "PACS"}
     owner, b = batch(destinations={"pacs": {"dimse": dimse}})
-    (container,) = render_job(owner, b, "process", "img")["spec"]["template"]["spec"]["containers"]
+    (container,) = render_job(owner, b, "process", "img", POLICY)["spec"]["template"]["spec"][
+        "containers"
+    ]
     assert container["ports"] == [
         {"name": "dicom-commit", "containerPort": 11113, "protocol": "TCP"}
     ]
     dimse["storageCommitment"] = {"mode": "disabled"}
     owner, b = batch(destinations={"pacs": {"dimse": dimse}})
-    (container,) = render_job(owner, b, "process", "img")["spec"]["template"]["spec"]["containers"]
+    (container,) = render_job(owner, b, "process", "img", POLICY)["spec"]["template"]["spec"][
+        "containers"
+    ]
     assert "ports" not in container
 
 
@@ -247,7 +276,7 @@ def test_each_delivering_shard_gets_a_service_for_its_commitment_reports():
         {"name": "dicom-commit", "port": 11114, "targetPort": 11114, "protocol": "TCP"}
     ]
     assert one["metadata"]["ownerReferences"][0]["uid"] == "u-1"
-    (container,) = render_job(owner, b, "process", "img", 3)["spec"]["template"]["spec"][
+    (container,) = render_job(owner, b, "process", "img", POLICY, 3)["spec"]["template"]["spec"][
         "containers"
     ]
     assert "ports" not in container  # one pod template cannot say port + index

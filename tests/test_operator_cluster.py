@@ -29,6 +29,7 @@ import psutil
 import pytest
 from dicomdata import KEY, PLANTED
 from emulators import FakeGcs, Orthanc, environ
+from policies import policy_file
 from polling import wait_for
 
 from sendit_api.names import SHARD_INDEX_ENV
@@ -52,14 +53,23 @@ def free_port() -> int:
 class Operator:
     """`sendit-operator` as a subprocess; start, kill -9 and start again."""
 
-    def __init__(self, kubeconfig: Path, log: Path, namespace: str = NS) -> None:
+    def __init__(self, kubeconfig: Path, log: Path, policy: Path, namespace: str = NS) -> None:
         self.kubeconfig, self.log, self.namespace = kubeconfig, log, namespace
+        self.policy = policy  # as the chart's ConfigMap mounts it
         self.proc: subprocess.Popen | None = None
         self.liveness, self.metrics = free_port(), free_port()
 
     def start(self, *extra: str) -> None:
         env = {**os.environ, "KUBECONFIG": str(self.kubeconfig)}
-        args = ["--namespace", self.namespace, "--resync-seconds", "2", *extra]
+        args = [
+            "--namespace",
+            self.namespace,
+            "--resync-seconds",
+            "2",
+            "--policy",
+            str(self.policy),
+        ]
+        args += extra
         args += ["--liveness-port", str(self.liveness), "--metrics-port", str(self.metrics)]
         with open(self.log, "ab") as out:
             self.proc = subprocess.Popen(
@@ -89,16 +99,36 @@ class Operator:
                 self.proc.wait(10)
 
 
-@pytest.fixture(scope="module")
-def cluster(kube_cluster, fake_node, tmp_path_factory):
+def prepare(kube_cluster, namespace: str) -> None:
+    """The CRDs, the operator's namespace and identity (deploy/rbac/operator.yaml), and the
+    batches' namespace with their key Secret `key` (applied: another module of the session may
+    have made the shared ones)."""
     kube_cluster.kubectl("apply", "-f", str(ROOT / "crds"))
     kube_cluster.kubectl("wait", "--for=condition=Established", "crd", "--all", "--timeout=30s")
-    kube_cluster.kubectl("create", "namespace", OPERATOR_NS)
+    for ns in (OPERATOR_NS, namespace):
+        body = {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}}
+        kube_cluster.kubectl("apply", "-f", "-", input=json.dumps(body))
     kube_cluster.kubectl("apply", "-f", str(ROOT / "deploy" / "rbac" / "operator.yaml"))
-    kube_cluster.kubectl("create", "namespace", NS)
     kube_cluster.kubectl(
-        "-n", NS, "create", "secret", "generic", "key", f"--from-literal=k={KEY.decode()}"
+        "-n", namespace, "create", "secret", "generic", "key", f"--from-literal=k={KEY.decode()}"
     )
+
+
+@contextlib.contextmanager
+def running(cluster, log: Path, policy: Path, namespace: str, *extra: str) -> Iterator[Operator]:
+    """An operator for `namespace`, as the ServiceAccount of deploy/rbac, stopped after."""
+    op = Operator(cluster.token_kubeconfig(OPERATOR_NS, OPERATOR_SA), log, policy, namespace)
+    op.start(*extra)
+    try:
+        yield op
+    finally:
+        op.stop()
+        print(f"\noperator log: {log}")
+
+
+@pytest.fixture(scope="module")
+def cluster(kube_cluster, fake_node, tmp_path_factory):
+    prepare(kube_cluster, NS)
     data = tmp_path_factory.mktemp("data")
     make_sample(data / "in" / FOLDER, patients=2, files=6)
     kube_cluster.data = data
@@ -110,19 +140,21 @@ def cluster(kube_cluster, fake_node, tmp_path_factory):
 @pytest.fixture(scope="module")
 def operator(cluster, tmp_path_factory) -> Iterator[Operator]:
     log = tmp_path_factory.mktemp("operator") / "operator.log"
-    op = Operator(cluster.token_kubeconfig(OPERATOR_NS, OPERATOR_SA), log)
-    op.start()
-    try:
+    with running(cluster, log, allowing(cluster.data), NS) as op:
         yield op
-    finally:
-        op.stop()
-        print(f"\noperator log: {log}")
+
+
+def allowing(data: Path) -> Path:
+    """The cluster's policy for `manifest`'s batches: the test worker image, sources anywhere
+    under `data`, local destinations under data/out."""
+    path = data.parent / f"{data.name}-policy.json"
+    return policy_file(path, images=[WORKER_IMAGE], host_paths=[data], local_paths=[data / "out"])
 
 
 def manifest(name: str, data: Path, namespace: str = NS, **spec: Any) -> str:
-    # The local destination is a hostPath: made writable for the workers' user (10001) here,
-    # as an administrator would; a kubelet would make it root's, 0755.
-    out = data / "out" / name
+    # The local destination's folder is the administrator's (policy.localPathPrefixes),
+    # writable for the workers' user (10001); the workers make the batch's folder below it.
+    out = data / "out"
     out.mkdir(parents=True, exist_ok=True)
     out.chmod(0o777)
     body = {
@@ -341,7 +373,7 @@ def test_manual_send(cluster, fake_node, operator):
     status = wait_phase(cluster, "manual", "DoneProcessing")
     assert status["counts"]["sent"] == 0 and status["counts"]["anonymized"] > 0
     assert conditions(status)["Ready"] == "True"
-    assert not list((cluster.data / "out" / "manual").iterdir())
+    assert not list((cluster.data / "out" / "manual").rglob("*"))  # nothing delivered
     time.sleep(3)  # a resync or two: nothing is sent without the researcher's word
     assert jobs(cluster, "manual") == ["job.batch/manual-plan", "job.batch/manual-process"]
     cluster.kubectl(

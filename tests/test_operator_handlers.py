@@ -6,11 +6,12 @@ from __future__ import annotations
 import kopf
 
 from sendit_operator.handlers import Config, register
+from sendit_operator.policy import Policy
 
 
 def test_every_handler_is_on_the_operators_registry_and_reads_its_indexes():
     registry = kopf.OperatorRegistry()
-    register(registry, Config("img", 10, 7.0))
+    register(registry, Config("img", 10, 7.0, lambda: Policy.strict("img")))
     indexes = {h.id for h in registry._indexing.get_all_handlers()}
     assert indexes == {"batch_index", "job_index"}  # the names handlers read from kwargs
     (timer,) = registry._spawning.get_all_handlers()

@@ -15,15 +15,13 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from dicomdata import KEY
 from polling import wait_for
 from prometheus_client.parser import text_string_to_metric_families
-from test_operator_cluster import OPERATOR_NS, OPERATOR_SA, Operator, free_port, manifest
+from test_operator_cluster import Operator, allowing, free_port, manifest, prepare, running
 
 from sendit_worker.cli.sample import make_sample
 
 pytestmark = pytest.mark.controlplane
-ROOT = Path(__file__).resolve().parents[1]
 NS = "sendit-page"
 CHROMIUM = Path("/usr/bin/chromium")
 FOLDER = "ST-1"  # stands for an identifying folder name: the page must never show it
@@ -31,15 +29,7 @@ FOLDER = "ST-1"  # stands for an identifying folder name: the page must never sh
 
 @pytest.fixture(scope="module")
 def cluster(kube_cluster, fake_node, tmp_path_factory):
-    kube_cluster.kubectl("apply", "-f", str(ROOT / "crds"))
-    kube_cluster.kubectl("wait", "--for=condition=Established", "crd", "--all", "--timeout=30s")
-    for ns in (OPERATOR_NS, NS):  # apply: other modules of the session may have made them
-        namespace = {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}}
-        kube_cluster.kubectl("apply", "-f", "-", input=json.dumps(namespace))
-    kube_cluster.kubectl("apply", "-f", str(ROOT / "deploy" / "rbac" / "operator.yaml"))
-    kube_cluster.kubectl(
-        "-n", NS, "create", "secret", "generic", "key", f"--from-literal=k={KEY.decode()}"
-    )
+    prepare(kube_cluster, NS)
     data = tmp_path_factory.mktemp("page-data")
     make_sample(data / "in" / FOLDER, patients=2, files=6)
     kube_cluster.data = data
@@ -51,14 +41,11 @@ def cluster(kube_cluster, fake_node, tmp_path_factory):
 @pytest.fixture(scope="module")
 def operator(cluster, tmp_path_factory) -> Iterator[Operator]:
     log = tmp_path_factory.mktemp("page-operator") / "operator.log"
-    op = Operator(cluster.token_kubeconfig(OPERATOR_NS, OPERATOR_SA), log, namespace=NS)
-    op.status = free_port()
-    op.start("--status-port", str(op.status), "--status-address", "127.0.0.1")
-    try:
+    status = free_port()
+    page = ("--status-port", str(status), "--status-address", "127.0.0.1")
+    with running(cluster, log, allowing(cluster.data), NS, *page) as op:
+        op.status = status
         yield op
-    finally:
-        op.stop()
-        print(f"\noperator log: {log}")
 
 
 @pytest.fixture(scope="module")

@@ -3,17 +3,20 @@ handlers count the batches already running (from the cluster, not from memory)."
 
 from __future__ import annotations
 
+import dataclasses
+
 from batches import batch
 
 from sendit_operator.handlers import Config, State, running_elsewhere, status_of
 from sendit_operator.plan import CreateStage, DeleteJob, Event, Observed, SuspendJob, plan
+from sendit_operator.policy import Policy
 from sendit_operator.status import JobState
 
 AT = "2026-01-01T00:00:00Z"
 
 
-def observe(status=None, jobs=None, problem=None, free=1, **spec) -> Observed:
-    return Observed(batch(parallelism=2, **spec), status or {}, jobs or {}, problem, free)
+def observe(status=None, jobs=None, problem=None, free=1, refused=None, **spec) -> Observed:
+    return Observed(batch(parallelism=2, **spec), status or {}, jobs or {}, problem, free, refused)
 
 
 def job(stage="process", state="Running", sends=True) -> JobState:
@@ -91,6 +94,34 @@ def test_a_missing_reference_stalls_without_starting():
     assert (stalled["status"], stalled["reason"]) == ("True", "InvalidReference")
 
 
+REFUSED = "spec.image: not a worker image the cluster's policy allows (policy.images)"
+
+
+def test_a_batch_the_policy_refuses_fails_before_anything_is_created():
+    """Before a missing reference is waited for and before a slot is: the refusal is final."""
+    for o in (observe(), observe(problem="Secret key not found"), observe(free=0)):
+        p = plan(dataclasses.replace(o, refused=REFUSED), AT)
+        assert p.actions == ()
+        assert (p.status["phase"], p.status["message"]) == ("Failed", REFUSED)
+        stalled = next(c for c in p.status["conditions"] if c["type"] == "Stalled")
+        assert (stalled["status"], stalled["reason"]) == ("True", "PolicyRefused")
+        assert p.event == Event("Warning", "Failed", REFUSED)
+
+
+def test_a_later_stage_the_policy_refuses_is_not_created():
+    """A batch admitted when the policy allowed it (or when it was off): its next stage is
+    checked again. A stage already running is left alone, not failed."""
+    jobs = {"process": job(state="Complete", sends=False)}
+    status = {"phase": "DoneProcessing", "plan": PLANNED}
+    p = plan(observe(status, jobs, refused=REFUSED, workspace={"emptyDir": {}}), AT)
+    assert p.actions == () and p.status["phase"] == "Failed"
+    running = {"process": job()}
+    p = plan(observe({"phase": "Processing"}, running, refused=REFUSED), AT)
+    assert p.status["phase"] == "Processing"
+    p = plan(observe({"phase": "Processing"}, running, refused=REFUSED, cancel=True), AT)
+    assert p.actions == (DeleteJob("b-process"),) and p.status["phase"] == "Cancelled"
+
+
 def test_cancel_deletes_every_job():
     p = plan(observe({"phase": "Processing"}, {"process": job()}, cancel=True), AT)
     assert p.actions == (DeleteJob("b-process"),)
@@ -156,7 +187,7 @@ def index(**phases: str | None) -> dict:
 def test_running_batches_are_counted_from_every_batch_in_the_cluster():
     """Bug: after a restart, admission counted only the batches reconciled so far, so
     --max-running could be exceeded. The count now reads every batch kopf's index holds."""
-    state = State(Config("img", 2, 30), kube=None)  # type: ignore[arg-type]
+    state = State(Config("img", 2, 30, lambda: Policy.strict("img")), kube=None)  # type: ignore[arg-type]
     batches = index(a="Processing", b="Sending", c="Sent", d="Queued", new=None)
     assert running_elsewhere(state, batches, ("ns", "new")) == 2
     assert running_elsewhere(state, batches, ("ns", "a")) == 1

@@ -35,6 +35,8 @@ from sendit_api.names import (
 )
 from sendit_api.spec import Batch, BatchSpec, KeyRef
 
+from .policy import Policy
+
 JSON = dict[str, Any]
 COMMIT_PORT = "dicom-commit"
 COMPLETION_INDEX_LABEL = "batch.kubernetes.io/job-completion-index"  # set by the Job controller
@@ -72,10 +74,13 @@ def secret_env(name: str, ref: KeyRef) -> JSON:
     return {"name": name, "valueFrom": {"secretKeyRef": {"name": ref.name, "key": ref.key}}}
 
 
-def render_job(owner: JSON, batch: Batch, stage: str, image: str, shards: int = 1) -> JSON:
+def render_job(
+    owner: JSON, batch: Batch, stage: str, image: str, policy: Policy, shards: int = 1
+) -> JSON:
     """A stage's Indexed Job running `sendit worker`: the process and send stages one pod per
     shard of the plan (`shards`); the plan stage one pod, with neither key nor configuration
-    (it reads headers only); the cleanup stage one pod with the source mounted read-write."""
+    (it reads headers only); the cleanup stage one pod with the source mounted read-write.
+    For a batch the `policy` allows (policy.refusal): it says where a local destination is."""
     spec = batch.spec
     n = shards if stage in ("process", "send") else 1
     delivers = sends(spec, stage)
@@ -142,11 +147,12 @@ def render_job(owner: JSON, batch: Batch, stage: str, image: str, shards: int = 
         ]
     local = spec.destinations.local
     if delivers and local:
-        volumes.append(
-            {"name": "local", "hostPath": {"path": local.path, "type": "DirectoryOrCreate"}}
-        )
+        # The administrator's folder, which must exist (a kubelet would make a missing one
+        # root's, 0755, where the workers cannot write); the workers make the batch's below it.
+        root, below = policy.local_mount(local.path)
+        volumes.append({"name": "local", "hostPath": {"path": root, "type": "Directory"}})
         mounts.append({"name": "local", "mountPath": LOCAL_MOUNT})
-        args += ["--local", LOCAL_MOUNT]
+        args += ["--local", f"{LOCAL_MOUNT}/{below}".rstrip("/")]
     container: JSON = {
         "name": WORKER_CONTAINER,
         "image": spec.image or image,

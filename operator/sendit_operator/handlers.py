@@ -13,7 +13,7 @@ import asyncio
 import copy
 import logging
 from collections import defaultdict
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -28,6 +28,7 @@ from . import metrics, validate
 from .children import render_commit_services, render_job, render_worker_rbac
 from .kube import Kube, describe
 from .plan import CreateStage, DeleteJob, Observed, Plan, SuspendJob, needs_references, plan
+from .policy import Policy, refusal, watch_refusal
 from .status import job_state, shards_of
 from .watches import render_children
 
@@ -42,6 +43,7 @@ class Config:
     image: str
     max_running: int
     resync_seconds: float
+    policy: Callable[[], Policy]  # the cluster's policy as it is now (policy.PolicyFile)
 
 
 @dataclass
@@ -140,6 +142,10 @@ def register(registry: kopf.OperatorRegistry, config: Config) -> None:
         if type == "DELETED":
             return
         state: State = memo.state
+        refused = watch_refusal(state.config.policy(), body.get("spec") or {})
+        if refused:  # its scan is not made (nor changed): the batches it makes are judged too
+            kopf.event(body, type="Warning", reason="PolicyRefused", message=refused, backoffs=())
+            return
         try:
             for child in render_children(dict(body), state.config.image):
                 await asyncio.to_thread(state.kube.apply, child)
@@ -164,6 +170,7 @@ async def reconcile(state: State, key: Key, batch_index: Index, job_index: Index
         if body is None:
             return
         batch = parse_batch(body)
+        policy = state.config.policy()
         current = status_of(state, batch_index, key)
         jobs = {j.stage: j for j in job_index.get(key, [])}
         problem = None
@@ -172,11 +179,12 @@ async def reconcile(state: State, key: Key, batch_index: Index, job_index: Index
             problem = await asyncio.to_thread(validate.problem, batch.spec, exists)
         async with state.admission:  # a slot is taken at once: the next batch counts it
             free = state.config.max_running - running_elsewhere(state, batch_index, key)
-            p = plan(Observed(batch, current, jobs, problem, free), timestamp())
+            observed = Observed(batch, current, jobs, problem, free, refusal(policy, batch.spec))
+            p = plan(observed, timestamp())
             before = state.written.get(key)
             state.written[key] = p.status
         try:
-            await _execute(state, body, batch, p)
+            await _execute(state, body, batch, p, policy)
         except BaseException:
             if before is None:
                 state.written.pop(key, None)
@@ -194,7 +202,7 @@ async def reconcile(state: State, key: Key, batch_index: Index, job_index: Index
         _wake_queued(state, batch_index, job_index)
 
 
-async def _execute(state: State, body: JSON, batch: Batch, p: Plan) -> None:
+async def _execute(state: State, body: JSON, batch: Batch, p: Plan, policy: Policy) -> None:
     kube, namespace = state.kube, body["metadata"]["namespace"]
     for action in p.actions:
         if isinstance(action, DeleteJob):
@@ -202,16 +210,18 @@ async def _execute(state: State, body: JSON, batch: Batch, p: Plan) -> None:
         elif isinstance(action, SuspendJob):
             await asyncio.to_thread(kube.suspend_job, namespace, action.name, action.suspend)
         elif isinstance(action, CreateStage):
-            await _create(state, body, batch, action)
+            await _create(state, body, batch, action, policy)
 
 
-async def _create(state: State, body: JSON, batch: Batch, action: CreateStage) -> None:
+async def _create(
+    state: State, body: JSON, batch: Batch, action: CreateStage, policy: Policy
+) -> None:
     # The ServiceAccount and Role at once; then the RoleBinding (the API server checks that
     # the operator holds what the Role grants, so the Role must exist); then the Job, whose
     # pods need the ServiceAccount.
     *first, binding = render_worker_rbac(body, batch)
     await asyncio.gather(*(asyncio.to_thread(state.kube.create, child) for child in first))
-    job = render_job(body, batch, action.stage, state.config.image, action.shards)
+    job = render_job(body, batch, action.stage, state.config.image, policy, action.shards)
     services = render_commit_services(body, batch, action.stage, action.shards)
     for child in (binding, *services, job):
         await asyncio.to_thread(state.kube.create, child)

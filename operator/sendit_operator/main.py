@@ -11,6 +11,7 @@ import logging
 import os
 import sys
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from sendit_api import exits
@@ -30,13 +31,20 @@ def main(argv: list[str] | None = None) -> int:
 
         from .handlers import Config, State, register
         from .kube import Kube
+        from .policy import Policy, PolicyFile
     except ModuleNotFoundError as exc:  # an install without the operator's packages
         print(
             f"sendit-operator: {exc.name} is missing: pip install 'sendit[operator]'",
             file=sys.stderr,
         )
         return exits.PERMANENT
-    config = Config(args.worker_image, args.max_running, args.resync_seconds)
+    if args.policy:
+        policy = PolicyFile(args.policy)
+        policy()  # unreadable: fail at start, not at the first batch
+    else:
+        strict = Policy.strict(args.worker_image)
+        policy = lambda: strict  # noqa: E731
+    config = Config(args.worker_image, args.max_running, args.resync_seconds, policy)
     registry = kopf.OperatorRegistry()
     register(registry, config)
     _lifecycle(registry, args)
@@ -62,6 +70,12 @@ def _parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--max-running", type=int, default=10, help="batches running at once")
     p.add_argument("--worker-image", default="sendit-worker:latest", help="the workers' image")
+    p.add_argument(
+        "--policy",
+        type=Path,
+        help="the policy's JSON, as the chart's ConfigMap mounts it (default: the worker image, "
+        "no named ServiceAccount, persistentVolumeClaim and csi sources, no node folder)",
+    )
     p.add_argument("--liveness-port", type=int, default=8080, help="0: no /healthz")
     p.add_argument("--metrics-port", type=int, default=9090, help="0: no /metrics")
     p.add_argument("--status-port", type=int, default=0, help="the read-only status page (0: none)")

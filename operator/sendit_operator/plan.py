@@ -8,6 +8,8 @@ The state table (first row that matches; "Jobs" are the batch's own, by stage):
 | the status is final (Sent, Failed, Cancelled)        | none                  | as it was      |
 | spec.cancel                                          | delete every Job      | Cancelled      |
 | a Job Failed                                         | none                  | Failed         |
+| no Job, Queued, or a stage due: the policy refuses   | none                  | Failed         |
+|   the batch (policy.py)                              |                       |                |
 | no Job, Queued, a reference missing                  | none                  | Queued, Stalled|
 | no Job, Queued, no free slot                         | none                  | Queued         |
 | no Job, Queued, a free slot, parallelism 1           | create process        | Processing     |
@@ -51,6 +53,7 @@ class Observed:
     jobs: Mapping[str, JobState]  # by stage
     problem: str | None  # a reference that is missing, when references were checked
     free_slots: int  # how many more batches may start now (--max-running)
+    refused: str | None = None  # the first rule of the cluster's policy the batch breaks
 
 
 @dataclass(frozen=True)
@@ -100,6 +103,7 @@ def plan(o: Observed, at: str) -> Plan:
     jobs = dict(o.jobs)
     waiting = None
     report = PlanReport.of(o.status.get("plan"))
+    starting = not jobs and previous in (None, QUEUED)
     if spec.cancel:
         actions += [DeleteJob(j.name) for j in jobs.values()]
     else:
@@ -112,7 +116,7 @@ def plan(o: Observed, at: str) -> Plan:
         shards = status.shards_of(o.status)
         count = shard_count(spec.parallelism, report)
         planning = jobs.get("plan")
-        if not jobs and previous in (None, QUEUED) and not o.problem:
+        if starting and not o.problem:
             if o.free_slots <= 0:
                 waiting = "waiting for a free slot (--max-running batches are running)"
             elif count is None:
@@ -125,11 +129,17 @@ def plan(o: Observed, at: str) -> Plan:
             actions.append(CreateStage("send", status.expected_shards(spec, report)))
         elif "cleanup" not in jobs and status.wants_cleanup(spec, shards, report):
             actions.append(CreateStage("cleanup"))
-        for action in actions:
-            if isinstance(action, CreateStage):  # what the status will see once it runs
-                jobs[action.stage] = _pending(o.batch, action.stage, at)
+    # Checked again before anything is created: a batch admitted before the policy (or with
+    # the admission policy off) never runs what the policy refuses.
+    creates = [a for a in actions if isinstance(a, CreateStage)]
+    refused = o.refused if (starting or creates) and not spec.cancel else None
+    if refused:
+        actions = [a for a in actions if not isinstance(a, CreateStage)]
+    else:
+        for action in creates:  # what the status will see once it runs
+            jobs[action.stage] = _pending(o.batch, action.stage, at)
     shards = status.shards_of(o.status)
-    now = status.phase(spec, previous, jobs, shards, o.problem, waiting, report)
+    now = status.phase(spec, previous, jobs, shards, o.problem, waiting, report, refused)
     new = status.rollup(spec, o.batch.generation, o.status, jobs, now, at)
     event = None
     if now.phase != previous:

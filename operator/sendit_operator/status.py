@@ -140,9 +140,11 @@ def phase(
     problem: str | None = None,
     waiting: str | None = None,
     plan: PlanReport | None = None,
+    refused: str | None = None,
 ) -> Phase:
     """The batch's phase now. `problem`: why it cannot start; `waiting`: why it may not yet;
-    `plan`: status.plan, once the plan stage wrote it."""
+    `plan`: status.plan, once the plan stage wrote it; `refused`: the cluster's policy refuses
+    the stage that is due."""
     if previous in FINAL:
         return Phase(previous, previous, "")
     if spec.cancel:
@@ -151,6 +153,8 @@ def phase(
         if job.state == "Failed":
             reason, message = JOB_FAILURES.get(job.reason, ("JobFailed", "a worker Job failed"))
             return Phase(FAILED, reason, f"{job.stage}: {message}")
+    if refused:
+        return Phase(FAILED, "PolicyRefused", refused)
     n = expected_shards(spec, plan)
     stages = [s.stage for s in shards.values()]
     process, send, cleanup = jobs.get("process"), jobs.get("send"), jobs.get("cleanup")

@@ -174,12 +174,16 @@ def expand_vars(value: str, env: dict[str, str]) -> str:
 
 
 def translate_paths(value: str, path_map: dict[str, str]) -> str:
-    """Replace container mount paths by local directories (see module doc)."""
-    for mount in sorted(path_map, key=len, reverse=True):
-        mount_norm = mount.rstrip("/") or "/"
-        pattern = re.compile(r"(^|(?<=[=:,\s]))" + re.escape(mount_norm) + r"(?=/|$|[\s:,])")
-        value = pattern.sub(lambda _m, d=path_map[mount]: d, value)
-    return value
+    """Replace container mount paths by local directories (see module doc), in one pass: a
+    local directory that begins like another mount path (/tmp/...) is not translated again."""
+    if not path_map:
+        return value
+    local = {
+        (m.rstrip("/") or "/"): d for m, d in sorted(path_map.items(), key=lambda i: -len(i[0]))
+    }
+    mounts = "|".join(re.escape(m) for m in local)  # longest first
+    pattern = re.compile(r"(^|(?<=[=:,\s]))(" + mounts + r")(?=/|$|[\s:,])")
+    return pattern.sub(lambda m: local[m[2]], value)
 
 
 class _PodRunner(threading.Thread):

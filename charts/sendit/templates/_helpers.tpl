@@ -116,3 +116,27 @@ granting more without escalate/bind, which it does not have).
   resources: [events]
   verbs: [create, list]
 {{- end }}
+
+{{/*
+The policy (values `policy`) as JSON, each key a list: the worker images (the chart's own, then
+policy.images), the ServiceAccounts a batch may name (the chart's worker account when it makes
+one, then policy.serviceAccounts), the source volume kinds and the node folders.
+*/}}
+{{- define "sendit.policy" -}}
+{{- $p := .Values.policy }}
+{{- $worker := include "sendit.image" (dict "root" . "image" .Values.workerImage) }}
+{{- $accounts := $p.serviceAccounts }}
+{{- if .Values.workerServiceAccount.create }}
+{{- $accounts = prepend $accounts .Values.workerServiceAccount.name }}
+{{- end }}
+{{- toJson (dict
+  "images" (prepend $p.images $worker | uniq)
+  "serviceAccounts" (uniq $accounts)
+  "sourceVolumes" $p.sourceVolumes
+  "hostPathPrefixes" $p.hostPathPrefixes
+  "localPathPrefixes" $p.localPathPrefixes) }}
+{{- end }}
+
+{{- define "sendit.policyName" -}}
+{{- printf "%s-policy" (include "sendit.fullname" .) | trunc 63 | trimSuffix "-" }}
+{{- end }}
