@@ -61,7 +61,8 @@ class PixelOutcome:
     checked: bool = False  # every frame was examined: Clean Pixel Data applies
     changed: bool = False  # pixels were blanked or cleared and written back
     digests: tuple[bytes, ...] = ()  # of each written frame, for verification to compare
-    blanked: tuple[Region, ...] = field(default=(), compare=False)  # what was blanked
+    # What was blanked; for a withheld image, what was found (a reviewer's preview shows it).
+    blanked: tuple[Region, ...] = field(default=(), compare=False)
 
 
 class PixelCleaner:
@@ -116,10 +117,11 @@ class PixelCleaner:
         image = _Image(ds, layout, shown)
         found = _Result() if trusted else self._search(image)
         if found.withheld:
-            return PixelOutcome(withheld=found.withheld)
+            return PixelOutcome(withheld=found.withheld, blanked=tuple(found.regions))
         if verdict.says_text and ruled is None and not found.proven:
             return PixelOutcome(
-                withheld="burned-in annotation: the header says YES and no text was proven"
+                withheld="burned-in annotation: the header says YES and no text was proven",
+                blanked=tuple(found.regions),
             )
         mask = mask_of(found.regions, layout.rows, layout.columns)
         if ruled is not None:
