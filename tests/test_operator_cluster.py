@@ -743,7 +743,7 @@ def running_worker(batch: str, shard: int, within: float) -> int | None:
 @pytest.mark.emulators
 @pytest.mark.timeout(900)
 def test_chaos_every_image_once_in_every_destination(
-    cluster, fake_node, operator, bigquery_emulator, pubsub_emulator, tmp_path_factory, capsys
+    cluster, fake_node, operator, bigquery_emulator, pubsub_emulator, capsys
 ):
     """One batch at parallelism 3 to GCS (fake-gcs-server), BigQuery (bqemulator), Pub/Sub
     (Google's emulator) and Orthanc over DIMSE with storage commitment, all at once, while a
@@ -752,7 +752,8 @@ def test_chaos_every_image_once_in_every_destination(
     ($SENDIT_CHAOS_SEED). The batch ends Sent; every image is held once in GCS and in Orthanc,
     has one BigQuery row, and its series' event ids are stable across retries (a consumer that
     drops duplicate ids sees every image once)."""
-    scratch = tmp_path_factory.mktemp("chaos")
+    scratch = cluster.data / "chaos"  # the source under the policy's allowed node folder
+    scratch.mkdir()
     sizes = [3] * 60
     make_series(scratch / "in" / "CHAOS-1", sizes)
     images = sum(sizes)
