@@ -31,6 +31,8 @@ TILE = 128
 BAND = 1024  # rows of a frame whose components are labelled at once
 CROWDED = 0.25  # share of a tile's pixels that are strokes: too many to judge
 CROWDED_GLYPHS = 60  # glyph-sized components in one tile: likewise
+TEXTURED_GLYPHS = 20  # glyph-sized components in one tile of a texture, or of text
+TEXTURE_LINE_GLYPHS = 3  # aligned glyphs of a line that stands out of a texture
 
 
 @dataclass(frozen=True)
@@ -88,6 +90,7 @@ def first_look(plane: np.ndarray) -> Look:
     rows = plane.shape[0]
     lines: list[Region] = []
     crowded = np.zeros(_tiles(plane.shape), dtype=bool)
+    textured = np.zeros(_tiles(plane.shape), dtype=bool)
     for start in range(0, rows, BAND):
         # Context above for the strokes; below, a glyph's height too: a glyph that starts in
         # the band is whole in what is looked at.
@@ -99,15 +102,27 @@ def first_look(plane: np.ndarray) -> Look:
             own = strokes[start - top : start - top + BAND]
             crowded[tiles] |= _crowded_tiles(own)
             glyphs = _glyphs(_components(strokes, start - top))
-            counted = glyphs - np.array([0, start - top, 0, 0], dtype=glyphs.dtype)
-            crowded[tiles] |= _tile_counts(counted, own.shape) > CROWDED_GLYPHS
+            counted = _tile_counts(glyphs - np.array([0, start - top, 0, 0]), own.shape)
+            crowded[tiles] |= counted > CROWDED_GLYPHS
+            textured[tiles] |= counted > TEXTURED_GLYPHS
             found = [r for r in _lines(glyphs) if _strokes_across(strokes, r) >= LINE_STROKES]
             lines.extend(_moved(r, top) for r in found)
     # A line in a crowded tile is texture as likely as text: the tile goes to the detector
-    # whole, and what it finds there must read as text (search).
-    clear = [
-        r for r in lines if not crowded[(r.y0 + r.y1) // 2 // TILE, (r.x0 + r.x1) // 2 // TILE]
-    ]
+    # whole, and what it finds there must read as text (search). In a textured one (speckle),
+    # so is a short line: only lines of several aligned glyphs stand out of it.
+    # A line cut by the frame's edge shows fewer glyphs than it holds: it is kept.
+    clear, texture = [], []
+    for r in lines:
+        tile = ((r.y0 + r.y1) // 2 // TILE, (r.x0 + r.x1) // 2 // TILE)
+        if crowded[tile]:
+            continue
+        cut = r.x0 == 0 or r.y0 == 0 or r.x1 == plane.shape[1] or r.y1 == plane.shape[0]
+        if textured[tile] and r.glyphs < TEXTURE_LINE_GLYPHS and not cut:
+            texture.append(tile)  # the tile goes to the detector whole instead
+        else:
+            clear.append(r)
+    for tile in texture:
+        crowded[tile] = True
     return Look(tuple(clear), _tile_regions(crowded, plane.shape))
 
 

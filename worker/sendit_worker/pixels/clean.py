@@ -153,7 +153,7 @@ class PixelCleaner:
             again = Found()
             for frame_views in image.searched(blank=mask):
                 again.add(search.again(frame_views, mask, result.regions))
-            if _document(image, mask, result.lines):
+            if _document(image, mask, _rows(result.regions)):
                 result.withheld = "text by nature: the pixels are a document"
                 return result
             if not again.regions:
@@ -251,6 +251,19 @@ def _digest(frame_views: list[np.ndarray]) -> bytes:
     for v in frame_views:
         h.update(v.tobytes())
     return h.digest()
+
+
+def _rows(regions: list[Region]) -> int:
+    """Rows of text: regions side by side (most of the lower one's height shared) are one."""
+    rows: list[Region] = []
+    for r in sorted(regions, key=lambda r: r.y0):
+        last = rows[-1] if rows else None
+        shared = min(last.y1, r.y1) - max(last.y0, r.y0) if last else 0
+        if last and shared >= 0.5 * min(last.y1 - last.y0, r.y1 - r.y0):
+            rows[-1] = last.joined(r)
+        else:
+            rows.append(r)
+    return len(rows)
 
 
 def _document(image: _Image, mask: np.ndarray, lines: int) -> bool:

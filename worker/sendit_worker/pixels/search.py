@@ -38,12 +38,10 @@ class Found:
 
     regions: list[Region] = field(default_factory=list)  # to blank, margins included
     proven: bool = False  # text beyond doubt: a line of several glyphs, or read
-    lines: int = 0  # detected lines, for the document test
 
     def add(self, other: Found) -> None:
         self.regions.extend(other.regions)
         self.proven |= other.proven
-        self.lines += other.lines
 
 
 class Search:
@@ -129,7 +127,7 @@ class Search:
             if reads
         ]
         rows, columns = view.shape[:2]
-        found = Found(lines=len(supported) + len(read), proven=bool(read))
+        found = Found(proven=bool(read))
         for box in supported + read:
             region, joined = _joined(box, lines, rows, columns)
             found.proven |= any(line.glyphs >= SUPPORT_GLYPHS for line in joined)
