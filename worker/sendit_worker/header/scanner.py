@@ -52,7 +52,7 @@ _PATTERNS = re.compile("|".join(f"(?:{p})" for p in PATTERNS.values()))
 _MAY_MATCH = re.compile(r"[0-9@]|www|://")
 _WORD = re.compile(r"[^\W_]+")
 # Scripts written without spaces between words: there, a name is found anywhere.
-_NO_SPACES = re.compile(r"[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af\uf900-\ufaff]")
+NO_SPACES = re.compile(r"[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af\uf900-\ufaff]")
 
 
 def fold(text: str) -> str:
@@ -82,7 +82,7 @@ def name_parts(name: str) -> list[str]:
         given_first = " ".join(p for p in (parts[1:3] + parts[:1]) if p)
         family_first = " ".join(p for p in parts if p)
         out += [given_first, family_first]
-    return [n for n in out if len(n) >= MIN_NAME or _NO_SPACES.search(n)]
+    return [n for n in out if len(n) >= MIN_NAME or NO_SPACES.search(n)]
 
 
 def id_spellings(value: str) -> list[str]:
@@ -107,7 +107,7 @@ class Scanner:
     """The identifying values of one file (folded), and the patterns, as one matcher."""
 
     def __init__(self, names: Iterable[str] = (), values: Iterable[str] = ()) -> None:
-        needles = {fold(n) for n in names if len(n) >= MIN_NAME or _NO_SPACES.search(n)}
+        needles = {fold(n) for n in names if len(n) >= MIN_NAME or NO_SPACES.search(n)}
         needles |= {fold(v) for v in values if len(v) >= MIN_VALUE}
         needles.discard("")
         self.needles = frozenset(needles)
@@ -116,7 +116,7 @@ class Scanner:
         # A whole-word match starts with a whole word: a text holding none of the needles'
         # first words cannot match, and is told so by a set lookup instead of the regex.
         self._first = {w[0] for n in needles if (w := _WORD.findall(n))}
-        self._anywhere = [n for n in needles if _NO_SPACES.search(n)]
+        self._anywhere = [n for n in needles if NO_SPACES.search(n)]
         self._seen: dict[tuple[str, bool], bool] = {}
 
     def spans(self, text: str, *, patterns: bool = True) -> list[tuple[int, int]]:
@@ -174,7 +174,7 @@ class Scanner:
 
 def _needle(folded: str) -> str:
     escaped = re.escape(folded)
-    if _NO_SPACES.search(folded):
+    if NO_SPACES.search(folded):
         return escaped
     # A whole word: no letter or digit touches it (an underscore separates, as in Doe_John).
     return rf"(?<![^\W_]){escaped}(?![^\W_])"
