@@ -9,8 +9,9 @@ It finds, in text (never in codes or numbers: a PatientID "400" is not a WindowC
   Muller match; so do the Turkish dotted and dotless i), as whole words (an ID 1234 is not found
   inside 2.25.91234567) except in scripts written without spaces (CJK), where any occurrence
   counts;
-- patterns that identify whatever the header says: dates in common formats, phone numbers,
-  e-mail addresses, URLs, long runs of digits (MRN-like) and US street addresses.
+- patterns that identify whatever the header says: dates in common formats, phone numbers (with
+  or without an area code), e-mail addresses, URLs, long runs of digits (MRN-like) and US street
+  addresses.
 
 Values are compiled once per file into one regular expression; a text that cannot hold a match
 costs one search.
@@ -41,7 +42,8 @@ PATTERNS: dict[str, str] = {
         rf"|\b\d{{1,2}}(?:st|nd|rd|th)?\s+{_MONTH},?\s+\d{{2,4}}\b"
         rf"|\b{_MONTH}\s+\d{{1,2}}(?:st|nd|rd|th)?,?\s+\d{{2,4}}\b"
     ),
-    "phone": r"(?<!\d)(?:\+\d{1,3}[\s.\-]?)?\(?\d{3}\)?[\s.\-]\d{3}[\s.\-]\d{4}(?!\d)",
+    "phone": r"(?<!\d)(?:\+\d{1,3}[\s.\-]?)?\(?\d{3}\)?[\s.\-]\d{3}[\s.\-]\d{4}(?!\d)"
+    r"|(?<![\d.\-])\d{3}[.\-]\d{4}(?![\d\-]|\.\d)",  # and without an area code: 555-4891
     "e-mail": r"[\w.+\-]+@[\w\-]+(?:\.[\w\-]+)+",
     "url": r"\b(?:https?|ftp)://\S+|\bwww\.\S+",
     "digits": r"(?<!\d)\d{6,}(?!\d)",

@@ -189,13 +189,16 @@ def _phone_cut(run: str) -> str:
 
 
 def _joined(before: str, after: str) -> str:
-    """The separator left where a word was cut: the first mark of the two (a comma, an
-    underscore) with the spaces around, else a space, and no pair of brackets left empty."""
+    """The separator left where a word was cut: a comma (or ; :) of either side, else a space
+    if either side had one, else the first mark (an underscore, a slash); no empty brackets."""
     both = _BRACKETS.sub("", before + after)
-    marks = both.strip()
-    if not marks:
-        return " " if both else ""
-    return (" " if both[0].isspace() else "") + marks[0] + (" " if both[-1].isspace() else "")
+    spaced = any(c.isspace() for c in both)
+    for mark in both:
+        if mark in ",;:":
+            return mark + (" " if spaced else "")
+    if spaced:
+        return " "
+    return both[:1]
 
 
 @cache
