@@ -113,8 +113,7 @@ class Scanner:
         needles |= {fold(v) for v in values if len(v) >= MIN_VALUE}
         needles.discard("")
         self.needles = frozenset(needles)
-        alternatives = [_needle(n) for n in sorted(needles, key=len, reverse=True)]
-        self._values = re.compile("|".join(alternatives)) if alternatives else None
+        self._values = _matcher(needles)
         # A whole-word match starts with a whole word: a text holding none of the needles'
         # first words cannot match, and is told so by a set lookup instead of the regex.
         self._first = {w[0] for n in needles if (w := _WORD.findall(n))}
@@ -174,12 +173,17 @@ class Scanner:
         )
 
 
-def _needle(folded: str) -> str:
-    escaped = re.escape(folded)
-    if NO_SPACES.search(folded):
-        return escaped
-    # A whole word: no letter or digit touches it (an underscore separates, as in Doe_John).
-    return rf"(?<![^\W_]){escaped}(?![^\W_])"
+def _matcher(needles: Iterable[str]) -> re.Pattern[str] | None:
+    """One regex for the needles, longest first: whole words (no letter or digit touches one; an
+    underscore separates, as in Doe_John) behind one shared boundary, which compiles in a
+    fraction of the time of a boundary per needle; in scripts without spaces, anywhere."""
+    ordered = sorted(needles, key=len, reverse=True)
+    words = "|".join(re.escape(n) for n in ordered if not NO_SPACES.search(n))
+    anywhere = "|".join(re.escape(n) for n in ordered if NO_SPACES.search(n))
+    parts = ([rf"(?<![^\W_])(?:{words})(?![^\W_])"] if words else []) + (
+        [anywhere] if anywhere else []
+    )
+    return re.compile("|".join(parts)) if parts else None
 
 
 def _merged(spans: list[tuple[int, int]]) -> list[tuple[int, int]]:
