@@ -34,7 +34,7 @@ from .profile import (
     Profile,
     op_for_private,
 )
-from .scanner import Scanner, id_spellings, name_parts, scanner_for
+from .scanner import Scanner, fold, id_spellings, name_parts, scanner_for
 from .vocabulary import Vocabulary, code_meaning
 
 _DUMMY_TEXT = "ANONYMIZED"
@@ -187,6 +187,10 @@ def deidentify(ds: Dataset, profile: Profile, repl: Replacements) -> Scanner:
             if any(scanner.finds(v, patterns=False) for v in stored_texts(parent, tag)):
                 del parent[tag]  # kept only when none of the file's values is in it
             continue
+        if op is Op.CODE:
+            if _names_a_value(_stored_strings(parent, tag), scanner, words):
+                del parent[tag]  # a code string holding the file's own name (ZYXWVUTSON)
+            continue
         meaning = _known_meaning(parent) if op is Op.MEANING else None
         if meaning is not None:
             parent[tag].value = meaning
@@ -198,6 +202,16 @@ def deidentify(ds: Dataset, profile: Profile, repl: Replacements) -> Scanner:
     codes = [_method_code(value, meaning) for value, meaning in METHOD_CODES]
     ds.add_new(0x00120064, "SQ", Sequence(codes))  # DeidentificationMethodCodeSequence
     return scanner
+
+
+def _names_a_value(codes: list[str], scanner: Scanner, words: Vocabulary) -> bool:
+    """A code string's word is one of the file's identifying values and no known word: a
+    surname CHEST is no reason to drop BodyPartExamined CHEST."""
+    return any(
+        (w := fold(word)) in scanner.needles and not words.knows(w)
+        for code in codes
+        for word in code.replace("_", " ").split()
+    )
 
 
 def _known_meaning(item: Dataset) -> str | None:
@@ -313,7 +327,7 @@ def _apply_op(
         ):  # a DS of "Smith", an IS of 6175554891, a CS of free text or a common name
             del ds[tag]
         elif op is Op.CODE:
-            pending.append((ds, tag, Op.CODED))  # nor the file's own values (ZYXWVUTSON)
+            pending.append((ds, tag, op))  # nor the file's own values: decided after the walk
     elif op is Op.AGE:
         stored = _stored_strings(ds, tag)
         ages = [cap_age(v, profile.cap_ages) for v in stored]

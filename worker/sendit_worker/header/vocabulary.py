@@ -116,14 +116,15 @@ class Vocabulary:
     def is_name(self, word: str) -> bool:
         """A common name no list of safe words claims (for code strings)."""
         folded = fold(word)
-        return folded in self.names and not self._known(folded)
+        return folded in self.names and not self.knows(folded)
 
-    def _known(self, folded: str) -> bool:
+    def knows(self, folded: str) -> bool:
+        """A folded word of the imaging vocabulary or of the safe words."""
         return folded in self.imaging or folded in self.words
 
     def _token(self, token: str) -> str:
         """What is kept of one token: all of it, none, or (spaceless scripts) its known words."""
-        if self._known(fold(token)):
+        if self.knows(fold(token)):
             return token
         if token.isdigit():
             return token if len(token) <= MAX_DIGITS else ""
@@ -142,12 +143,12 @@ class Vocabulary:
         if part.isdigit():
             return len(part) <= MAX_DIGITS
         folded = fold(part)
-        if self._known(folded):
+        if self.knows(folded):
             return True
         if mixed and part.isascii() and len(part) <= SHORT_RUN and folded not in self.names:
             return True
         words = _CAMEL.findall(part)  # LightSpeed, ReferencedSegmentNumber
-        return len(words) > 1 and all(self._known(fold(w)) for w in words)
+        return len(words) > 1 and all(self.knows(fold(w)) for w in words)
 
     def _spaceless(self, run: str) -> str:
         """The vocabulary's words found in a run of a script without spaces, longest first."""
