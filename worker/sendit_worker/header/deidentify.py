@@ -106,10 +106,10 @@ def _collect_element(
     ds: Dataset, tag: BaseTag, t: int, vr: str, profile: Profile, found: Identity
 ) -> None:
     if vr == "PN":
-        for name in _strings(ds[tag].value):
+        for name in stored_texts(ds, tag):
             found.names.update(name_parts(name))
     elif t == BIRTH_DATE or (vr in TEXT_VRS and _identifies(t, vr, profile)):
-        for value in _strings(ds[tag].value):
+        for value in stored_texts(ds, tag):
             found.values.update(id_spellings(value))
 
 
@@ -336,7 +336,7 @@ def _apply_op(
         elif ages != stored:
             ds[tag].value = ages if len(ages) > 1 else ages[0]
     else:
-        _transform(ds, ds[tag], op, repl)
+        _transform(ds, tag, op, repl)
 
 
 _SAFE_CREATORS = frozenset(creator for creator, _, _ in SAFE_PRIVATE)
@@ -356,21 +356,33 @@ def _safe_private_blocks(ds: Dataset) -> dict[tuple[int, int], tuple[str, int]]:
     return blocks
 
 
-def _transform(ds: Dataset, elem: DataElement, op: Op, repl: Replacements) -> None:
-    """Apply a value operation (the checks that remove an element are `_apply_op`'s)."""
-    vr = elem.VR
+def _transform(ds: Dataset, tag: BaseTag, op: Op, repl: Replacements) -> None:
+    """Apply a value operation (the checks that remove an element are `_apply_op`'s). The new
+    value replaces the stored one, read from its bytes where they are plain ASCII: pydicom
+    never converts what is thrown away."""
+    vr = element_vr(ds, tag)
     if op is Op.EMPTY:
-        elem.value = Sequence() if vr == "SQ" else None
+        value: object = Sequence() if vr == "SQ" else None
     elif op is Op.DUMMY:
-        elem.value = _dummy(vr)
-    elif op is Op.UID:
-        _map_values(elem, repl.map_uid)
-    elif op is Op.SHIFT:
-        _shift(elem, repl.ids.jitter_days)
+        value = _dummy(vr)
+    elif op is Op.UID or op is Op.SHIFT:
+        values = stored_texts(ds, tag)
+        if not values:
+            return
+        if op is Op.UID:
+            value = _single([repl.map_uid(v) for v in values])
+        else:  # not a date that can be shifted: emptied, rather than kept as it was
+            shifted = [shift_date(v, repl.ids.jitter_days) for v in values]
+            value = None if None in shifted else _single(shifted)
     elif op is Op.PATIENT_ID or op is Op.PATIENT_NAME:
-        elem.value = repl.ids.patient
-    elif op is Op.ACCESSION:
-        elem.value = repl.ids.studies.get(repl.item_key, "") if elem.value else ""
+        value = repl.ids.patient
+    else:  # Op.ACCESSION
+        value = repl.ids.studies.get(repl.item_key, "") if stored_texts(ds, tag) else ""
+    ds.add_new(tag, vr, value)
+
+
+def _single(values: list) -> object:
+    return values if len(values) > 1 else values[0]
 
 
 def stored_texts(ds: Dataset, tag: BaseTag) -> list[str]:
@@ -424,17 +436,6 @@ def _map_values(elem: DataElement, fn: Callable[[str], str]) -> None:
         elem.value = fn(value)
     else:
         elem.value = [fn(str(v)) for v in value]
-
-
-def _shift(elem: DataElement, days: int) -> None:
-    values = _strings(elem.value)
-    if not values:
-        return
-    shifted = [shift_date(v, days) for v in values]
-    if any(s is None for s in shifted):
-        elem.value = None  # not a date we can shift: emptied, rather than kept as it was
-    else:
-        elem.value = shifted if len(shifted) > 1 else shifted[0]
 
 
 def _dummy(vr: str) -> object:
