@@ -72,6 +72,11 @@ CLEAN_PIXELS = ("113101", "Clean Pixel Data Option")  # burned-in text checked f
 METHOD_TEXT = [f"Sendit PS3.15 Annex E Basic Profile {EDITION}"] + [
     name.removesuffix(" Option") for _, name in METHOD_CODES[1:]
 ]
+# Sendit's own words in the output, which no source value can have put there: verification does
+# not search them (a removed value "Patient" is no reason to fail "Retain Patient
+# Characteristics").
+_MEANINGS = [name for _, name in (*METHOD_CODES, CLEAN_PIXELS)]
+OWN_TEXT = frozenset((*METHOD_TEXT, *_MEANINGS, CLEAN_PIXELS[1].removesuffix(" Option")))
 
 # Retain Patient Characteristics Option: kept (as their VR allows: an age over 89 is capped).
 PATIENT_CHARACTERISTICS = frozenset(

@@ -23,7 +23,7 @@ from pydicom.uid import UID
 from pydicom.valuerep import TEXT_VR_DELIMS
 
 from ..dicom import BINARY_VRS, PIXEL_TAGS, TEXT_VRS, dictionary_vr
-from ..header.profile import CODED
+from ..header.profile import CODED, OWN_TEXT
 from ..header.scanner import Scanner
 
 # Written by Sendit from pseudonyms (a pseudonym may hold a run of digits), or codes: the
@@ -186,7 +186,8 @@ class _Walk:
     def _check(self, tag: int, vr: str, value: bytes, charset: list[str]) -> None:
         if vr in TEXT_VRS:
             patterns = tag not in NO_PATTERNS
-            if any(self.scanner.finds(t, patterns=patterns) for t in _texts(value, vr, charset)):
+            texts = [t for t in _texts(value, vr, charset) if t not in OWN_TEXT]
+            if any(self.scanner.finds(t, patterns=patterns) for t in texts):
                 self.leak = f"({tag >> 16:04X},{tag & 0xFFFF:04X})"
         elif vr in BINARY_VRS and self.needles and _bytes_leak(value.lower(), self.needles):
             self.leak = f"({tag >> 16:04X},{tag & 0xFFFF:04X})"
