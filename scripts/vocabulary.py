@@ -35,6 +35,7 @@ from wordfreq import top_n_list
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "worker"))
 from sendit_worker.header.scanner import fold
+from sendit_worker.header.vocabulary import STREET_TYPES
 
 DATA = Path(__file__).resolve().parents[1] / "worker" / "sendit_worker" / "data"
 ENGLISH = 30_000  # most frequent English words taken
@@ -43,66 +44,12 @@ COUNTRIES_WORDS = 2  # (one country alone is often noise: Filter, Quality, Study
 RANK_NAMES = 300  # names.txt: the names this popular somewhere
 CITY_POPULATION = 15_000
 # Never safe, whatever a list says: dates and addresses are identifiers (HIPAA).
-NEVER = {
-    "january",
-    "february",
-    "march",
-    "april",
-    "may",
-    "june",
-    "july",
-    "august",
-    "september",
-    "october",
-    "november",
-    "december",
-    "jan",
-    "feb",
-    "mar",
-    "apr",
-    "jun",
-    "jul",
-    "aug",
-    "sep",
-    "sept",
-    "oct",
-    "nov",
-    "dec",
-    "monday",
-    "tuesday",
-    "wednesday",
-    "thursday",
-    "friday",
-    "saturday",
-    "sunday",
-    "street",
-    "st",
-    "avenue",
-    "ave",
-    "road",
-    "rd",
-    "boulevard",
-    "blvd",
-    "lane",
-    "ln",
-    "drive",
-    "terrace",
-    "ter",
-    "parkway",
-    "pkwy",
-    "highway",
-    "hwy",
-    "court",
-    "ct",
-    "circle",
-    "cir",
-    "crescent",
-    "plaza",
-    "alley",
-    "strasse",
-    "rue",
-    "calle",
-}
+_DATES = (
+    "january february march april may june july august september october november december"
+    " jan feb mar apr jun jul aug sep sept oct nov dec"
+    " monday tuesday wednesday thursday friday saturday sunday"
+)
+NEVER = STREET_TYPES | set(f"{_DATES} st drive ter court ct circle cir".split())
 _LETTERS = re.compile(r"[^\W\d_]+")
 _CAMEL = re.compile(r"[A-Z][a-z]+|[a-z]+")
 

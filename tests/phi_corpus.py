@@ -181,20 +181,11 @@ def descriptors_of_a_pre_anonymized_export() -> Dataset:
     return ds
 
 
-def names_spelled_in_iso2022() -> Dataset:
-    """Korean and Japanese names in ISO 2022 descriptions, the header's own name blank."""
-    ds = _base(name="")
-    ds.SpecificCharacterSet = ["", "ISO 2022 IR 149"]
-    ds.StudyDescription = "김민준 흉부 CT"
-    ds.SeriesDescription = "박서연 검사"
-    return ds
-
-
-def names_spelled_in_iso2022_japanese() -> Dataset:
-    ds = _base(name="")
-    ds.SpecificCharacterSet = ["", "ISO 2022 IR 87"]
-    ds.StudyDescription = "佐藤花子 頭部CT"
-    return ds
+# Korean and Japanese names in ISO 2022 descriptions, the header's own name blank.
+names_in_iso2022_kr = spelled(
+    "", ["", "ISO 2022 IR 149"], StudyDescription="김민준 흉부 CT", SeriesDescription="박서연 검사"
+)
+names_in_iso2022_jp = spelled("", ["", "ISO 2022 IR 87"], StudyDescription="佐藤花子 頭部CT")
 
 
 def text_kept_by_vr() -> Dataset:
@@ -267,8 +258,8 @@ CASES = [
             "4891",
         ),
     ),
-    Case("iso2022-kr-names", names_spelled_in_iso2022, ("김민준", "민준", "박서연", "서연")),
-    Case("iso2022-jp-names", names_spelled_in_iso2022_japanese, ("佐藤", "花子")),
+    Case("iso2022-kr-names", names_in_iso2022_kr, ("김민준", "민준", "박서연", "서연")),
+    Case("iso2022-jp-names", names_in_iso2022_jp, ("佐藤", "花子")),
     Case("kept-by-vr", text_kept_by_vr, ("okonkwo", "thistlewood", "6175554891")),
 ]
 

@@ -34,51 +34,16 @@ from .scanner import NO_SPACES, fold
 MAX_DIGITS = 4  # a longer number is an identifier, a ZIP code or a phone number
 PHONE_DIGITS = 7  # numbers spaced like a phone number (555 4891) go
 SHORT_RUN = 3  # the letters of a mixed token (AX1, E11, VB17) need not be words
-TITLES = frozenset(
-    {
-        "dr",
-        "doctor",
-        "mr",
-        "mrs",
-        "ms",
-        "miss",
-        "prof",
-        "professor",
-        "sir",
-        "dott",
-        "herr",
-        "frau",
-        "mme",
-        "mlle",
-        "sr",
-        "sra",
-        "dra",
-        "srta",
-    }
-)
-STREET_TYPES = frozenset(
-    {
-        "street",
-        "avenue",
-        "ave",
-        "road",
-        "rd",
-        "boulevard",
-        "blvd",
-        "lane",
-        "ln",
-        "terrace",
-        "parkway",
-        "pkwy",
-        "highway",
-        "hwy",
-        "crescent",
-        "plaza",
-        "alley",
-        "strasse",
-        "rue",
-        "calle",
-    }
+
+
+def _set(words: str) -> frozenset[str]:
+    return frozenset(words.split())
+
+
+TITLES = _set("dr doctor mr mrs ms miss prof professor sir dott herr frau mme mlle sr sra dra srta")
+STREET_TYPES = _set(
+    "street avenue ave road rd boulevard blvd lane ln terrace parkway pkwy highway hwy crescent"
+    " plaza alley strasse rue calle"
 )
 _CJK = NO_SPACES.pattern.strip("[]")
 _TOKEN = re.compile(r"[^\W_]+")
