@@ -1,4 +1,4 @@
-"""Benchmark of the worker core: `sendit run` against a floor and against deid, in one run.
+"""Benchmark of the worker core: `sendit run` against a floor, deid and dicognito, in one run.
 
     python bench/worker.py --files 1000 [--files 5000]
 
@@ -9,7 +9,10 @@ memory, which skips the file system work sendit cannot skip), and deid's replace
 its parsed default recipe (on a subset: it is slow). Also the wall time of a one-file run (what
 every run pays to start and stop, where the floor, a loop in this process, pays nothing), and
 the peak memory of `sendit run`, for its process tree and for its largest process, sampled in a
-second run so that the sampling does not slow the timed one.
+second run so that the sampling does not slow the timed one. Then the header path's cost, in
+CPU per file of whole processes (start-up included, every process of the tree): `sendit run
+--pixels withhold` against dicognito (header only, one process) on the same files, in alternated
+rounds, best of each.
 
 Machines are shared and noisy: sendit and the floor are timed in alternating rounds
 (`--repeat`), each after a sync, and the best round of each is kept. Read the ratios.
@@ -20,6 +23,7 @@ from __future__ import annotations
 import argparse
 import io
 import os
+import resource
 import shutil
 import subprocess
 import sys
@@ -52,6 +56,33 @@ def _sendit(corpus: Path, out: Path) -> psutil.Popen:
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
     )
+
+
+def cpu_seconds(command: list[str], env: dict[str, str] | None = None) -> float:
+    """User and system CPU seconds of a command's whole process tree (every descendant is
+    waited for, so its time is in the children's usage)."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    proc = subprocess.run(command, env=env, capture_output=True, check=False)
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    if proc.returncode != 0:
+        raise SystemExit(f"{command[0]} failed: {proc.stderr.decode()[-2000:]}")
+    return (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+
+
+def header_cpu(corpus: Path, out: Path, repeat: int) -> tuple[float, float]:
+    """Best CPU seconds of `sendit run --pixels withhold` and of dicognito on the same files."""
+    sendit = [str(Path(sys.executable).with_name("sendit")), "-q", "run", str(corpus)]
+    sendit += ["-o", str(out / "sendit"), "--pixels", "withhold"]
+    dicognito = [sys.executable, "-m", "dicognito", "--quiet", "-o", str(out / "dicognito")]
+    dicognito.append(str(corpus))
+    env = {**os.environ, "SENDIT_PSEUDONYM_KEY": "bench-key-0123456789abcdef"}
+    best = [float("inf"), float("inf")]
+    for _ in range(repeat):
+        for i, command in enumerate((sendit, dicognito)):
+            shutil.rmtree(out, ignore_errors=True)
+            os.sync()
+            best[i] = min(best[i], cpu_seconds(command, env))
+    return best[0], best[1]
 
 
 def sendit_wall(corpus: Path, out: Path) -> float:
@@ -114,6 +145,9 @@ def main() -> None:
     parser.add_argument("--files", type=int, action="append", default=[])
     parser.add_argument("--deid-subset", type=int, default=200)
     parser.add_argument("--repeat", type=int, default=3, help="timed rounds; the best is kept")
+    parser.add_argument(
+        "--header-only", action="store_true", help="only the header path against dicognito"
+    )
     args = parser.parse_args()
     warnings.simplefilter("ignore")
     for n in args.files or [1000]:
@@ -121,6 +155,15 @@ def main() -> None:
             corpus, out = Path(tmp) / "corpus", Path(tmp) / "out"
             make_sample(corpus, patients=50, files=n, sources=CT_AND_MR)
             files = sorted(corpus.rglob("*.dcm"))
+            sendit_cpu, dicognito_cpu = header_cpu(corpus, Path(tmp) / "header", args.repeat)
+            header = (
+                f"  header path, CPU per file of whole processes: sendit --pixels withhold"
+                f" {sendit_cpu / n * 1000:.2f} ms, dicognito {dicognito_cpu / n * 1000:.2f} ms;"
+                f" ratio {sendit_cpu / dicognito_cpu:.2f} (target <= 1)"
+            )
+            if args.header_only:
+                print(f"files={n}\n{header}")
+                continue
             floor(files[:50], None)  # warm the page cache for both contenders
             floor_dir = Path(tmp) / "floor"
             wall = floor_s = memory_s = float("inf")
@@ -149,6 +192,7 @@ def main() -> None:
             print(f"  sendit wall / floor wall = {wall / floor_s:.2f} (target <= 1.25)")
             print(f"  sendit wall / floor wall, to memory = {wall / memory_s:.2f}")
             print(f"  sendit rate / deid rate  = {rate / deid:.1f}x (target >= 5)")
+            print(header)
             print(
                 f"  peak memory: tree PSS {tree / 2**20:.0f} MB, largest process RSS"
                 f" {one / 2**20:.0f} MB (target < 150 MB)"

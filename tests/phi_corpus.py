@@ -153,6 +153,55 @@ def dates_that_escape() -> Dataset:
     return ds
 
 
+def _code(value: str, scheme: str, meaning: str) -> Dataset:
+    return _item(CodeValue=value, CodingSchemeDesignator=scheme, CodeMeaning=meaning)
+
+
+def code_meanings_holding_names() -> Dataset:
+    """Code meanings as free text: of codes the standard knows (the meaning becomes the
+    standard's) and of a local scheme (held to the word rule)."""
+    ds = _base()
+    ds.ProcedureCodeSequence = Sequence([_code("77477000", "SCT", "CT per Dr Thistlewood")])
+    ds.PerformedProtocolCodeSequence = Sequence(
+        [_code("PROT-17", "99LOCAL", "Brain routine Okonkwo Adaeze")]
+    )
+    ds.AnatomicRegionSequence = Sequence([_code("T-A0100", "SRT", "Brain of Okonkwo")])
+    ds.ConceptNameCodeSequence = Sequence([_code("121071", "DCM", "Finding by Thistlewood")])
+    return ds
+
+
+def descriptors_of_a_pre_anonymized_export() -> Dataset:
+    """The header's own name is already blank: only the words themselves give a name away."""
+    ds = _base(name="", pid="ANON0001")
+    ds.StudyDescription = "CT chest Okonkwo Adaeze follow-up"
+    ds.SeriesDescription = "Rose Baker axial 5mm"
+    ds.ProtocolName = "BRAIN per Dr White, Larchmont Road"
+    ds.PerformedProcedureStepDescription = "MR brain Thistlewood_protocol"
+    ds.RequestedProcedureDescription = "CT head call 555-4891 or 5554891 or 555 4891"
+    return ds
+
+
+# Korean and Japanese names in ISO 2022 descriptions, the header's own name blank.
+names_in_iso2022_kr = spelled(
+    "", ["", "ISO 2022 IR 149"], StudyDescription="김민준 흉부 CT", SeriesDescription="박서연 검사"
+)
+names_in_iso2022_jp = spelled("", ["", "ISO 2022 IR 87"], StudyDescription="佐藤花子 頭部CT")
+
+
+def text_kept_by_vr() -> Dataset:
+    """Attributes no list vouches for, whatever their VR (a retired LO, an SH), a code string
+    holding a name, and a phone number in safe private slots: an IS beyond its range, an SH."""
+    ds = _base(name="")
+    ds.CompressionDescription = "Okonkwo lossless"  # retired LO
+    ds.ImageID = "Thistlewood 3"  # SH that Annex E does not name
+    ds.BodyPartExamined = "OKONKWO"  # CS: a name in a code string
+    philips = ds.private_block(0x2001, "Philips Imaging DD 001", create=True)
+    philips.add_new(0x02, "IS", "6175554891")  # Chemical Shift Number (IS): beyond IS's range
+    gems = ds.private_block(0x0043, "GEMS_PARM_01", create=True)
+    gems.add_new(0x27, "SH", "6175554891")  # a text slot: no number like this
+    return ds
+
+
 def text_in_the_preamble() -> Dataset:
     ds = _base()
     ds.preamble = b"Zyxwvutson Quintessa PID-7734129".ljust(128, b"\0")
@@ -192,6 +241,26 @@ CASES = [
     Case("dates", dates_that_escape, ("19990102", "19990303", "1376/03/25", "095y")),
     Case("deep", deep_nesting, ("zyxwvutson", "oldmrn-99817")),
     Case("preamble", text_in_the_preamble, ("zyxwvutson", "7734129")),
+    Case("code-meanings", code_meanings_holding_names, ("thistlewood", "okonkwo", "adaeze")),
+    Case(
+        "pre-anonymized",
+        descriptors_of_a_pre_anonymized_export,
+        (
+            "okonkwo",
+            "adaeze",
+            "rose",
+            "baker",
+            "white",
+            "larchmont",
+            "thistlewood",
+            "555-4891",
+            "5554891",
+            "4891",
+        ),
+    ),
+    Case("iso2022-kr-names", names_in_iso2022_kr, ("김민준", "민준", "박서연", "서연")),
+    Case("iso2022-jp-names", names_in_iso2022_jp, ("佐藤", "花子")),
+    Case("kept-by-vr", text_kept_by_vr, ("okonkwo", "thistlewood", "6175554891")),
 ]
 
 

@@ -241,3 +241,50 @@ def test_a_safe_private_sequence_is_walked_and_a_safe_slot_holding_text_goes() -
     (inner,) = block[0x5F].value
     assert str(inner.get("PatientName", "")) in ("", "PSEUDO123") and "ImageComments" not in inner
     assert (block.get_tag(0x02)) not in out
+
+
+def _code(value: str, scheme: str, meaning: str) -> Dataset:
+    item = Dataset()
+    item.CodeValue, item.CodingSchemeDesignator, item.CodeMeaning = value, scheme, meaning
+    return item
+
+
+def test_a_code_meaning_is_the_standards_for_a_known_code_else_cleaned() -> None:
+    ds = make_clean_image(pydicom.dcmread(bundled("CT_small.dcm")))
+    ds.ProcedureCodeSequence = pydicom.Sequence(
+        [_code("113100", "DCM", "seen by Thistlewood"), _code("P-17", "99LOCAL", "Brain Okonkwo")]
+    )
+    _, out = _deidentified(ds)
+    known, local = out.ProcedureCodeSequence
+    assert known.CodeMeaning == "Basic Application Confidentiality Profile"
+    assert local.CodeMeaning == "Brain"
+
+
+def test_text_is_kept_only_for_attributes_safe_by_nature_and_cleaned() -> None:
+    ds = _with(
+        DEFAULT,
+        CompressionDescription="lossless",  # a retired LO: nothing vouches for it
+        ImageID="CHEST 3",  # an SH Annex E does not name
+        Manufacturer="Okonkwo Medical Systems",  # safe by nature: kept, cleaned
+    )
+    assert "CompressionDescription" not in ds and "ImageID" not in ds
+    assert ds.Manufacturer == "Medical Systems"
+
+
+def test_numbers_are_kept_only_in_their_vr_range() -> None:
+    ds = make_clean_image(pydicom.dcmread(bundled("CT_small.dcm")))
+    for tag, vr, text in (
+        (0x00200011, "IS", b"6175554891"),  # SeriesNumber beyond a signed 32-bit integer
+        (0x00200012, "IS", b"2147483647"),  # AcquisitionNumber at its limit
+        (0x00180050, "DS", b"1e999"),  # SliceThickness: no finite number
+    ):
+        ds[tag] = RawDataElement(Tag(tag), vr, len(text), text, 0, False, True)
+    deidentify(ds, default_profile(), Replacements(IDS, "A", lambda uid: "2.25.1"))
+    assert "SeriesNumber" not in ds and "SliceThickness" not in ds
+    assert ds.AcquisitionNumber == 2147483647
+
+
+def test_a_code_string_holding_a_name_goes() -> None:
+    assert "BodyPartExamined" not in _with(DEFAULT, BodyPartExamined="JOHNSON")  # a common name
+    assert "BodyPartExamined" not in _with(DEFAULT, BodyPartExamined="ZYXWVUTSON")  # the file's
+    assert _with(DEFAULT, BodyPartExamined="CHEST").BodyPartExamined == "CHEST"

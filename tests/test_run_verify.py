@@ -3,10 +3,15 @@
 from __future__ import annotations
 
 import io
+import struct
 
 import pydicom
 import pytest
 from dicomdata import bundled
+from pydicom.dataelem import RawDataElement
+from pydicom.filebase import DicomBytesIO
+from pydicom.filewriter import write_dataset
+from pydicom.tag import Tag
 from pydicom.uid import DeflatedExplicitVRLittleEndian
 
 from sendit_worker.header.scanner import Scanner
@@ -175,3 +180,35 @@ def test_pixel_data_nested_in_a_sequence_fails() -> None:
     ds.IconImageSequence = pydicom.Sequence([icon])
     with pytest.raises(VerificationError, match="nested"):
         _verify(ds)
+
+
+def test_text_is_decoded_with_its_character_set_iso2022_included() -> None:
+    ds = _clean()
+    ds.SpecificCharacterSet = ["", "ISO 2022 IR 149"]
+    ds.StudyDescription = "흉부 CT 홍길동"
+    with pytest.raises(VerificationError, match=r"\(0008,1030\)"):
+        _verify(ds, ["홍길동"])
+    ds.StudyDescription = "흉부 CT"
+    _verify(ds, ["홍길동"])
+
+
+def test_implicit_vr_and_un_elements_are_read_as_the_dictionaries_say() -> None:
+    """In implicit VR nothing stores a VR: the dictionary's tells text from binary; a known
+    sequence stored as UN is walked."""
+    ds = _clean("MR_small_implicit.dcm")
+    del ds.StationName, ds.DeviceSerialNumber  # their own values are runs of digits
+    _verify(ds, ["Quintessa"])
+    ds.StudyDescription = "scan of Quintessa"
+    with pytest.raises(VerificationError, match=r"\(0008,1030\)"):
+        _verify(ds, ["Quintessa"])
+    ds = _clean()
+    item = pydicom.Dataset()
+    item.CodeMeaning = "seen by Quintessa"
+    body = DicomBytesIO()
+    body.is_little_endian, body.is_implicit_VR = True, True
+    write_dataset(body, item)
+    encoded = struct.pack("<HHI", 0xFFFE, 0xE000, len(body.getvalue())) + body.getvalue()
+    tag = Tag(0x00081032)  # ProcedureCodeSequence, stored as UN as some archives do
+    ds[tag] = RawDataElement(tag, "UN", len(encoded), encoded, 0, False, True)
+    with pytest.raises(VerificationError, match="identifying text"):
+        _verify(ds, ["Quintessa"])

@@ -2,13 +2,14 @@
 
 Elements the profile keeps unconditionally are never decoded, so they (and the pixel data) are
 written back byte for byte; only what must change, or be checked, is touched. One walk collects
-the file's identifying values and applies the profile; text that depends on them (Clean
-Descriptors, retained short text) is decided once the walk has seen every one.
+the file's identifying values and applies the profile; text that depends on them (cleaned
+text, code meanings, codes) is decided once the walk has seen every one.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import math
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -31,9 +32,10 @@ from .profile import (
     SAFE_PRIVATE,
     Op,
     Profile,
-    op_for_vr,
+    op_for_private,
 )
-from .scanner import Scanner, id_spellings, name_parts, scanner_for
+from .scanner import Scanner, fold, id_spellings, name_parts, scanner_for
+from .vocabulary import Vocabulary, code_meaning
 
 _DUMMY_TEXT = "ANONYMIZED"
 BIRTH_DATE = 0x00100030
@@ -46,6 +48,9 @@ _VALUE = {
     "CS": rb"[A-Z0-9 _]{0,16}",
 }
 _STORED = {vr: re.compile(rb"(?:%s)(?:\\(?:%s))*[\0 ]*" % (v, v)) for vr, v in _VALUE.items()}
+IS_RANGE = (-(2**31), 2**31 - 1)  # PS3.5: an IS is a signed 32-bit integer
+DS_LENGTH = 16  # PS3.5: a DS value is at most 16 bytes
+_CODE_WORD = re.compile(rb"[A-Z]{4,}")  # shorter ones are abbreviations (IM, ST, LL), not names
 
 
 class HeaderError(Exception):
@@ -94,16 +99,28 @@ def _collect(ds: Dataset, profile: Profile, found: Identity) -> None:
             for item in _items(ds[tag]):
                 _collect(item, profile, found)
         else:
-            _collect_element(ds, tag, t, vr, profile.op_for(t, vr), found)
+            _collect_element(ds, tag, t, vr, profile, found)
 
 
-def _collect_element(ds: Dataset, tag: BaseTag, t: int, vr: str, op: Op, found: Identity) -> None:
+def _collect_element(
+    ds: Dataset, tag: BaseTag, t: int, vr: str, profile: Profile, found: Identity
+) -> None:
     if vr == "PN":
-        for name in _strings(ds[tag].value):
+        for name in stored_texts(ds, tag):
             found.names.update(name_parts(name))
-    elif t == BIRTH_DATE or (vr in TEXT_VRS and op in _IDENTIFYING_OPS):
-        for value in _strings(ds[tag].value):
+    elif t == BIRTH_DATE or (vr in TEXT_VRS and _identifies(t, vr, profile)):
+        for value in stored_texts(ds, tag):
             found.values.update(id_spellings(value))
+
+
+def _identifies(t: int, vr: str, profile: Profile) -> bool:
+    """A text element whose value is taken to identify someone: one the profile removes or
+    replaces, except short text removed only because nothing vouches for it (a vendor's LO
+    holding CHEST must not cut CHEST out of every description)."""
+    return profile.op_for(t, vr) in _IDENTIFYING_OPS and (t in profile.table or vr not in _SHORT)
+
+
+_SHORT = frozenset({"LO", "SH"})
 
 
 def _items(elem: DataElement) -> Sequence:
@@ -164,18 +181,46 @@ def deidentify(ds: Dataset, profile: Profile, repl: Replacements) -> Scanner:
     pending: list[tuple[Dataset, BaseTag, Op]] = []
     _apply(ds, profile, repl, found, pending)
     scanner = found.scanner()
+    words = profile.words
     for parent, tag, op in pending:
-        elem = parent[tag]
-        if op is Op.CLEAN:
-            _map_values(elem, scanner.clean)
-        elif any(scanner.finds(v, patterns=op is Op.SCAN) for v in stored_texts(parent, tag)):
-            del parent[tag]  # SCAN, CODED: kept only when nothing identifying is in it
+        if op is Op.CODED:
+            if any(scanner.finds(v, patterns=False) for v in stored_texts(parent, tag)):
+                del parent[tag]  # kept only when none of the file's values is in it
+            continue
+        if op is Op.CODE:
+            if _names_a_value(_stored_strings(parent, tag), scanner, words):
+                del parent[tag]  # a code string holding the file's own name (ZYXWVUTSON)
+            continue
+        meaning = _known_meaning(parent) if op is Op.MEANING else None
+        if meaning is not None:
+            parent[tag].value = meaning
+        else:
+            _map_values(parent[tag], lambda v: words.clean(scanner.clean(v)))
     ds.add_new(0x00120062, "CS", "YES")  # PatientIdentityRemoved
     ds.add_new(0x00120063, "LO", METHOD_TEXT)  # DeidentificationMethod
     ds.add_new(0x00280303, "CS", "MODIFIED")  # LongitudinalTemporalInformationModified
     codes = [_method_code(value, meaning) for value, meaning in METHOD_CODES]
     ds.add_new(0x00120064, "SQ", Sequence(codes))  # DeidentificationMethodCodeSequence
     return scanner
+
+
+def _names_a_value(codes: list[str], scanner: Scanner, words: Vocabulary) -> bool:
+    """A code string's word is one of the file's identifying values and no known word: a
+    surname CHEST is no reason to drop BodyPartExamined CHEST."""
+    return any(
+        (w := fold(word)) in scanner.needles and not words.knows(w)
+        for code in codes
+        for word in code.replace("_", " ").split()
+    )
+
+
+def _known_meaning(item: Dataset) -> str | None:
+    """The standard's meaning of the item's code, when the code is one the dictionaries know
+    (read after the code value itself was checked)."""
+    scheme, value = item.get(0x00080102), item.get(0x00080100)  # CodingSchemeDesignator, CodeValue
+    if scheme is None or value is None:
+        return None
+    return code_meaning(str(scheme.value or "").strip(), str(value.value or "").strip())
 
 
 def record_clean_pixels(ds: Dataset) -> None:
@@ -237,13 +282,14 @@ def _apply_element(
         if element < 0x1000 or wanted is None or element_vr(ds, tag) != wanted:
             del ds[tag]
             return
-        kept_blocks.add(block)
-        op = op_for_vr(wanted)
+        op = op_for_private(wanted)
         if op is Op.RECURSE:  # a safe sequence: its items are de-identified like any
             for item in _items(ds[tag]):
                 _apply(item, profile, repl, found, pending)
         else:
-            _apply_op(ds, tag, op, repl, pending, profile.cap_ages)
+            _apply_op(ds, tag, op, repl, pending, profile)
+        if tag in ds:
+            kept_blocks.add(block)
         return
     if t == PIXEL_DATA:
         return
@@ -257,8 +303,8 @@ def _apply_element(
         for item in _items(ds[tag]):  # what goes with the sequence identified someone
             _collect(item, profile, found)
     else:
-        _collect_element(ds, tag, t, vr, op, found)
-    _apply_op(ds, tag, op, repl, pending, profile.cap_ages)
+        _collect_element(ds, tag, t, vr, profile, found)
+    _apply_op(ds, tag, op, repl, pending, profile)
 
 
 def _apply_op(
@@ -267,28 +313,30 @@ def _apply_op(
     op: Op,
     repl: Replacements,
     pending: list[tuple[Dataset, BaseTag, Op]],
-    cap_ages: bool,
+    profile: Profile,
 ) -> None:
     if op is Op.KEEP:
         return
     if op is Op.REMOVE:
         del ds[tag]
-    elif op in (Op.CLEAN, Op.SCAN, Op.CODED):
+    elif op in (Op.CLEAN, Op.MEANING, Op.CODED):
         pending.append((ds, tag, op))
     elif op is Op.NUMBER or op is Op.CODE:
-        if not _stored_is_valid(ds, tag) or (
+        if not _stored_is_valid(ds, tag, profile.words) or (
             int(tag) in ENUMERATED and not set(_stored_strings(ds, tag)) <= ENUMERATED[int(tag)]
-        ):  # a DS of "Smith", a CS of free text
+        ):  # a DS of "Smith", an IS of 6175554891, a CS of free text or a common name
             del ds[tag]
+        elif op is Op.CODE:
+            pending.append((ds, tag, op))  # nor the file's own values: decided after the walk
     elif op is Op.AGE:
         stored = _stored_strings(ds, tag)
-        ages = [cap_age(v, cap_ages) for v in stored]
+        ages = [cap_age(v, profile.cap_ages) for v in stored]
         if None in ages:
             del ds[tag]
         elif ages != stored:
             ds[tag].value = ages if len(ages) > 1 else ages[0]
     else:
-        _transform(ds, ds[tag], op, repl)
+        _transform(ds, tag, op, repl)
 
 
 _SAFE_CREATORS = frozenset(creator for creator, _, _ in SAFE_PRIVATE)
@@ -308,21 +356,33 @@ def _safe_private_blocks(ds: Dataset) -> dict[tuple[int, int], tuple[str, int]]:
     return blocks
 
 
-def _transform(ds: Dataset, elem: DataElement, op: Op, repl: Replacements) -> None:
-    """Apply a value operation (the checks that remove an element are `_apply_op`'s)."""
-    vr = elem.VR
+def _transform(ds: Dataset, tag: BaseTag, op: Op, repl: Replacements) -> None:
+    """Apply a value operation (the checks that remove an element are `_apply_op`'s). The new
+    value replaces the stored one, read from its bytes where they are plain ASCII: pydicom
+    never converts what is thrown away."""
+    vr = element_vr(ds, tag)
     if op is Op.EMPTY:
-        elem.value = Sequence() if vr == "SQ" else None
+        value: object = Sequence() if vr == "SQ" else None
     elif op is Op.DUMMY:
-        elem.value = _dummy(vr)
-    elif op is Op.UID:
-        _map_values(elem, repl.map_uid)
-    elif op is Op.SHIFT:
-        _shift(elem, repl.ids.jitter_days)
+        value = _dummy(vr)
+    elif op is Op.UID or op is Op.SHIFT:
+        values = stored_texts(ds, tag)
+        if not values:
+            return
+        if op is Op.UID:
+            value = _single([repl.map_uid(v) for v in values])
+        else:  # not a date that can be shifted: emptied, rather than kept as it was
+            shifted = [shift_date(v, repl.ids.jitter_days) for v in values]
+            value = None if None in shifted else _single(shifted)
     elif op is Op.PATIENT_ID or op is Op.PATIENT_NAME:
-        elem.value = repl.ids.patient
-    elif op is Op.ACCESSION:
-        elem.value = repl.ids.studies.get(repl.item_key, "") if elem.value else ""
+        value = repl.ids.patient
+    else:  # Op.ACCESSION
+        value = repl.ids.studies.get(repl.item_key, "") if stored_texts(ds, tag) else ""
+    ds.add_new(tag, vr, value)
+
+
+def _single(values: list) -> object:
+    return values if len(values) > 1 else values[0]
 
 
 def stored_texts(ds: Dataset, tag: BaseTag) -> list[str]:
@@ -335,21 +395,28 @@ def stored_texts(ds: Dataset, tag: BaseTag) -> list[str]:
     return _strings(ds[tag].value)
 
 
-def _stored_is_valid(ds: Dataset, tag: BaseTag) -> bool:
+def _stored_is_valid(ds: Dataset, tag: BaseTag, words: Vocabulary) -> bool:
     """Every value of an IS, DS or CS, as stored (before pydicom converts it), is what its VR
-    says."""
+    says: a number in its range, a code string that is no common name."""
     value = ds.get_item(tag).value
     if value is None:
         return True
     if not isinstance(value, bytes):  # already converted (set in memory): its text
         value = "\\".join(_strings(value)).encode("ascii", "replace")
-    return _valid(element_vr(ds, tag), value)
+    return _valid(element_vr(ds, tag), value, words)
 
 
 @lru_cache(maxsize=4096)
-def _valid(vr: str, value: bytes) -> bool:
+def _valid(vr: str, value: bytes, words: Vocabulary) -> bool:
     pattern = _STORED.get(vr)
-    return pattern is not None and pattern.fullmatch(value) is not None
+    if pattern is None or pattern.fullmatch(value) is None:
+        return False
+    values = [v.strip() for v in value.rstrip(b"\0 ").split(b"\\")]
+    if vr == "IS":
+        return all(IS_RANGE[0] <= int(v) <= IS_RANGE[1] for v in values if v)
+    if vr == "DS":
+        return all(len(v) <= DS_LENGTH and math.isfinite(float(v)) for v in values if v)
+    return not any(words.is_name(w.decode()) for w in _CODE_WORD.findall(value))
 
 
 def _stored_strings(ds: Dataset, tag: BaseTag) -> list[str]:
@@ -369,17 +436,6 @@ def _map_values(elem: DataElement, fn: Callable[[str], str]) -> None:
         elem.value = fn(value)
     else:
         elem.value = [fn(str(v)) for v in value]
-
-
-def _shift(elem: DataElement, days: int) -> None:
-    values = _strings(elem.value)
-    if not values:
-        return
-    shifted = [shift_date(v, days) for v in values]
-    if any(s is None for s in shifted):
-        elem.value = None  # not a date we can shift: emptied, rather than kept as it was
-    else:
-        elem.value = shifted if len(shifted) > 1 else shifted[0]
 
 
 def _dummy(vr: str) -> object:

@@ -7,22 +7,26 @@ together with the options Sendit applies, into one concrete operation per tag:
 - Retain Longitudinal Temporal Information with Modified Dates: dates are shifted, not removed.
 - Retain Patient Characteristics: age, sex, size, weight and the like are kept.
 - Clean Descriptors: a short, named list of descriptions research needs (`KEPT_DESCRIPTORS`)
-  is kept with everything identifying cut out by the scanner; every other descriptor goes, as
+  is kept cleaned (`Op.CLEAN`: the scanner cuts the file's identifying values and patterns,
+  then every word not known to be safe goes, see vocabulary); every other descriptor goes, as
   the basic profile says, unless a batch keeps it.
 
-Anything the table does not name is denied unless Sendit can vouch for it, by its VR: sequences
-are walked, UIDs remapped (class UIDs and transfer syntaxes kept), dates shifted, numbers and
-codes kept only when they are what their VR says (an IS holding "Smith" goes), short text
-(LO, SH) kept only when the scanner finds nothing identifying in it, free text (ST, LT, UT,
-UC), names, URLs, AE titles, binary values other than pixel data and lookup tables, unknown
-and UN elements removed. Private tags are removed unless on the safe list; overlays and
-curves are removed; ages over 89 become 090Y (HIPAA Safe Harbor).
+Anything the table does not name is denied unless Sendit can vouch for it. Text is kept only
+for the attributes named here as safe by nature (`SAFE_TEXT`: the device, the technique), and
+cleaned as descriptors are; never because of its VR. A code's meaning is the standard's when
+the dictionaries know the code, else cleaned. By VR: sequences are walked, UIDs remapped (class
+UIDs and transfer syntaxes kept), dates shifted, numbers kept only when they are what their VR
+says and in its range (an IS holding "Smith" or 6175554891 goes), codes only when they are code
+strings and no common name; free text, names, URLs, AE titles, binary values other than pixel
+data and lookup tables, unknown and UN elements are removed. Private tags are removed unless on
+the safe list (with the VR it gives: a number only where the table says the element is one);
+overlays and curves are removed; ages over 89 become 090Y (HIPAA Safe Harbor).
 """
 
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cache
 from importlib import resources
 
@@ -32,6 +36,7 @@ from pydicom.datadict import tag_for_keyword
 from sendit_api.errors import Permanent
 
 from ..dicom import BINARY_VRS, DATE_VRS, NUMBER_VRS, PIXEL_DATA, dictionary_vr
+from .vocabulary import Vocabulary, vocabulary
 
 EDITION = "2026c"
 
@@ -43,11 +48,11 @@ class Op(enum.Enum):
     DUMMY = "dummy"  # a fixed, non-identifying value of the right VR
     UID = "uid"  # consistent remapping
     SHIFT = "shift"  # dates moved by the patient's jitter
-    CLEAN = "clean"  # identifying text cut out (Clean Descriptors)
-    SCAN = "scan"  # kept only when the scanner finds nothing identifying in it
+    CLEAN = "clean"  # identifying text and unknown words cut out (Clean Descriptors)
+    MEANING = "meaning"  # a code meaning: the standard's for a known code, else cleaned
     CODED = "coded"  # a code: kept unless the file's identifying values are in it
-    NUMBER = "number"  # an IS or DS kept only when every value is a number
-    CODE = "code"  # a CS kept only when every value is a code
+    NUMBER = "number"  # an IS or DS kept only when every value is a number in the VR's range
+    CODE = "code"  # a CS kept only when every value is a code string and no common name
     AGE = "age"  # an AS kept when valid, over 89 years as 090Y
     RECURSE = "recurse"  # a sequence whose items get the same profile
     PATIENT_ID = "patient-id"
@@ -67,12 +72,11 @@ CLEAN_PIXELS = ("113101", "Clean Pixel Data Option")  # burned-in text checked f
 METHOD_TEXT = [f"Sendit PS3.15 Annex E Basic Profile {EDITION}"] + [
     name.removesuffix(" Option") for _, name in METHOD_CODES[1:]
 ]
-# Every text Sendit writes of its own: the record of what was done, never a patient's (a
-# patient named Patient is no leak in "Retain Patient Characteristics").
-OWN_TEXTS = frozenset(
-    [*METHOD_TEXT, CLEAN_PIXELS[1], CLEAN_PIXELS[1].removesuffix(" Option")]
-    + [meaning for _, meaning in METHOD_CODES]
-)
+# Sendit's own words in the output, which no source value can have put there: verification does
+# not search them (a removed value "Patient" is no reason to fail "Retain Patient
+# Characteristics").
+_MEANINGS = [name for _, name in (*METHOD_CODES, CLEAN_PIXELS)]
+OWN_TEXT = frozenset((*METHOD_TEXT, *_MEANINGS, CLEAN_PIXELS[1].removesuffix(" Option")))
 
 # Retain Patient Characteristics Option: kept (as their VR allows: an age over 89 is capped).
 PATIENT_CHARACTERISTICS = frozenset(
@@ -108,6 +112,42 @@ KEPT_DESCRIPTORS = frozenset(
         "RTPlanDescription",
     )
 )
+
+# Text attributes Annex E does not name that are safe by nature (what made the image and how),
+# kept cleaned as descriptors are. Any other text attribute the table does not name goes.
+SAFE_TEXT = frozenset(
+    tag_for_keyword(k)
+    for k in (
+        "Manufacturer",
+        "ManufacturerModelName",
+        "SoftwareVersions",
+        "SecondaryCaptureDeviceManufacturer",
+        "SecondaryCaptureDeviceManufacturerModelName",
+        "SecondaryCaptureDeviceSoftwareVersions",
+        "ConvolutionKernel",
+        "FilterType",
+        "SequenceName",
+        "PulseSequenceName",
+        "ReceiveCoilName",
+        "TransmitCoilName",
+        "ImagedNucleus",
+        "ContrastBolusRoute",
+        "Radiopharmaceutical",
+        "ReconstructionMethod",
+        "CollimatorGridName",
+        "PlateType",
+        "TransducerData",
+        "ProcessingFunction",
+        "AcquisitionDeviceProcessingCode",
+        "WindowCenterWidthExplanation",
+        "RescaleType",
+        "LUTExplanation",
+        "PositionReferenceIndicator",
+        "DimensionDescriptionLabel",
+        "TimezoneOffsetFromUTC",
+    )
+)
+CODE_MEANING = tag_for_keyword("CodeMeaning")
 
 # Identifiers PS3.15 Annex E does not name: removed (or, where the object needs a value, a
 # dummy), wherever they stand.
@@ -208,7 +248,8 @@ _PSEUDONYMS = {
     tag_for_keyword("AccessionNumber"): Op.ACCESSION,
 }
 DESCRIPTOR_VRS = frozenset({"LO", "SH", "ST", "LT", "UT", "UC"})
-# What an element the table does not name becomes, by its VR (anything else: removed).
+# What an element the table does not name becomes, by its VR (anything else, text included:
+# removed).
 _BY_VR = {
     "SQ": Op.RECURSE,
     "DA": Op.SHIFT,
@@ -218,10 +259,10 @@ _BY_VR = {
     "DS": Op.NUMBER,
     "CS": Op.CODE,
     "AS": Op.AGE,
-    "LO": Op.SCAN,
-    "SH": Op.SCAN,
     **dict.fromkeys(NUMBER_VRS | {"AT"}, Op.KEEP),
 }
+# A safe private element, by the VR the safe list gives it: its short text is cleaned.
+_PRIVATE_BY_VR = {**_BY_VR, "LO": Op.CLEAN, "SH": Op.CLEAN}
 # What the table's compound actions resolve to (where a choice is allowed, the one that keeps
 # the object conformant: an empty Type 2 attribute rather than none).
 _BASIC = {
@@ -243,8 +284,8 @@ def _resolve(tag: int, basic: Op) -> Op:
     if tag in _PSEUDONYMS:
         return _PSEUDONYMS[tag]
     if tag in PATIENT_CHARACTERISTICS:
-        # kept as their VR allows (an age capped, a name inside a sequence still gone)
-        return _BY_VR.get(vr, Op.REMOVE)
+        # kept as their VR allows (an age capped, text cleaned, a name in a sequence gone)
+        return Op.CLEAN if vr in DESCRIPTOR_VRS else _BY_VR.get(vr, Op.REMOVE)
     if vr in DATE_VRS and tag not in NOT_SHIFTED:
         return Op.SHIFT
     if vr == "UI":
@@ -263,6 +304,7 @@ class Profile:
 
     table: dict[int, Op]
     cap_ages: bool = True  # ages of 90 years and more become 090Y (HIPAA Safe Harbor)
+    words: Vocabulary = field(default_factory=vocabulary)  # what cleaned text may keep
 
     def op_for(self, tag: int, vr: str) -> Op:
         op = self.table.get(tag)
@@ -281,12 +323,12 @@ class Profile:
             return Op.UID
         if vr in BINARY_VRS:
             return Op.KEEP if tag in KNOWN_BINARY else Op.REMOVE
-        return op_for_vr(vr)
+        return _BY_VR.get(vr, Op.REMOVE)  # text, names, URLs and AE titles go
 
 
-def op_for_vr(vr: str) -> Op:
-    """An element no table names, by its VR: names, free text, URLs and AE titles go."""
-    return _BY_VR.get(vr, Op.REMOVE)
+def op_for_private(vr: str) -> Op:
+    """A safe private element, by the VR the safe list gives it."""
+    return _PRIVATE_BY_VR.get(vr, Op.REMOVE)
 
 
 @cache
@@ -300,6 +342,9 @@ def default_profile() -> Profile:
             table[tag] = _resolve(tag, basic)
     for tag, op in UNLISTED_IDENTIFIERS.items():
         table[tag] = Op(op)
+    for tag in SAFE_TEXT:
+        table.setdefault(tag, Op.CLEAN)
+    table[CODE_MEANING] = Op.MEANING
     for tag in CODED:
         table.setdefault(tag, Op.CODED)
     for tag, op in _PSEUDONYMS.items():

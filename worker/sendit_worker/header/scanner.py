@@ -9,8 +9,9 @@ It finds, in text (never in codes or numbers: a PatientID "400" is not a WindowC
   Muller match; so do the Turkish dotted and dotless i), as whole words (an ID 1234 is not found
   inside 2.25.91234567) except in scripts written without spaces (CJK), where any occurrence
   counts;
-- patterns that identify whatever the header says: dates in common formats, phone numbers,
-  e-mail addresses, URLs, long runs of digits (MRN-like) and US street addresses.
+- patterns that identify whatever the header says: dates in common formats, phone numbers (with
+  or without an area code), e-mail addresses, URLs, long runs of digits (MRN-like) and US street
+  addresses.
 
 Values are compiled once per file into one regular expression; a text that cannot hold a match
 costs one search.
@@ -41,7 +42,8 @@ PATTERNS: dict[str, str] = {
         rf"|\b\d{{1,2}}(?:st|nd|rd|th)?\s+{_MONTH},?\s+\d{{2,4}}\b"
         rf"|\b{_MONTH}\s+\d{{1,2}}(?:st|nd|rd|th)?,?\s+\d{{2,4}}\b"
     ),
-    "phone": r"(?<!\d)(?:\+\d{1,3}[\s.\-]?)?\(?\d{3}\)?[\s.\-]\d{3}[\s.\-]\d{4}(?!\d)",
+    "phone": r"(?<!\d)(?:\+\d{1,3}[\s.\-]?)?\(?\d{3}\)?[\s.\-]\d{3}[\s.\-]\d{4}(?!\d)"
+    r"|(?<![\d.\-])\d{3}[.\-]\d{4}(?![\d\-]|\.\d)",  # and without an area code: 555-4891
     "e-mail": r"[\w.+\-]+@[\w\-]+(?:\.[\w\-]+)+",
     "url": r"\b(?:https?|ftp)://\S+|\bwww\.\S+",
     "digits": r"(?<!\d)\d{6,}(?!\d)",
@@ -52,7 +54,7 @@ _PATTERNS = re.compile("|".join(f"(?:{p})" for p in PATTERNS.values()))
 _MAY_MATCH = re.compile(r"[0-9@]|www|://")
 _WORD = re.compile(r"[^\W_]+")
 # Scripts written without spaces between words: there, a name is found anywhere.
-_NO_SPACES = re.compile(r"[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af\uf900-\ufaff]")
+NO_SPACES = re.compile(r"[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af\uf900-\ufaff]")
 
 
 def fold(text: str) -> str:
@@ -82,7 +84,7 @@ def name_parts(name: str) -> list[str]:
         given_first = " ".join(p for p in (parts[1:3] + parts[:1]) if p)
         family_first = " ".join(p for p in parts if p)
         out += [given_first, family_first]
-    return [n for n in out if len(n) >= MIN_NAME or _NO_SPACES.search(n)]
+    return [n for n in out if len(n) >= MIN_NAME or NO_SPACES.search(n)]
 
 
 def id_spellings(value: str) -> list[str]:
@@ -107,16 +109,15 @@ class Scanner:
     """The identifying values of one file (folded), and the patterns, as one matcher."""
 
     def __init__(self, names: Iterable[str] = (), values: Iterable[str] = ()) -> None:
-        needles = {fold(n) for n in names if len(n) >= MIN_NAME or _NO_SPACES.search(n)}
+        needles = {fold(n) for n in names if len(n) >= MIN_NAME or NO_SPACES.search(n)}
         needles |= {fold(v) for v in values if len(v) >= MIN_VALUE}
         needles.discard("")
         self.needles = frozenset(needles)
-        alternatives = [_needle(n) for n in sorted(needles, key=len, reverse=True)]
-        self._values = re.compile("|".join(alternatives)) if alternatives else None
+        self._values = _matcher(needles)
         # A whole-word match starts with a whole word: a text holding none of the needles'
         # first words cannot match, and is told so by a set lookup instead of the regex.
         self._first = {w[0] for n in needles if (w := _WORD.findall(n))}
-        self._anywhere = [n for n in needles if _NO_SPACES.search(n)]
+        self._anywhere = [n for n in needles if NO_SPACES.search(n)]
         self._seen: dict[tuple[str, bool], bool] = {}
 
     def spans(self, text: str, *, patterns: bool = True) -> list[tuple[int, int]]:
@@ -172,12 +173,17 @@ class Scanner:
         )
 
 
-def _needle(folded: str) -> str:
-    escaped = re.escape(folded)
-    if _NO_SPACES.search(folded):
-        return escaped
-    # A whole word: no letter or digit touches it (an underscore separates, as in Doe_John).
-    return rf"(?<![^\W_]){escaped}(?![^\W_])"
+def _matcher(needles: Iterable[str]) -> re.Pattern[str] | None:
+    """One regex for the needles, longest first: whole words (no letter or digit touches one; an
+    underscore separates, as in Doe_John) behind one shared boundary, which compiles in a
+    fraction of the time of a boundary per needle; in scripts without spaces, anywhere."""
+    ordered = sorted(needles, key=len, reverse=True)
+    words = "|".join(re.escape(n) for n in ordered if not NO_SPACES.search(n))
+    anywhere = "|".join(re.escape(n) for n in ordered if NO_SPACES.search(n))
+    parts = ([rf"(?<![^\W_])(?:{words})(?![^\W_])"] if words else []) + (
+        [anywhere] if anywhere else []
+    )
+    return re.compile("|".join(parts)) if parts else None
 
 
 def _merged(spans: list[tuple[int, int]]) -> list[tuple[int, int]]:

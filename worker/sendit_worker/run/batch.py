@@ -21,7 +21,7 @@ import os
 import shutil
 import time
 from pathlib import Path
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from sendit_api.errors import Permanent
 from sendit_api.names import IDENTIFIER_TOKEN_ENV
@@ -29,7 +29,6 @@ from sendit_api.spec import Batch, Deidentify, FileRef, Source
 from sendit_api.status import Counts, PlanReport, ShardReport
 
 from ..destinations import staging
-from ..destinations.deliver import Delivery, prune
 from ..destinations.errors import DeliveryError
 from ..files import copy_atomically
 from ..header.profile import Options, profile_for
@@ -40,6 +39,9 @@ from ..pixels import PixelPolicy
 from ..pool import available_cpus, pool
 from ..report import Report
 from .shard import SeriesDone, ShardOptions, run_shard
+
+if TYPE_CHECKING:
+    from ..destinations.deliver import Delivery
 
 log = logging.getLogger("sendit")
 
@@ -251,6 +253,8 @@ def _complete(
         if not delivery:
             report.sent = outputs["local"]
     elif delivery:
+        from ..destinations.deliver import prune
+
         prune(workspace)
     progress.stage(report.shard("sent", outputs, time.monotonic() - began))
     if placement.cleans_source:
@@ -272,7 +276,11 @@ def _report_sent(delivery: Delivery, progress: Progress, report: Report, stage: 
 def _delivery(
     batch: Batch, placement: Placement, workspace: Path, *, keep_files: bool | None = None
 ) -> Delivery:
-    """Delivery for this shard: each shard ends with its own event (its own id)."""
+    """Delivery for this shard: each shard ends with its own event (its own id). Imported here:
+    the destinations' client libraries cost half a second of CPU to import, which a run that
+    delivers nowhere but a local folder need not pay."""
+    from ..destinations.deliver import Delivery
+
     dests = batch.spec.destinations
     keep = dests.local is not None if keep_files is None else keep_files
     return Delivery(batch.name, dests, workspace, keep_files=keep, shard=placement.shard)
