@@ -68,7 +68,7 @@ class Search:
                     lines.extend(look.lines)  # (Doppler colour lines up like glyphs there)
                 asked.extend(r.grown(ASK_ACROSS, ASK_ALONG, rows, columns) for r in look.lines)
                 asked.extend(look.crowded)
-            found.add(self._text(view, asked, lines))
+            found.add(self.text(view, asked, lines))
         return found
 
     def again(self, views: list[np.ndarray], mask: np.ndarray, blanked: list[Region]) -> Found:
@@ -94,11 +94,11 @@ class Search:
                 strip = Region(0, r.y0, columns, r.y1, r.height)
                 brightness = planes(filled[r.y0 : r.y1])[0]
                 lines.extend(_shifted(line, strip) for line in first_look(brightness).lines)
-            left = self._text(filled, around, lines, outside=mask)
+            left = self.text(filled, around, lines, outside=mask)
             found.add(left)
         return found
 
-    def _text(
+    def text(
         self,
         view: np.ndarray,
         asked: list[Region],
