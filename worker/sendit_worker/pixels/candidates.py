@@ -47,9 +47,13 @@ class Region:
     height: int
     glyphs: int = 0  # glyphs of the line's size on its baseline (see _aligned)
 
-    def grown(self, across: float, along: float, rows: int, columns: int) -> Region:
-        """Wider by `along` heights left and right and `across` heights up and down."""
-        dx, dy = int(along * self.height) + 2, int(across * self.height) + 2
+    def grown(
+        self, across: float, along: float, rows: int, columns: int, limit: int = 1 << 30
+    ) -> Region:
+        """Wider by `along` heights left and right and `across` heights up and down (each at
+        most `limit` pixels)."""
+        dx = min(int(along * self.height) + 2, limit)
+        dy = min(int(across * self.height) + 2, limit)
         return Region(
             max(0, self.x0 - dx),
             max(0, self.y0 - dy),

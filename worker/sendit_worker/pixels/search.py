@@ -24,8 +24,10 @@ from .views import planes
 
 ASK_ACROSS, ASK_ALONG = 0.5, 2.0  # context the detector gets around a line (heights)
 MARGIN_ACROSS, MARGIN_ALONG = 0.2, 0.4  # blanked around a line (heights)
+MARGIN_LIMIT = 12  # pixels: large text needs no wider margin than small
 JOIN_ALONG = 2.0  # lines of glyphs this many heights along a detection's row are joined to it
 EDGE_ALONG, EDGE_ACROSS = 1.0, 0.5  # a line this near (box heights) the frame's edge runs off it
+EDGE_LIMIT = 16  # pixels: a line further from the edge than this is not cut by it
 AROUND_ALONG, AROUND_ACROSS = 1.0, 0.5  # a blanked line is checked again this near it
 OUTSIDE = 0.25  # a box found again counts when this share of it lies outside what is blanked
 SUPPORT_GLYPHS = 3  # a line of this many aligned glyphs in a box's rows supports it as text
@@ -164,7 +166,7 @@ def _joined(box: Box, lines: list[Region], rows: int, columns: int) -> tuple[Reg
     edged = _to_edges(Region(region.x0, region.y0, region.x1, region.y1, box.height), rows, columns)
     height = max(line.height for line in joined) if joined else box.height
     region = Region(edged.x0, edged.y0, edged.x1, edged.y1, height, region.glyphs)
-    return region.grown(MARGIN_ACROSS, MARGIN_ALONG, rows, columns), joined
+    return region.grown(MARGIN_ACROSS, MARGIN_ALONG, rows, columns, MARGIN_LIMIT), joined
 
 
 def _row_of(line: Region, box: Box) -> bool:
@@ -175,7 +177,8 @@ def _row_of(line: Region, box: Box) -> bool:
 
 def _to_edges(region: Region, rows: int, columns: int) -> Region:
     """A line that nearly reaches the frame's edge runs off it: blanked to the edge."""
-    along, across = int(EDGE_ALONG * region.height), int(EDGE_ACROSS * region.height)
+    along = min(int(EDGE_ALONG * region.height), EDGE_LIMIT)
+    across = min(int(EDGE_ACROSS * region.height), EDGE_LIMIT)
     return Region(
         0 if region.x0 <= along else region.x0,
         0 if region.y0 <= across else region.y0,
