@@ -452,3 +452,24 @@ def test_pixels_declared_too_large_to_decode_fail_that_file_only(tmp_path):
     assert report.anonymized == 1 and report.failed == 1
     (error,) = report.errors
     assert error.reason.startswith("could not decode the pixels") and "MiB" in error.reason
+
+
+def test_implicit_vr_keeps_elements_whose_dictionary_vr_is_ambiguous(tmp_path):
+    """In implicit VR nothing says whether PixelPaddingValue is US or SS: the dataset's pixel
+    representation does. They are kept as explicit VR keeps them (they were removed as
+    unknown)."""
+    ds = pydicom.dcmread(BUNDLED / KINDS["mr_implicit"])
+    ds.add_new(0x00280120, "SS", -2000)  # PixelPaddingValue
+    ds.add_new(0x00280106, "SS", 0)  # SmallestImagePixelValue
+    ds.add_new(0x00280107, "SS", 4000)  # LargestImagePixelValue
+    (tmp_path / "in").mkdir()
+    ds.save_as(tmp_path / "in" / "a.dcm", implicit_vr=True, little_endian=True)
+    assert pydicom.dcmread(tmp_path / "in" / "a.dcm").get_item(0x00280120).VR is None
+    report = _run([tmp_path / "in"], tmp_path / "out")
+    assert report.anonymized == 1, report.errors
+    out = pydicom.dcmread(next((tmp_path / "out").rglob("*.dcm")))
+    assert (out.PixelPaddingValue, out.SmallestImagePixelValue, out.LargestImagePixelValue) == (
+        -2000,
+        0,
+        4000,
+    )
