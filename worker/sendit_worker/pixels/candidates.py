@@ -109,6 +109,12 @@ def first_look(plane: np.ndarray) -> Look:
             counted = _tile_counts(glyphs - np.array([0, start - top, 0, 0]), own.shape)
             crowded[tiles] |= counted > CROWDED_GLYPHS
             textured[tiles] |= counted > TEXTURED_GLYPHS
+            # Glyphs in a crowded tile make no line that counts (below): not linked at all.
+            band_crowded = crowded[tiles]
+            in_crowd = band_crowded[
+                (glyphs[:, 1] - (start - top)).clip(0, None) // TILE, glyphs[:, 0] // TILE
+            ]
+            glyphs = glyphs[~in_crowd]
             found = [r for r in _lines(glyphs) if _strokes_across(strokes, r) >= LINE_STROKES]
             lines.extend(_moved(r, top) for r in found)
     # A line in a crowded tile is texture as likely as text: the tile goes to the detector

@@ -222,9 +222,17 @@ class _Image:
             still = (high.astype(np.int64) - low) <= self._still_tolerance(high)
             still = still.all(axis=-1) if still.ndim == 3 else still
             if float(still.mean()) >= CINE_STILL:
+                # What stays is looked at once, in the first frame; what moves, in the
+                # brightest and darkest of each pixel (text on any frame shows in one of them).
+                # Each with the other part black.
+                fill = self.fill
+                stays, moves = first.values.copy(), high
+                stays[~still] = fill
+                moves[still] = fill
+                low[still] = fill
                 self._cine = [
-                    first,
-                    Frame(first.index, high, first.photometric, False),
+                    Frame(first.index, stays, first.photometric, False),
+                    Frame(first.index, moves, first.photometric, False),
                     Frame(first.index, low, first.photometric, False),
                 ]
         return self._cine is not None

@@ -78,10 +78,12 @@ def planes(view: np.ndarray) -> list[np.ndarray]:
     """Grey planes of one view: itself, or luminance and colourfulness."""
     if view.ndim == 2:
         return [view]
-    rgb = view.astype(np.uint16)
-    luminance = (rgb[..., 0] * 77 + rgb[..., 1] * 150 + rgb[..., 2] * 29) >> 8
-    colourful = view.max(axis=2) - view.min(axis=2)
-    return [luminance.astype(np.uint8), colourful]
+    import cv2
+
+    red, green, blue = cv2.split(view)
+    brightest = cv2.max(cv2.max(red, green), blue)
+    darkest = cv2.min(cv2.min(red, green), blue)
+    return [cv2.cvtColor(view, cv2.COLOR_RGB2GRAY), cv2.subtract(brightest, darkest)]
 
 
 def to_uint8(values: np.ndarray, low: float, high: float) -> np.ndarray:
