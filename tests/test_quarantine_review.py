@@ -227,9 +227,11 @@ def test_reject_keeps_it_out_for_good_and_cleanup_removes_it_at_once(tmp_path) -
     report, q = run(tmp_path, cleanup={"source": "delete"})
     refs = by_file(report, tmp_path)
     item = q.item(refs["letter.dcm"])
+    q.proposal(item).write_bytes(review.proposed(q, item, Rule.of_regions([Region(0, 0, 9, 9)])))
     review.reject(q, [item], who="reviewer")
     assert q.item(item.ref).state == "rejected"
     assert not q.image(item).exists() and not q.preview(item).exists()
+    assert not q.proposal(item).exists()  # it shows the pixels too
     assert review.asked(q, [item.ref]).decided  # never released after
     assert (tmp_path / "in" / "ST-1").is_dir()  # the source stays (images were withheld)
 

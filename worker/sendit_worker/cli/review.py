@@ -19,7 +19,7 @@ from sendit_api.errors import Permanent
 
 from ..quarantine import review
 from ..quarantine.rules import Region, Rule
-from ..quarantine.store import WAITING, Item, Quarantine, name_of, ref_of
+from ..quarantine.store import WAITING, Item, Quarantine, ref_of
 
 LEGEND = "red: text found; yellow: the batch's rules' regions; green: the region proposed"
 
@@ -54,7 +54,7 @@ def show(args: Any) -> int:
         print(f"  a filter rule {'keeps' if value else 'blanks'} {coordinates} (x0,y0,x1,y1)")
     rule = _rule(args)
     if rule is not None:
-        picture = q.root / "previews" / f"{name_of(item.ref)}-proposed.png"
+        picture = q.proposal(item)
         picture.write_bytes(review.proposed(q, item, rule))
     elif item.preview and q.preview(item).exists():
         picture = q.preview(item)

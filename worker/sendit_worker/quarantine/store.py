@@ -220,7 +220,11 @@ class Quarantine:
         return self.root / IMAGES / name
 
     def preview(self, item: Item) -> Path:
-        return self.root / PREVIEWS / f"{name_of(item.ref)}.png"
+        return _pictures(self.root, name_of(item.ref))[0]
+
+    def proposal(self, item: Item) -> Path:
+        """The preview with a region a reviewer proposes (`sendit review show --region`)."""
+        return _pictures(self.root, name_of(item.ref))[1]
 
     def save(self, item: Item) -> None:
         data = json.dumps(dataclasses.asdict(item), indent=2) + "\n"
@@ -239,9 +243,9 @@ class Quarantine:
         return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
 
     def forget(self, item: Item) -> None:
-        """Its original and preview go (retention: cleanup.source delete, once decided)."""
-        self.image(item).unlink(missing_ok=True)
-        self.preview(item).unlink(missing_ok=True)
+        """Its original and previews go (retention: cleanup.source delete, once decided)."""
+        for path in (self.image(item), *_pictures(self.root, name_of(item.ref))):
+            path.unlink(missing_ok=True)
 
     # -- releases ----------------------------------------------------------------------------
 
@@ -292,10 +296,15 @@ def release_refs(folder: Path) -> Callable[[Path], str] | None:
 def remove_release(folder: Path) -> None:
     """A release's images delivered and verified, and cleanup asked for: they go, and so do
     their previews."""
-    root = folder.parent.parent
     for image in folder.glob("*.dcm"):
-        (root / PREVIEWS / f"{image.stem}.png").unlink(missing_ok=True)
+        for path in _pictures(folder.parent.parent, image.stem):
+            path.unlink(missing_ok=True)
     shutil.rmtree(folder)
+
+
+def _pictures(root: Path, name: str) -> tuple[Path, Path]:
+    """An image's preview, and its preview with a proposed region: both show its pixels."""
+    return root / PREVIEWS / f"{name}.png", root / PREVIEWS / f"{name}-proposed.png"
 
 
 def _text(ds: Dataset, keyword: str) -> str:

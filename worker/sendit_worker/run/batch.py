@@ -199,7 +199,10 @@ def clean_source(batch: Batch, placement: Placement, counts: Counts) -> int:
     folders = [f for f in placement.folders(batch.spec.source) if f.is_dir()]
     for folder in folders:
         try:
-            remove_release(folder) if release_refs(folder) else shutil.rmtree(folder)
+            if release_refs(folder):
+                remove_release(folder)
+            else:
+                shutil.rmtree(folder)
         except OSError as exc:
             raise Permanent(
                 f"cleanup: a source folder cannot be removed ({exc.strerror})"
