@@ -271,7 +271,9 @@ def _review_parser(sub: Any, quiet: argparse.ArgumentParser) -> None:
         description="Release images: they go through header and pixel de-identification again "
         "with the region or rule added to the batch's filters, and through verification, and "
         "are delivered to the batch's destinations once. Locally the release runs here; for "
-        "a cluster batch's quarantine it is a SenditBatch, printed or (--apply) applied.",
+        "a cluster batch's quarantine it is a SenditBatch, printed or (--apply) applied. "
+        "Exit 0: released (or released before: nothing is sent again); 3: the pipeline "
+        "withheld some again (they wait); 2: a mistake, nothing changed.",
     )
     rl.add_argument(
         "--save-rule",

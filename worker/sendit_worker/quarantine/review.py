@@ -40,7 +40,7 @@ from ..report import Report
 from ..run.batch import Progress, run_batch
 from ..run.placement import LocalPlacement
 from .rules import RELEASE_KEY, Rule, device_rule, save_rules
-from .store import REJECTED, RELEASED, RELEASES, WAITING, Item, Quarantine, key_check
+from .store import REJECTED, RELEASED, RELEASES, WAITING, Item, Quarantine, Record, key_check
 
 JSON = dict[str, Any]
 
@@ -115,7 +115,7 @@ def release(
     rule_path.parent.mkdir(parents=True, exist_ok=True)
     rule_path.write_text(rule.text)
     volume = {"hostPath": {"path": str(q.root / RELEASES)}}
-    batch = parse_batch(release_manifest(q, name, volume, name, {"file": str(rule_path)}))
+    batch = parse_batch(release_manifest(record, name, volume, name, {"file": str(rule_path)}))
     # The batch's own output, or (remote destinations only) one workspace for every release,
     # whose delivery ledger makes a retried release send nothing twice.
     work = None if batch.spec.destinations.local else q.root / "work"
@@ -178,7 +178,7 @@ def release_batch(
     folder = f"{quarantine_folder(meta['uid'])}/{RELEASES}/{name}"
     volume = record.manifest["spec"]["workspace"]
     reference = {"configMapKeyRef": {"name": name, "key": RELEASE_KEY}}
-    documents = [rules, release_manifest(q, name, volume, folder, reference)]
+    documents = [rules, release_manifest(record, name, volume, folder, reference)]
     moved = q.move(items, name)
     try:
         if apply is not None:
@@ -196,10 +196,9 @@ def release_batch(
     return documents
 
 
-def release_manifest(q: Quarantine, name: str, volume: JSON, folder: str, rule: JSON) -> JSON:
+def release_manifest(record: Record, name: str, volume: JSON, folder: str, rule: JSON) -> JSON:
     """The release's SenditBatch: the quarantine's batch with the release's folder as its
     source, the rule added to its filters, the clean policy, and delivery at once."""
-    record = q.record
     spec = copy.deepcopy(record.manifest["spec"])
     spec["source"] = {"volume": volume, "folders": [folder]}
     pixels = spec["deidentify"]["pixels"]
