@@ -1,5 +1,6 @@
-"""One instance, in a pool process: read, pixels, header, verify, write (`process_instance`);
-the pool's task is a series of them (`process_series`).
+"""One instance, in a pool process: read, pixels, header, verify, write (`process_instance`),
+or, withheld, kept in the batch's quarantine with a preview; the pool's task is a series of
+them (`process_series`).
 
 Each pool process builds its `Context` once (the compiled profile, the pixel filters, the user's
 recipe); tasks carry only paths and the patient's identifiers. No dataset outlives its file.
