@@ -84,14 +84,19 @@ def test_phases_stages_and_counts_are_the_crds():
         "deliverySeconds",
         "updated",
         "headerReads",
+        "quarantined",
     }
     for reasons in (shard["reasons"], status["reasons"]):
         assert list(WITHHELD_REASONS) == list(reasons["properties"]["withheld"]["properties"])
         assert list(FAILED_REASONS) == list(reasons["properties"]["failed"]["properties"])
     report = [f.name for f in dataclasses.fields(Report) if f.type == "int"]
-    # The run's own: reads of the plan stage, and images cleaned (the local report's count;
-    # the batch's status does not carry it yet).
-    assert report == [*counts, "header_reads", "pixels_cleaned"]
+    # The run's own: reads of the plan stage, images cleaned (the local report's count; the
+    # batch's status does not carry it yet), and images kept in quarantine.
+    assert report == [*counts, "header_reads", "pixels_cleaned", "quarantined"]
+    assert "quarantined" in shard and set(status["quarantine"]["properties"]) == {
+        "images",
+        "folder",
+    }
     assert list(PlanReport().as_status()) == list(status["plan"]["properties"])
 
 

@@ -26,14 +26,17 @@ from pathlib import Path
 from typing import Any
 
 import psutil
+import pydicom
 import pytest
 from dicomdata import KEY, PLANTED
 from emulators import FakeGcs, Orthanc, environ
 from policies import policy_file
 from polling import wait_for
+from withheld import write_withheld
 
 from sendit_api.names import SHARD_INDEX_ENV
 from sendit_worker.cli.sample import make_sample, make_series
+from sendit_worker.quarantine.store import Quarantine
 
 pytestmark = pytest.mark.controlplane
 ROOT = Path(__file__).resolve().parents[1]
@@ -652,6 +655,40 @@ def test_watch_creates_each_batch_once(cluster, operator):
     assert batches() == []
     status = json.loads(cluster.kubectl("-n", NS, "get", "sw", "sniff", "-o", "json").stdout)
     assert status["status"]["created"] == 1 and len(status["status"]["seen"]) == 1
+
+
+def test_withheld_images_wait_in_quarantine_and_a_release_batch_delivers_them(cluster, operator):
+    """A batch withholds images and keeps them on its workspace claim; its status says how
+    many and where. `sendit review release --apply` makes the release: a ConfigMap (the rule)
+    and a SenditBatch whose source is the quarantine on that claim, which the operator runs
+    like any other, to Sent with the released image at the destination. Released again, it
+    sends nothing."""
+    write_withheld(cluster.data / "withheld" / "ST-W")
+    body = json.loads(manifest("held", cluster.data, parallelism=1))
+    volume = {"hostPath": {"path": str(cluster.data / "withheld")}}
+    body["spec"]["source"] = {"volume": volume, "folders": ["ST-W"]}
+    apply(cluster, json.dumps(body))
+    status = wait_phase(cluster, "held", "Sent", timeout=180)
+    uid = get(cluster, "held")["metadata"]["uid"]
+    withheld = status["counts"]["withheld"]
+    assert status["quarantine"] == {"images": withheld, "folder": f"{uid}/quarantine"} and withheld
+    assert f"{withheld} withheld images kept in quarantine" in status["message"]
+    q = Quarantine.open(cluster.work / uid / "quarantine")
+    ref = next(i.ref for i in q.items() if i.kind == "burned-in-header")
+    out = cluster.data / "out" / "held"
+    before = set(out.rglob("*.dcm"))
+    env = {**os.environ, "KUBECONFIG": str(cluster.kubeconfig)}
+    release = ["sendit", "review", "release", str(q.root), ref, "--region", "0,0,20,20", "--apply"]
+    done = subprocess.run(release, env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    status = wait_phase(cluster, "held-release-1", "Sent", timeout=180)
+    assert (status["counts"]["anonymized"], status["counts"]["sent"]) == (1, 1)
+    [new] = set(out.rglob("*.dcm")) - before
+    assert pydicom.dcmread(new).BurnedInAnnotation == "NO"
+    again = subprocess.run(release, env=env, capture_output=True, text=True, timeout=120)
+    assert again.returncode == 0 and "nothing sent again" in again.stderr
+    assert "held-release-2" not in cluster.kubectl("-n", NS, "get", "sb", "-o", "name").stdout
+    assert set(out.rglob("*.dcm")) == before | {new}
 
 
 @pytest.mark.emulators

@@ -242,3 +242,19 @@ def test_progress_counts_images_done_then_images_sent_and_a_rate_while_running()
         "Sent", st.counts(shards("sent", discovered=3, anonymized=3, sent=3)), {}, None
     )
     assert final["progress"] == "3/3" and final["imagesPerSecond"] is None
+
+
+def test_the_status_says_how_many_withheld_images_wait_in_quarantine_and_where():
+    shard = {"stage": "sent", "discovered": 2, "anonymized": 1, "withheld": 1, "sent": 1}
+    kept = {"shards": {"0": {**shard, "quarantined": 1}, "1": {**shard, "quarantined": 1}}}
+    done = {"process": job(state="Complete")}
+    now = phase(SPEC, "Sending", done, st.shards_of(kept))
+    assert (now.phase, now.message) == (
+        "Sent",
+        "every shard delivered; 2 withheld images kept in quarantine for review",
+    )
+    status = st.rollup(SPEC, 1, kept, done, now, AT, "uid-1")
+    assert status["quarantine"] == {"images": 2, "folder": "uid-1/quarantine"}
+    none = {"shards": {"0": shard, "1": shard}}  # withheld, not kept (no workspace)
+    assert phase(SPEC, "Sending", done, st.shards_of(none)).message == "every shard delivered"
+    assert "quarantine" not in st.rollup(SPEC, 1, none, done, now, AT, "uid-1")

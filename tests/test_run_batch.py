@@ -13,11 +13,13 @@ from pathlib import Path
 import pytest
 from batches import batch
 from dicomdata import KEY, PLANTED
+from withheld import write_withheld
 
 from sendit_api.errors import Permanent
 from sendit_api.status import Counts
 from sendit_worker.cli.sample import make_sample
 from sendit_worker.destinations import staging
+from sendit_worker.quarantine.store import Quarantine
 from sendit_worker.run.batch import clean_source, plan_batch, run_batch, send_batch
 from sendit_worker.run.placement import LocalPlacement, PodPlacement
 from sendit_worker.run.progress import StatusProgress
@@ -284,3 +286,21 @@ def test_a_source_changed_between_plan_and_processing_is_reported_by_the_shards(
     assert last["0"]["failed"] >= 1  # the added file, reported by shard 0 only
     assert sum(s["anonymized"] + s["withheld"] for s in last.values()) == 11
     assert sum(s["discovered"] for s in last.values()) == planned.discovered == 12
+
+
+def test_pods_keep_withheld_images_only_on_a_workspace_that_outlives_them(tmp_path) -> None:
+    """On the claim, beside the plan, shared by the shards, each counting what it kept; with
+    an emptyDir (no spec.workspace), nothing: it would go with the pod."""
+    write_withheld(tmp_path / "src" / "in")
+    work = {"persistentVolumeClaim": {"claimName": "work"}}
+    kept = batch(destinations={"local": {"path": "/x"}}, workspace=work, parallelism=2)
+    last = last_shards(run_shards(kept, pods(tmp_path, tmp_path / "src")))
+    q = Quarantine.open(tmp_path / "work" / "uid-1" / "quarantine")
+    withheld = sum(s["withheld"] for s in last.values())
+    assert sum(s["quarantined"] for s in last.values()) == len(q.items()) == withheld == 5
+    assert q.record.base is None and q.record.manifest["spec"]["workspace"] == work
+    gone = batch("gone", destinations={"local": {"path": "/x"}})
+    [pod] = pods(tmp_path / "gone", tmp_path / "src", n=1)
+    last = last_shards(run_shards(gone, [pod]))
+    assert last["0"]["withheld"] == 5 and last["0"]["quarantined"] == 0
+    assert not (tmp_path / "gone" / "work" / "uid-1" / "quarantine").exists()

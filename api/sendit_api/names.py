@@ -17,6 +17,7 @@ BATCH_LABEL: Final = "sendit.dev/batch"
 STAGE_LABEL: Final = "sendit.dev/stage"
 WATCH_LABEL: Final = "sendit.dev/watch"
 SENDS_ANNOTATION: Final = "sendit.dev/sends"  # on a process Job that also delivers
+RELEASES_LABEL: Final = "sendit.dev/releases"  # on a release batch: the batch it releases from
 
 # Inside a worker pod. The root filesystem is read-only: TMP is its scratch space.
 SOURCE_MOUNT: Final = "/sendit/source"
@@ -26,6 +27,9 @@ LOCAL_MOUNT: Final = "/sendit/local"
 TMP_MOUNT: Final = "/sendit/tmp"
 WORKER_CONTAINER: Final = "worker"
 WORKER_UID: Final = 10001  # the worker image's user
+# A batch's withheld images, kept for review on its workspace volume (the release batches of
+# `sendit review` name this folder as their source).
+QUARANTINE_FOLDER: Final = "quarantine"
 
 PSEUDONYM_KEY_ENV: Final = "SENDIT_PSEUDONYM_KEY"
 IDENTIFIER_TOKEN_ENV: Final = "SENDIT_IDENTIFIER_TOKEN"
@@ -44,3 +48,8 @@ PACS_TLS_ENV: Final = {
     "tls.crt": "SENDIT_PACS_CERT",  # a client certificate (and the commitment listener's)
     "tls.key": "SENDIT_PACS_KEY",  # its private key
 }
+
+
+def quarantine_folder(uid: str) -> str:
+    """Where a batch's quarantine is, relative to its workspace volume."""
+    return f"{uid}/{QUARANTINE_FOLDER}"

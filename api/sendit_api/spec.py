@@ -233,6 +233,12 @@ class BatchSpec:
             names.append(pacs.credentials_secret_ref.name)
         return names
 
+    @property
+    def keeps_workspace(self) -> bool:
+        """A workspace that outlives the batch's pods (not an emptyDir): its plan, staging and
+        the quarantine of its withheld images stay there."""
+        return bool(self.workspace) and "emptyDir" not in self.workspace
+
     def claims(self) -> list[str]:
         volumes = [self.source.volume or {}, self.workspace or {}]
         return [
@@ -249,6 +255,8 @@ class Batch:
     uid: str | None
     generation: int
     spec: BatchSpec
+    # The manifest as validated (defaults in): what a release of its withheld images starts from.
+    manifest: JSON = field(repr=False, compare=False)
 
 
 def parse_batch(manifest: Any) -> Batch:
@@ -261,6 +269,7 @@ def parse_batch(manifest: Any) -> Batch:
         uid=meta.get("uid"),
         generation=int(meta.get("generation") or 1),
         spec=build(BatchSpec, body["spec"]),
+        manifest=body,
     )
 
 

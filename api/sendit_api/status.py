@@ -125,6 +125,9 @@ class ShardReport:
     # Files whose header the process stage's pod read: all of them when it planned the batch
     # itself, none when a plan stage did. None: not this stage's to say (left as it was).
     header_reads: int | None = None
+    # Withheld images the process stage kept in the batch's quarantine, for review; None, as
+    # header_reads.
+    quarantined: int | None = None
 
     @classmethod
     def of(cls, data: Mapping[str, Any]) -> ShardReport:
@@ -135,7 +138,8 @@ class ShardReport:
             reasons=Reasons.of(data.get("reasons") or {}),
             delivery_seconds=_number(data.get("deliverySeconds")),
             updated=str(data.get("updated") or ""),
-            header_reads=None if data.get("headerReads") is None else int(data["headerReads"]),
+            header_reads=_count(data.get("headerReads")),
+            quarantined=_count(data.get("quarantined")),
         )
 
     def patch(self, index: int) -> dict[str, Any]:
@@ -143,6 +147,8 @@ class ShardReport:
         shard["updated"] = timestamp()
         if self.header_reads is not None:
             shard["headerReads"] = self.header_reads
+        if self.quarantined is not None:
+            shard["quarantined"] = self.quarantined
         if self.outputs:
             shard["outputs"] = dict(self.outputs)
         if self.reasons:
@@ -154,6 +160,10 @@ class ShardReport:
 
 def _number(value: Any) -> float | None:
     return None if value is None else float(value)
+
+
+def _count(value: Any) -> int | None:
+    return None if value is None else int(value)
 
 
 @dataclass(frozen=True)

@@ -140,7 +140,7 @@ def plan(o: Observed, at: str) -> Plan:
             jobs[action.stage] = _pending(o.batch, action.stage, at)
     shards = status.shards_of(o.status)
     now = status.phase(spec, previous, jobs, shards, o.problem, waiting, report, refused)
-    new = status.rollup(spec, o.batch.generation, o.status, jobs, now, at)
+    new = status.rollup(spec, o.batch.generation, o.status, jobs, now, at, o.batch.uid)
     event = None
     if now.phase != previous:
         event = Event("Warning" if now.phase == FAILED else "Normal", now.phase, now.message)

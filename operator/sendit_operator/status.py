@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from sendit_api.clock import parse
-from sendit_api.names import SENDS_ANNOTATION, STAGE_LABEL
+from sendit_api.names import SENDS_ANNOTATION, STAGE_LABEL, quarantine_folder
 from sendit_api.spec import BatchSpec
 from sendit_api.status import (
     CANCELLED,
@@ -110,6 +110,11 @@ def reasons(shards: Mapping[str, ShardReport]) -> Reasons:
     return sum((s.reasons for s in shards.values()), Reasons())
 
 
+def quarantined(shards: Mapping[str, ShardReport]) -> int:
+    """Withheld images the shards kept in the batch's quarantine, for review."""
+    return sum(s.quarantined or 0 for s in shards.values())
+
+
 def wants_cleanup(
     spec: BatchSpec, shards: Mapping[str, ShardReport], plan: PlanReport | None = None
 ) -> bool:
@@ -164,9 +169,13 @@ def phase(
             return Phase(SENT, SENT, "every shard delivered; the source folders were removed")
         if wants_cleanup(spec, shards, plan):
             return Phase(SENDING, SENDING, "every shard delivered; removing the source folders")
+        kept = quarantined(shards)
+        waiting = f"; {kept} withheld images kept in quarantine for review" if kept else ""
         if spec.cleanup.source == "delete":
-            return Phase(SENT, SENT, "every shard delivered; source kept: not every image was sent")
-        return Phase(SENT, SENT, "every shard delivered")
+            return Phase(
+                SENT, SENT, f"every shard delivered; source kept: not every image was sent{waiting}"
+            )
+        return Phase(SENT, SENT, f"every shard delivered{waiting}")
     if delivering and delivering.state == "Complete":
         # Sent only on the shards' word, never on the Job's: a pod that exited 0 without its
         # report (or a report not seen yet) leaves the batch Sending, saying so.
@@ -290,8 +299,10 @@ def rollup(
     jobs: Mapping[str, JobState],
     now: Phase,
     at: str,
+    uid: str | None = None,
 ) -> JSON:
-    """The status the batch should have (everything but the shards, which the workers own)."""
+    """The status the batch should have (everything but the shards, which the workers own).
+    `uid`: the batch's, which names its quarantine's folder on the workspace volume."""
     shards = shards_of(status)
     c = counts(shards, PlanReport.of(status.get("plan")))
     new: JSON = {
@@ -308,6 +319,11 @@ def rollup(
         "outputs": outputs(shards),
         "reasons": reasons(shards).as_dict(),
     }
+    kept = quarantined(shards)
+    if kept:
+        new["quarantine"] = {"images": kept}
+        if uid:
+            new["quarantine"]["folder"] = quarantine_folder(uid)
     started = [j.created for j in jobs.values() if j.created]
     start = status.get("startTime") or (min(started) if started else None)
     if start:

@@ -52,6 +52,7 @@ class Report:
     series: int = 0
     header_reads: int = 0  # files whose header this run read (planning): none in a planned shard
     pixels_cleaned: int = 0  # anonymized images whose burned-in text was blanked
+    quarantined: int = 0  # withheld images kept in the quarantine for review
     errors: list[FileError] = field(default_factory=list)  # failed and skipped, with reasons
     withheld_files: list[FileError] = field(default_factory=list)
     withheld_by: dict[str, int] = field(default_factory=dict)  # by reason class
@@ -77,10 +78,17 @@ class Report:
     ) -> ShardReport:
         """This report as a shard's, for its batch's status (counts only)."""
         reasons = Reasons(dict(self.withheld_by), dict(self.failed_by))
-        # Header reads are the process stage's to report; a send stage leaves them as they were.
-        reads = self.header_reads if stage in ("processing", "processed") else None
+        # Header reads and the quarantine are the process stage's to report; a send stage
+        # leaves them as they were.
+        processing = stage in ("processing", "processed")
         return ShardReport(
-            stage, self.counts(), outputs or {}, reasons, delivery, header_reads=reads
+            stage,
+            self.counts(),
+            outputs or {},
+            reasons,
+            delivery,
+            header_reads=self.header_reads if processing else None,
+            quarantined=self.quarantined if processing else None,
         )
 
     @property

@@ -9,6 +9,14 @@ from sendit_api.errors import Permanent
 
 
 def custom_objects_api() -> Any:
+    return _client().CustomObjectsApi()
+
+
+def core_api() -> Any:
+    return _client().CoreV1Api()
+
+
+def _client() -> Any:
     from kubernetes import client, config  # only the commands that run in a cluster need it
 
     try:
@@ -21,4 +29,4 @@ def custom_objects_api() -> Any:
                 "no Kubernetes cluster configured: not in a pod, and no usable kubeconfig "
                 "($KUBECONFIG or ~/.kube/config)"
             ) from None
-    return client.CustomObjectsApi()
+    return client

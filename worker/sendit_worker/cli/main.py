@@ -104,6 +104,13 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("-f", "--file", type=Path, help="a SenditBatch manifest")
     r.add_argument("-o", "--output", type=Path, help="where de-identified files go")
     r.add_argument("--report", type=Path, help="write the JSON run report here")
+    r.add_argument(
+        "--quarantine",
+        type=Path,
+        metavar="DIR",
+        help="keep each withheld image, unchanged, in DIR for review (`sendit review`): a "
+        "folder inside the trust boundary, outside the output and the inputs",
+    )
     r.add_argument("--key-file", type=Path, help="the pseudonym key (else $SENDIT_PSEUDONYM_KEY)")
     r.add_argument("--recipe", type=Path, help="a deid recipe applied on top of the profile")
     r.add_argument(
@@ -204,6 +211,8 @@ def _parser() -> argparse.ArgumentParser:
     )
     st.set_defaults(command=_status)
 
+    _review_parser(sub, quiet)
+
     loc = sub.add_parser(
         "locate", parents=[quiet], help="find the file behind a reference from a report"
     )
@@ -216,6 +225,78 @@ def _parser() -> argparse.ArgumentParser:
     )
     loc.set_defaults(command=_locate)
     return parser
+
+
+def _review_parser(sub: Any, quiet: argparse.ArgumentParser) -> None:
+    rv = sub.add_parser(
+        "review",
+        parents=[quiet],
+        help="withheld images kept in a quarantine: list, show, release, reject",
+        description="A quarantine's withheld images (`sendit run --quarantine DIR`, or a "
+        "batch's <uid>/quarantine on its workspace volume): list them, look at one, release "
+        "them through the whole pipeline again with a region or a rule, or reject them. Every "
+        "decision goes to DIR/audit.jsonl.",
+    )
+    actions = rv.add_subparsers(required=True, metavar="ACTION")
+    where = argparse.ArgumentParser(add_help=False)
+    where.add_argument("quarantine", type=Path, metavar="DIR", help="the quarantine folder")
+    refs = argparse.ArgumentParser(add_help=False)
+    refs.add_argument("refs", nargs="+", metavar="REF", help="references, as `review list` shows")
+    rule = argparse.ArgumentParser(add_help=False)
+    rule.add_argument(
+        "--region",
+        action="append",
+        default=[],
+        metavar="x,y,w,h",
+        help="a region to blank, in the image's pixels (repeatable)",
+    )
+    rule.add_argument("--rule", type=Path, metavar="FILE", help="a deid filter file to blank by")
+
+    ls = actions.add_parser("list", parents=[quiet, where], help="every image and its state")
+    ls.set_defaults(command=_review("list_items"))
+    sh = actions.add_parser(
+        "show",
+        parents=[quiet, where, rule],
+        help="one image: why, what was found, its preview (with --region or --rule: the "
+        "preview with those outlined, to check them)",
+    )
+    sh.add_argument("ref", metavar="REF")
+    sh.add_argument("-o", "--output", type=Path, help="write the preview here")
+    sh.add_argument("--open", action="store_true", help="open the preview in a viewer")
+    sh.set_defaults(command=_review("show"))
+    rl = actions.add_parser(
+        "release",
+        parents=[quiet, where, refs, rule],
+        help="de-identify again with a region or rule added, verify, deliver once",
+        description="Release images: they go through header and pixel de-identification again "
+        "with the region or rule added to the batch's filters, and through verification, and "
+        "are delivered to the batch's destinations once. Locally the release runs here; for "
+        "a cluster batch's quarantine it is a SenditBatch, printed or (--apply) applied. "
+        "Exit 0: released (or released before: nothing is sent again); 3: the pipeline "
+        "withheld some again (they wait); 2: a mistake, nothing changed.",
+    )
+    rl.add_argument(
+        "--save-rule",
+        type=Path,
+        metavar="FILE",
+        help="also save the region as a rule for each image's device (manufacturer, model, "
+        "size) in this deid filter file, for later batches (--filter FILE)",
+    )
+    rl.add_argument("--key-file", type=Path, help="the batch's pseudonym key (local runs)")
+    rl.add_argument("--workers", type=_at_least(1), default=0, help="processes (local runs)")
+    rl.add_argument("--apply", action="store_true", help="apply the release batch (a cluster's)")
+    rl.set_defaults(command=_review("release"))
+    rj = actions.add_parser("reject", parents=[quiet, where, refs], help="never to be sent")
+    rj.set_defaults(command=_review("reject"))
+
+
+def _review(action: str):
+    def run(args: argparse.Namespace) -> int:
+        from . import review
+
+        return getattr(review, action)(args)
+
+    return run
 
 
 def _at_least(minimum: int):
@@ -260,7 +341,7 @@ def _run(args: argparse.Namespace) -> int:
         raise Permanent("nothing to do: give one or more folders, or -f MANIFEST")
     _override(manifest["spec"], args)
     batch = parse_batch(manifest)
-    placement = LocalPlacement(base, key_file=args.key_file)
+    placement = LocalPlacement(base, key_file=args.key_file, quarantine_dir=args.quarantine)
     _check_inputs(placement.folders(batch.spec.source))
     if args.report:
         _check_report(args.report, placement.workspace(batch))
@@ -271,13 +352,13 @@ def _run(args: argparse.Namespace) -> int:
     except DeliveryError as exc:  # the report still says what was done, then exit 1
         progress.close()
         if exc.report is not None:
-            _print_report(exc.report, args.report)
+            _print_report(exc.report, args.report, args.quarantine)
         raise
     except Interrupted as exc:
         progress.close()
         exc.detail = f": {progress.written()}; rerun to finish"
         raise
-    _print_report(report, args.report)
+    _print_report(report, args.report, args.quarantine)
     return run_exit_code(report)
 
 
@@ -313,8 +394,9 @@ def _check_report(path: Path, output: Path) -> None:
         raise Permanent(f"the report's folder cannot be made ({exc.strerror})") from None
 
 
-def _print_report(report: Report, path: Path | None) -> None:
-    """The counts, then each file that did not make it and why (the first 20)."""
+def _print_report(report: Report, path: Path | None, quarantine: Path | None = None) -> None:
+    """The counts, then each file that did not make it and why (the first 20), then where the
+    withheld images wait for review."""
     print(f"sendit: {report.summary()}", file=sys.stderr)
     files = [(f.ref, f"withheld: {f.reason}") for f in report.withheld_files]
     files += [(e.ref, e.reason) for e in report.errors]
@@ -322,6 +404,13 @@ def _print_report(report: Report, path: Path | None) -> None:
         print(f"  {ref}: {reason}", file=sys.stderr)
     if len(files) > 20:
         print(f"  ... and {len(files) - 20} more (see --report)", file=sys.stderr)
+    if report.quarantined:
+        print(
+            f"  {report.quarantined} withheld kept for review: sendit review list {quarantine}",
+            file=sys.stderr,
+        )
+    elif report.withheld:
+        print("  (--quarantine DIR keeps withheld images for review)", file=sys.stderr)
     if path:
         report.write(path)
 

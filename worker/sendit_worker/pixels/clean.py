@@ -115,7 +115,7 @@ class PixelCleaner:
         shown = display(ds, layout)
         ruled = blank_mask(verdict.regions, ds, layout.rows, layout.columns)
         image = _Image(ds, layout, shown)
-        found = _Result() if trusted else self._search(image)
+        found = _Result() if trusted else self._search(image, ruled)
         if found.withheld:
             return PixelOutcome(withheld=found.withheld, blanked=tuple(found.regions))
         if verdict.says_text and ruled is None and not found.proven:
@@ -135,12 +135,14 @@ class PixelCleaner:
             checked=not trusted, changed=True, digests=tuple(digests), blanked=tuple(found.regions)
         )
 
-    def _search(self, image: _Image) -> _Result:
-        """Every frame searched (a cine as one), then checked again around what was found."""
+    def _search(self, image: _Image, ruled: np.ndarray | None) -> _Result:
+        """Every frame searched (a cine as one), then checked again around what was found.
+        What the rules blank is blanked before the search: it never leaves, whatever it holds
+        (a reviewer's release names the region where text stayed)."""
         search = Search(lambda: self.detector, lambda: self.reader)
         result = _Result()
         seen: set[bytes] = set()
-        for frame_views in image.searched():
+        for frame_views in image.searched(blank=ruled):
             key = _digest(frame_views)
             if key in seen:
                 continue  # an identical frame: looked at once
@@ -150,9 +152,10 @@ class PixelCleaner:
             if not result.regions:
                 return result
             mask = mask_of(result.regions, image.layout.rows, image.layout.columns)
+            blanked = mask if ruled is None else mask | ruled
             again = Found()
-            for frame_views in image.searched(blank=mask):
-                again.add(search.again(frame_views, mask, result.regions))
+            for frame_views in image.searched(blank=blanked):
+                again.add(search.again(frame_views, blanked, result.regions))
             if _document(image, mask, _rows(result.regions)):
                 result.withheld = "text by nature: the pixels are a document"
                 return result

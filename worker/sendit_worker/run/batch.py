@@ -7,8 +7,9 @@ status, through the same two calls.
 
 - `plan_batch`: the plan stage of a batch with parallelism above 1: read the source once and
   deal its series onto shards, in the workspace, for every shard's pod to read its share of.
-- `run_batch`: stage one. De-identify into the workspace; with `deliver`, deliver each series
-  as it is done (send: auto), else stage it for `send_batch` and stop (send: manual).
+- `run_batch`: stage one. De-identify into the workspace (withheld images into the quarantine,
+  where the placement has one); with `deliver`, deliver each series as it is done (send:
+  auto), else stage it for `send_batch` and stop (send: manual).
 - `send_batch`: stage two of send: manual. Deliver what stage one staged.
 - `clean_source`: `cleanup.source: delete`, only after a verified, complete send.
 """
@@ -37,6 +38,7 @@ from ..intake.planner import open_or_make
 from ..logs import quiet_libraries
 from ..pixels import PixelPolicy
 from ..pool import available_cpus, pool
+from ..quarantine.store import Quarantine, Record, release_refs, remove_release
 from ..report import Report
 from .shard import SeriesDone, ShardOptions, run_shard
 
@@ -53,6 +55,7 @@ class Placement(Protocol):
     planned: bool  # a plan stage made the plan (else this process plans, as one shard)
     cleans_source: bool  # may this process remove the source after a verified send
     fresh_workspace: bool  # an earlier attempt's outputs are cleared before stage one
+    base: Path | None  # where the manifest's relative paths are (a laptop); None in a pod
 
     def folders(self, source: Source) -> list[Path]: ...
 
@@ -68,6 +71,10 @@ class Placement(Protocol):
 
     def local_copy(self, batch: Batch) -> Path | None:
         """Where `destinations.local` gets its copy; None when the workspace is that folder."""
+        ...
+
+    def quarantine(self, batch: Batch) -> Path | None:
+        """Where withheld images are kept for review; None: they are not kept."""
         ...
 
     def key(self) -> bytes: ...
@@ -105,11 +112,15 @@ def run_batch(
     workspace = placement.workspace(batch)
     if any(_overlaps(workspace, folder) for folder in folders):
         raise Permanent("the output folder must be outside every input folder")
+    kept = placement.quarantine(batch)
+    if kept is not None and any(_overlaps(kept, f) for f in [workspace, *folders]):
+        raise Permanent("the quarantine must be outside the output and every input folder")
+    key = placement.key()
     deid = spec.deidentify
     options = ShardOptions(
         folders=folders,
         output=workspace,
-        key=placement.key(),
+        key=key,
         workers=workers,
         identifiers=_identifier_source(deid),
         recipe=placement.config_file(deid.recipe) if deid.recipe else None,
@@ -124,6 +135,7 @@ def run_batch(
         planned=placement.planned,
         header_json=spec.destinations.bigquery is not None,
         profile=Options(deid.keep_descriptors, deid.cap_ages),
+        quarantine=Quarantine(kept, Record.of(batch, placement.base, key)) if kept else None,
     )
     profile_for(options.profile)  # a bad option fails here, before any file is read
     _make_output(workspace)
@@ -179,7 +191,8 @@ def send_batch(batch: Batch, placement: Placement, progress: Progress) -> Report
 
 
 def clean_source(batch: Batch, placement: Placement, counts: Counts) -> int:
-    """Remove the source folders when asked to and every image was sent: the folders removed."""
+    """Remove the source folders when asked to and every image was sent: the folders removed
+    (a quarantine's release: its images, with their previews)."""
     if batch.spec.cleanup.source != "delete":
         return 0
     if not counts.complete:
@@ -188,7 +201,10 @@ def clean_source(batch: Batch, placement: Placement, counts: Counts) -> int:
     folders = [f for f in placement.folders(batch.spec.source) if f.is_dir()]
     for folder in folders:
         try:
-            shutil.rmtree(folder)
+            if release_refs(folder):
+                remove_release(folder)
+            else:
+                shutil.rmtree(folder)
         except OSError as exc:
             raise Permanent(
                 f"cleanup: a source folder cannot be removed ({exc.strerror})"

@@ -1,5 +1,6 @@
-"""One instance, in a pool process: read, pixels, header, verify, write (`process_instance`);
-the pool's task is a series of them (`process_series`).
+"""One instance, in a pool process: read, pixels, header, verify, write (`process_instance`),
+or, withheld, kept in the batch's quarantine with a preview; the pool's task is a series of
+them (`process_series`).
 
 Each pool process builds its `Context` once (the compiled profile, the pixel filters, the user's
 recipe); tasks carry only paths and the patient's identifiers. No dataset outlives its file.
@@ -34,6 +35,8 @@ from ..intake.discovery import Instance
 from ..logs import quiet_libraries
 from ..pixels import DEFAULT_PIXELS, PixelCleaner, PixelOutcome, PixelPolicy
 from ..pixels.codec import TooLarge
+from ..pixels.preview import preview
+from ..quarantine.store import Item, Quarantine
 from .verify import PixelRecord, VerificationError, verify
 
 
@@ -48,6 +51,7 @@ class Settings:
     header_json: bool = False  # also return each output's header as DICOM JSON (for BigQuery)
     options: Options | None = None  # the batch's profile options; None: the default profile
     pixels: PixelPolicy = DEFAULT_PIXELS
+    quarantine: Quarantine | None = None  # where withheld images are kept; None: not kept
 
 
 @dataclass(frozen=True)
@@ -59,6 +63,7 @@ class Outcome:
     size: int = 0
     metadata: ImageMetadata | None = None  # of the de-identified output
     pixels_cleaned: bool = False  # burned-in text was blanked
+    quarantined: bool = False  # withheld, and kept in the quarantine for review
 
 
 class Context:
@@ -102,9 +107,10 @@ def process_instance(ctx: Context, ref: str, inst: Instance, ids: PatientIdentif
         _give_vrs(ds)
         pixels = ctx.pixels.apply(ds)
         if pixels.withheld:
-            return Outcome(ref, "withheld", pixels.withheld)
-        data, relative = _deidentified_bytes(ctx, ds, inst, ids, pixels)
-        metadata = _metadata(ds, ctx.settings.header_json)
+            held = _held(ctx, ref, ds, pixels)
+        else:
+            data, relative = _deidentified_bytes(ctx, ds, inst, ids, pixels)
+            metadata = _metadata(ds, ctx.settings.header_json)
     except TooLarge as exc:
         return Outcome(ref, "failed", f"could not decode the pixels: {exc}")
     except VerificationError as exc:
@@ -118,11 +124,29 @@ def process_instance(ctx: Context, ref: str, inst: Instance, ids: PatientIdentif
     except Exception as exc:  # one bad file never stops the batch
         step = "write" if isinstance(exc, OverflowError | struct.error) else "read or rewrite"
         return Outcome(ref, "failed", f"could not {step} the file ({type(exc).__name__})")
+    if pixels.withheld:  # kept as written files are: a full disk stops the run, loses nothing
+        kept = held is not None and ctx.settings.quarantine.keep(held[0], stored, held[1])
+        return Outcome(ref, "withheld", pixels.withheld, quarantined=kept)
     write_atomically(ctx.settings.output / relative, data)
     return Outcome(
         ref, "anonymized", output=relative, size=len(data), metadata=metadata,
         pixels_cleaned=pixels.changed,
     )  # fmt: skip
+
+
+def _held(
+    ctx: Context, ref: str, ds: Dataset, pixels: PixelOutcome
+) -> tuple[Item, bytes | None] | None:
+    """A withheld image's item and preview, for the quarantine (None when there is none)."""
+    if ctx.settings.quarantine is None:
+        return None
+    ruled = ctx.pixels.screen.verdict(ds).regions
+    found = tuple((r.x0, r.y0, r.x1, r.y1) for r in pixels.blanked)
+    try:
+        picture = preview(ds, found, ruled)
+    except Exception:  # an aid to the reviewer: pixels that do not render leave it without one
+        picture = None
+    return Item.withheld(ref, pixels.withheld, ds, found, ruled), picture
 
 
 def _deidentified_bytes(

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from sendit_api.errors import Permanent
+from sendit_api.names import quarantine_folder
 from sendit_api.spec import Batch, FileRef, Source
 
 from ..identifiers.pseudonyms import load_key
@@ -27,6 +28,7 @@ class LocalPlacement:
     planned: bool = False  # one process plans its batch itself
     cleans_source: bool = True
     fresh_workspace: bool = False  # the output folder is the user's: never cleared
+    quarantine_dir: Path | None = None  # `sendit run --quarantine`
 
     def folders(self, source: Source) -> list[Path]:
         root = self._path(self.base, ((source.volume or {}).get("hostPath") or {}).get("path", "."))
@@ -54,6 +56,9 @@ class LocalPlacement:
     def local_copy(self, batch: Batch) -> Path | None:
         return None
 
+    def quarantine(self, batch: Batch) -> Path | None:
+        return self.quarantine_dir
+
     def key(self) -> bytes:
         key, created = load_key(self.key_file, default="create")
         if created:
@@ -80,6 +85,7 @@ class PodPlacement:
     planned: bool = False  # a plan stage made the plan (parallelism above 1)
     cleans_source: bool = False  # the operator's cleanup stage does, once, for every shard
     fresh_workspace: bool = True
+    base: None = None  # a cluster's manifest names no local files
 
     def folders(self, source: Source) -> list[Path]:
         return [self.source / folder.lstrip("/") for folder in source.folders]
@@ -103,6 +109,11 @@ class PodPlacement:
         if self.local is None:
             raise Permanent("destinations.local is set but no local folder was mounted")
         return self.local
+
+    def quarantine(self, batch: Batch) -> Path | None:
+        """Beside the plan, shared by the shards; only on a workspace that outlives the pods
+        (an emptyDir goes with them, and would keep nothing)."""
+        return self.work / quarantine_folder(self.uid) if batch.spec.keeps_workspace else None
 
     def key(self) -> bytes:
         return load_key(None)[0]

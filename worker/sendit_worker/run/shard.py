@@ -28,6 +28,7 @@ from ..intake.discovery import Problem
 from ..intake.planner import Plan, is_failure, open_or_make
 from ..pixels import DEFAULT_PIXELS, PixelPolicy
 from ..pool import available_cpus, bounded_map, pool
+from ..quarantine.store import Quarantine, release_refs
 from ..report import FileError, Report, counted
 from .instance import Outcome, Settings, init_process, process_series
 
@@ -68,6 +69,7 @@ class ShardOptions:
     header_json: bool = False  # outcomes carry the header as DICOM JSON (for BigQuery rows)
     profile: Options | None = None  # the batch's profile options; None: the default profile
     pixels: PixelPolicy = DEFAULT_PIXELS
+    quarantine: Quarantine | None = None  # where withheld images are kept; None: not kept
 
 
 def run_shard(options: ShardOptions) -> Report:
@@ -82,6 +84,7 @@ def run_shard(options: ShardOptions) -> Report:
         header_json=options.header_json,
         options=options.profile,
         pixels=options.pixels,
+        quarantine=options.quarantine,
     )
     workers = options.workers or available_cpus()
     window = 2 * workers
@@ -161,17 +164,21 @@ def _tally(report: Report, outcomes: list[Outcome]) -> None:
             report.pixels_cleaned += o.pixels_cleaned
         elif o.status == "withheld":
             report.withhold(o.ref, o.reason)
+            report.quarantined += o.quarantined
         else:
             report.fail(o.ref, o.reason)
 
 
 def _referencer(pseudonymizer: Pseudonymizer, folders: list[Path]) -> Callable[[Path], str]:
-    """A file's pseudonymous reference: folder number and a keyed hash of its relative path."""
-    roots = [f.resolve() for f in folders]
+    """A file's pseudonymous reference: folder number and a keyed hash of its relative path;
+    in a quarantine's release, the reference it was withheld under."""
+    roots = [(f.resolve(), release_refs(f.resolve())) for f in folders]
 
     def ref(path: Path) -> str:
-        for n, root in enumerate(roots):
+        for n, (root, kept) in enumerate(roots):
             if path == root or path.is_relative_to(root):
+                if kept is not None:
+                    return kept(path)
                 return f"{n}:{pseudonymizer.token('file', str(path.relative_to(root)), 10)}"
         return f"?:{pseudonymizer.token('file', str(path), 10)}"
 
