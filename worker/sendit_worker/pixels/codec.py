@@ -300,9 +300,10 @@ def _rewrite_in_place(
         if out is cells:
             continue
         stored = out.transpose(2, 0, 1) if layout.planar == 1 and out.ndim == 3 else out
-        stored = stored.astype(stored.dtype.newbyteorder(order), copy=False)
-        data[index * size : (index + 1) * size] = stored.tobytes()
-    ds.PixelData = bytes(data)
+        dtype = stored.dtype.newbyteorder(order)
+        place = np.frombuffer(data, dtype, stored.size, index * size).reshape(stored.shape)
+        place[...] = stored  # straight into the new pixel data: no frame-sized copy between
+    ds.PixelData = bytes(data)  # pydicom takes a bytearray for a list of numbers
     return written
 
 

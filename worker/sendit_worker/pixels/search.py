@@ -84,7 +84,7 @@ class Search:
         for view in views:
             rows, columns = view.shape[:2]
             around = [r.grown(AROUND_ACROSS, AROUND_ALONG, rows, columns) for r in blanked]
-            filled = view.copy()
+            filled = view  # a cleaned frame's views are its own (see clean): filled in place
             for r in around:
                 part = (slice(r.y0, r.y1), slice(r.x0, r.x1))
                 hole = mask[part].view(np.uint8)

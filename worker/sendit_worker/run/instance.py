@@ -99,6 +99,8 @@ def process_instance(ctx: Context, ref: str, inst: Instance, ids: PatientIdentif
         stored = inst.path.read_bytes()
         ds = pydicom.dcmread(io.BytesIO(stored), force=True)
         problem = _integrity_problem(ds, stored)
+        if ctx.settings.quarantine is None:
+            del stored  # kept only for a quarantine's copy: a radiograph is not held twice
         if problem:
             return Outcome(ref, "failed", problem)
         if getattr(ds, "file_meta", None) is None or "TransferSyntaxUID" not in ds.file_meta:
