@@ -6,8 +6,9 @@ name are blanked. Unless the batch trusts an exact BurnedInAnnotation=NO, every 
 searched for text (`search`: the first look everywhere, the detector where it points) and
 what is found is blanked, in every frame of the image (burned-in text stays in place, and over
 a like-coloured background one frame shows it half). A cine whose frames share a still
-background is searched as one: its first frame and the brightest and darkest of every pixel
-over all frames. Bits above BitsStored that hold anything are cleared. Cleaned frames are
+background is searched as one: what stays, in its first frame; what moves, in the brightest
+and darkest of every pixel over all frames. Bits above BitsStored that hold anything are
+cleared. Cleaned frames are
 checked again around what was blanked: text still found there is blanked too, once; found
 after that, it withholds the image. A header that says YES withholds the image unless text
 was proven (a detection on a line of glyphs). An image that is mostly lines of text is a

@@ -117,17 +117,9 @@ class Search:
             ]
         supported = [b for b in boxes if _support(b, lines) >= SUPPORT_GLYPHS]
         doubtful = [b for b in boxes if _support(b, lines) < SUPPORT_GLYPHS]
-        read = [
-            b
-            for b, reads in zip(
-                doubtful,
-                self.reader().reads([view[b.y0 : b.y1, b.x0 : b.x1] for b in doubtful])
-                if doubtful
-                else [],
-                strict=True,
-            )
-            if reads
-        ]
+        crops = [view[b.y0 : b.y1, b.x0 : b.x1] for b in doubtful]
+        reads = self.reader().reads(crops) if crops else []
+        read = [b for b, ok in zip(doubtful, reads, strict=True) if ok]
         rows, columns = view.shape[:2]
         found = Found(proven=bool(read))
         for box in supported + read:
