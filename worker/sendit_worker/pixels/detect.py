@@ -6,10 +6,10 @@ interface to it, so another execution provider (a GPU) can be put behind it.
 
 It looks only where it is asked (`find`: the first look's candidate lines and crowded tiles, or
 a whole frame in tiles for the shadow mode), always at native resolution: each region is cut
-out with a margin, stretched to its own contrast (faint text stands out), padded by repeating
-its edges to a multiple of 32 (the network's stride; black padding makes it see text in
-speckle), and enlarged when its text is smaller than the network reads well (a small crop:
-cheap). Identical crops (an overlay repeated on every frame of a cine, on every slice of a
+out with a margin, stretched to its own contrast (faint text stands out), padded with its own
+background to a multiple of 32 (the network's stride; black makes it see text where speckle
+ends, repeated edges smear a line the frame's edge cuts), and enlarged when its text is smaller
+than the network reads well (a small crop: cheap). Identical crops (an overlay repeated on every frame of a cine, on every slice of a
 series) are looked at once.
 """
 
