@@ -7,8 +7,9 @@ linked into lines when they stand side by side, overlap vertically and are of si
 Each line is a candidate for the detector, at native resolution, never shrunk.
 
 The look never decides that text is absent where it cannot judge: a tile crowded with strokes
-(speckle, a dense texture, a page of text) is handed to the detector whole. Its recall is
-measured against the detector run on every pixel (bench/pixels.py, the shadow mode).
+(speckle, a dense texture, a page of text), or a textured tile whose short lines are as likely
+texture as text, is handed to the detector whole. Its recall is measured against the detector
+run on every pixel (bench/shadow.py).
 """
 
 from __future__ import annotations
