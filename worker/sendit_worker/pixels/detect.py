@@ -9,8 +9,8 @@ a whole frame in tiles for the shadow mode), always at native resolution: each r
 out with a margin, stretched to its own contrast (faint text stands out), padded with its own
 background to a multiple of 32 (the network's stride; black makes it see text where speckle
 ends, repeated edges smear a line the frame's edge cuts), and enlarged when its text is smaller
-than the network reads well (a small crop: cheap). Identical crops (an overlay repeated on every frame of a cine, on every slice of a
-series) are looked at once.
+than the network reads well (a small crop: cheap). Identical crops (an overlay repeated on every
+frame of a cine, on every slice of a series) are looked at once.
 """
 
 from __future__ import annotations
