@@ -144,10 +144,11 @@ class PixelCleaner:
         result = _Result()
         seen: set[bytes] = set()
         for frame_views in image.searched(blank=ruled):
-            key = _digest(frame_views)
-            if key in seen:
-                continue  # an identical frame: looked at once
-            seen.add(key)
+            if image.layout.frames > 1:  # a single frame has no twin: nothing to hash
+                key = _digest(frame_views)
+                if key in seen:
+                    continue  # an identical frame: looked at once
+                seen.add(key)
             result.add(search.views(frame_views))
         for _ in range(ROUNDS):
             if not result.regions:
