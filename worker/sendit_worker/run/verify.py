@@ -7,11 +7,10 @@ dataset must carry the de-identification record and keep the pixel data it came 
 described as the pixel stage left it (a recipe that changed Rows or the photometric
 interpretation fails here); pixels that were rewritten are decoded, frame by frame, and must be
 exactly what was written; pixel data nested in a sequence (an icon, never examined for text)
-fails. Text
-(decoded with its character set, a sequence item's own included) goes through the scanner: the
-source's identifying values in all their spellings, and the patterns; binary values other than
-the pixel data are searched for them as bytes; codes and numbers are not compared with names (a
-PatientID "400" is no WindowCenter of 400, a surname CHEST no BodyPartExamined).
+fails. Text (decoded with its character set, a sequence item's own included) goes through the
+scanner: the source's identifying values in all their spellings, and the patterns; binary values
+other than the pixel data are searched for them as bytes; codes and numbers are not compared
+with names (a PatientID "400" is no WindowCenter of 400, a surname CHEST no BodyPartExamined).
 Elements stored as UN, and private ones in implicit VR, are read with the VR the dictionaries
 give them, as pydicom reads them. A dataset nested too deep to walk fails.
 """
@@ -209,10 +208,11 @@ class _Walk:
                     (length,), pos = struct.unpack_from(order + "H", data, pos + 6), pos + 8
             un = vr == "UN"  # a value stored as UN is encoded in implicit VR little endian
             vr = _vr(tag, vr, creators)
+            if tag in PIXEL_TAGS:
+                self.pixels = self.pixels or top
+                self.nested_pixels = self.nested_pixels or not top
             if length == UNDEFINED:
                 if tag in PIXEL_TAGS:
-                    self.pixels = self.pixels or top
-                    self.nested_pixels = self.nested_pixels or not top
                     pos = self._fragments(pos)
                 else:
                     pos = self.sequence(pos, None, charset, un=un or implicit)
@@ -226,9 +226,6 @@ class _Walk:
                 charset = convert_encodings(value.decode("ascii").strip("\0 ").split("\\"))
             if top and tag in _TOP:
                 self.top[tag] = value.decode("ascii", "replace").strip("\0 ")
-            if tag in PIXEL_TAGS:
-                self.pixels = self.pixels or top
-                self.nested_pixels = self.nested_pixels or not top
             if top and tag in PIXEL_DESCRIPTION:
                 self.described[tag] = value
             if vr == "SQ":
