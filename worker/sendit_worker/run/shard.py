@@ -4,9 +4,8 @@
 folder, reading only that shard's files; alone (a laptop, a one-pod batch) it plans the batch
 itself first, as one shard. Series are streamed from the plan to the pool, one at a time; each
 instance is `instance`'s. The batch runner (`batch`) wraps it with delivery, staging and
-progress. Callbacks say when the totals are
-known and when each series is done, so destinations can deliver series by series while the
-rest is still being de-identified.
+progress. Callbacks say when the totals are known and when each series is done, so destinations
+can deliver series by series while the rest is still being de-identified.
 """
 
 from __future__ import annotations
