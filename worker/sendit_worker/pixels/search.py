@@ -92,9 +92,11 @@ class Search:
                     crop = np.ascontiguousarray(view[part])
                     filled[part] = cv2.inpaint(crop, hole, 3, cv2.INPAINT_TELEA)
             lines: list[Region] = []
-            for r in around:  # the glyphs of the whole row, for a detection to take its line
-                strip = Region(0, r.y0, columns, r.y1, r.height)
-                brightness = planes(filled[r.y0 : r.y1])[0]
+            # The glyphs of the whole row, for a detection to take its line: each row looked
+            # at once, however many regions lie on it.
+            for y0, y1 in sorted({(r.y0, r.y1) for r in around}):
+                strip = Region(0, y0, columns, y1, y1 - y0)
+                brightness = planes(filled[y0:y1])[0]
                 lines.extend(_shifted(line, strip) for line in first_look(brightness).lines)
             left = self.text(filled, around, lines, outside=mask)
             found.add(left)
@@ -115,8 +117,9 @@ class Search:
             boxes = [
                 b for b in boxes if 1.0 - float(outside[b.y0 : b.y1, b.x0 : b.x1].mean()) >= OUTSIDE
             ]
-        supported = [b for b in boxes if _support(b, lines) >= SUPPORT_GLYPHS]
-        doubtful = [b for b in boxes if _support(b, lines) < SUPPORT_GLYPHS]
+        support = [_support(b, lines) for b in boxes]
+        supported = [b for b, n in zip(boxes, support, strict=True) if n >= SUPPORT_GLYPHS]
+        doubtful = [b for b, n in zip(boxes, support, strict=True) if n < SUPPORT_GLYPHS]
         crops = [view[b.y0 : b.y1, b.x0 : b.x1] for b in doubtful]
         reads = self.reader().reads(crops) if crops else []
         read = [b for b, ok in zip(doubtful, reads, strict=True) if ok]
