@@ -319,8 +319,7 @@ def _set_native(
     else:
         order = "<" if syntax.is_little_endian else ">"
         ds.PixelData = stack.astype(stack.dtype.newbyteorder(order), copy=False).tobytes()
-    ds["PixelData"].VR = "OW" if layout.bits_allocated > 8 else "OB"
-    ds["PixelData"].is_undefined_length = False
+    _as_native(ds, layout.bits_allocated)
 
 
 def _reencode(ds: Dataset, syntax: uids.UID, stack: np.ndarray) -> None:
@@ -336,7 +335,12 @@ def _reencode(ds: Dataset, syntax: uids.UID, stack: np.ndarray) -> None:
     except Exception:  # no encoder for these pixels: native is lossless too
         pass
     ds.PixelData, ds.file_meta.TransferSyntaxUID, ds.PhotometricInterpretation = native
-    ds["PixelData"].VR = "OW" if int(ds.BitsAllocated) > 8 else "OB"
+    _as_native(ds, int(ds.BitsAllocated))
+
+
+def _as_native(ds: Dataset, bits_allocated: int) -> None:
+    """The pixel data element as native data is written: OW or OB, of defined length."""
+    ds["PixelData"].VR = "OW" if bits_allocated > 8 else "OB"
     ds["PixelData"].is_undefined_length = False
 
 
