@@ -45,13 +45,13 @@ def display(ds: Dataset, layout: Layout) -> Display:
     top = _windows(ds, _rescale(ds, (1.0, 0.0)))
     shared = _group(ds.get("SharedFunctionalGroupsSequence"), 0)
     per_frame = ds.get("PerFrameFunctionalGroupsSequence") or []
+    common = _rescale(shared, _rescale(ds))
     if not per_frame:
-        rescale = _rescale(shared, _rescale(ds))
-        return Display((_merge(top, _group_windows(shared, rescale)),))
+        return Display((_merge(top, _group_windows(shared, common)),))
     frames = []
     for index in range(len(per_frame)):
         own = _group(per_frame, index)
-        rescale = _rescale(own, _rescale(shared, _rescale(ds)))
+        rescale = _rescale(own, common)
         windows = _group_windows(own, rescale) or _group_windows(shared, rescale)
         frames.append(_merge(top, windows))
     return Display(tuple(frames))
