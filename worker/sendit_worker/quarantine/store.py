@@ -187,12 +187,11 @@ class Quarantine:
         path = self.root / RECORD
         if not path.exists() or path.read_bytes() != record:
             write_atomically(path, record)
-        name = name_of(item.ref)
-        write_atomically(self.root / IMAGES / f"{name}.dcm", data)
+        write_atomically(self.image(item), data)
         if preview is not None:
-            write_atomically(self.root / PREVIEWS / f"{name}.png", preview)
+            write_atomically(self.preview(item), preview)
         else:
-            (self.root / PREVIEWS / f"{name}.png").unlink(missing_ok=True)
+            self.preview(item).unlink(missing_ok=True)
         self.save(dataclasses.replace(item, preview=preview is not None))
         return True
 
