@@ -14,6 +14,7 @@ run on every pixel (bench/shadow.py).
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 import numpy as np
@@ -69,6 +70,10 @@ class Region:
             self.x0 < other.x1 and other.x0 < self.x1 and self.y0 < other.y1 and other.y0 < self.y1
         )
 
+    def lowered(self, rows: int) -> Region:
+        """The same rectangle `rows` further down (a part's region, in its frame's rows)."""
+        return dataclasses.replace(self, y0=self.y0 + rows, y1=self.y1 + rows)
+
     def joined(self, other: Region) -> Region:
         return Region(
             min(self.x0, other.x0),
@@ -117,7 +122,7 @@ def first_look(plane: np.ndarray) -> Look:
             ]
             glyphs = glyphs[~in_crowd]
             found = [r for r in _lines(glyphs) if _strokes_across(strokes, r) >= LINE_STROKES]
-            lines.extend(_moved(r, top) for r in found)
+            lines.extend(r.lowered(top) for r in found)
     # A line in a crowded tile is texture as likely as text: the tile goes to the detector
     # whole, and what it finds there must read as text (search). In a textured one (speckle),
     # so is a short line: only lines of several aligned glyphs stand out of it.
@@ -148,10 +153,6 @@ def _components(strokes: np.ndarray, start: int) -> np.ndarray:
     if start:
         own[np.unique(labels[0][labels[0] > 0]) - 1] = False
     return stats[own]
-
-
-def _moved(line: Region, top: int) -> Region:
-    return Region(line.x0, line.y0 + top, line.x1, line.y1 + top, line.height, line.glyphs)
 
 
 def _glyphs(stats: np.ndarray) -> np.ndarray:

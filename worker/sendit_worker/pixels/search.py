@@ -95,9 +95,8 @@ class Search:
             # The glyphs of the whole row, for a detection to take its line: each row looked
             # at once, however many regions lie on it.
             for y0, y1 in sorted({(r.y0, r.y1) for r in around}):
-                strip = Region(0, y0, columns, y1, y1 - y0)
                 brightness = planes(filled[y0:y1])[0]
-                lines.extend(_shifted(line, strip) for line in first_look(brightness).lines)
+                lines.extend(line.lowered(y0) for line in first_look(brightness).lines)
             left = self.text(filled, around, lines, outside=mask)
             found.add(left)
         return found
@@ -181,17 +180,6 @@ def _to_edges(region: Region, rows: int, columns: int) -> Region:
         rows if region.y1 >= rows - across else region.y1,
         region.height,
         region.glyphs,
-    )
-
-
-def _shifted(line: Region, origin: Region) -> Region:
-    return Region(
-        line.x0 + origin.x0,
-        line.y0 + origin.y0,
-        line.x1 + origin.x0,
-        line.y1 + origin.y0,
-        line.height,
-        line.glyphs,
     )
 
 
