@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from pixel_drawing import body, draw_text, speckle
 
-from sendit_worker.pixels.candidates import TILE, first_look
+from sendit_worker.pixels.candidates import TILE, first_look, moving_tiles
 
 
 def _covered(box: tuple[int, int, int, int], regions) -> bool:
@@ -52,3 +52,18 @@ def test_a_thin_strip_is_looked_at() -> None:
 def test_crowded_tiles_are_whole_tiles() -> None:
     look = first_look(speckle(300, 300))
     assert all((r.x0 % TILE, r.y0 % TILE) == (0, 0) for r in look.crowded)
+
+
+def test_a_cines_moving_picture_is_told_from_text_appearing_on_its_still_screen() -> None:
+    """What changes between a cine's frames: a picture (every pixel), or text shown in some
+    frames only (its strokes). Only the picture's tiles are moving picture, even beside a page
+    of text that came and went."""
+    moving = np.zeros((3 * TILE, 4 * TILE), dtype=bool)
+    moving[TILE:, : 2 * TILE] = True  # the picture: two tiles wide, two high
+    page = np.zeros((3 * TILE, 4 * TILE), dtype=np.uint8)
+    for row in range(0, 3 * TILE - 14, 14):  # lines of 12 px text, packed, right of it
+        draw_text(page, "ZYXWVUTSON QUINTESSA 1961-04-12", 2 * TILE + 2, row, 12, 255)
+    moving |= page > 0
+    expected = np.zeros((3, 4), dtype=bool)
+    expected[1:, :2] = True
+    assert np.array_equal(moving_tiles(moving), expected)

@@ -11,7 +11,7 @@ import pydicom
 import pytest
 from dicomdata import KEY, bundled, make_clean_image
 from pixel_corpus import corpus, surviving
-from pixel_drawing import body, draw_text
+from pixel_drawing import body, draw_text, speckle
 
 from sendit_worker.identifiers.pseudonyms import Pseudonymizer
 from sendit_worker.pixels import PixelCleaner, PixelOutcome, PixelPolicy
@@ -198,6 +198,32 @@ def test_text_on_one_frame_is_blanked_in_every_frame_and_nothing_else_changes() 
     near = np.zeros_like(changed)
     near[max(0, y0 - 16) : y1 + 16, max(0, x0 - 16) : x1 + 16] = True
     assert changed[y0:y1, x0:x1].any() and not (changed & ~near).any()  # the text's place only
+
+
+def test_a_cine_is_cleaned_on_its_screen_its_picture_and_in_frames_that_show_text_briefly() -> None:
+    """Twelve frames: a still screen around a moving speckle picture (searched as one: the
+    first frame's still part, and the brightest and darkest of each moving pixel). Text on the
+    screen in every frame, small text shown on the screen in three frames (it changes only
+    along its strokes: looked at enlarged, not as moving picture), a name over the moving
+    picture in two: all blanked, nothing else changed."""
+    rows, columns, count = 256, 384, 12
+    ds = _ct(rows, columns)
+    stack = np.zeros((count, rows, columns), dtype=np.uint16)
+    for k in range(count):
+        stack[k, 64:, 96:352] = speckle(rows - 64, 256, seed=k).astype(np.uint16) * 16
+    ds.PixelData, ds.NumberOfFrames = stack.tobytes(), count
+    boxes = [(_draw(ds, "ST ELSEWHERE", 8, 8, 14, frame=k), k) for k in range(count)]
+    boxes += [(_draw(ds, "DOB 1961-04-12", 8, 36, 9, frame=k), k) for k in (5, 6, 7)]
+    boxes += [(_draw(ds, "ZYXWVUTSON", 150, 150, 16, frame=k), k) for k in (3, 4)]
+    before = np.frombuffer(ds.PixelData, "<u2").reshape(count, rows, columns).copy()
+    outcome = PixelCleaner(PixelPolicy()).apply(ds)
+    assert outcome.changed and not outcome.withheld
+    assert not [box for box, k in boxes if _legible(ds, box, frame=k)]
+    after = np.frombuffer(ds.PixelData, "<u2").reshape(count, rows, columns)
+    near = np.zeros((rows, columns), dtype=bool)
+    for (x0, y0, x1, y1), _ in boxes:
+        near[max(0, y0 - 16) : y1 + 16, max(0, x0 - 16) : x1 + 16] = True
+    assert not ((after != before).any(axis=0) & ~near).any()
 
 
 def test_an_image_declared_to_show_a_face_is_withheld_unless_the_batch_retains_it() -> None:

@@ -35,6 +35,9 @@ CROWDED = 0.25  # share of a tile's pixels that are strokes: too many to judge
 CROWDED_GLYPHS = 60  # glyph-sized components in one tile: likewise
 TEXTURED_GLYPHS = 20  # glyph-sized components in one tile of a texture, or of text
 TEXTURE_LINE_GLYPHS = 3  # aligned glyphs of a line that stands out of a texture
+# A tile of a cine whose pixels change between frames this much is moving picture. Text that
+# appears over a still background changes only along its strokes: less, even a dense page.
+MOVING = 0.2
 
 
 @dataclass(frozen=True)
@@ -140,6 +143,31 @@ def first_look(plane: np.ndarray) -> Look:
     for tile in texture:
         crowded[tile] = True
     return Look(tuple(clear), _tile_regions(crowded, plane.shape))
+
+
+def moving_tiles(moving: np.ndarray) -> np.ndarray:
+    """The tiles of a cine's frame of which a MOVING share of pixels change between frames
+    (`moving`): its moving picture."""
+    grid = _tiles(moving.shape)
+    starts = np.arange(0, moving.shape[1], TILE)
+    widths = np.diff(starts, append=moving.shape[1])
+    out = np.zeros(grid, dtype=bool)
+    for ty in range(grid[0]):
+        band = moving[ty * TILE : (ty + 1) * TILE]
+        counts = np.add.reduceat(band.sum(axis=0, dtype=np.int32), starts)
+        out[ty] = counts >= MOVING * widths * band.shape[0]
+    return out
+
+
+def in_tiles(region: Region, tiles: np.ndarray) -> bool:
+    """The region's centre lies in one of the flagged tiles."""
+    return bool(tiles[(region.y0 + region.y1) // 2 // TILE, (region.x0 + region.x1) // 2 // TILE])
+
+
+def _runs(flags: np.ndarray) -> list[tuple[int, int]]:
+    """(start, end) of each run of True."""
+    edges = np.flatnonzero(np.diff(np.concatenate(([0], flags.view(np.int8), [0]))))
+    return list(zip(edges[::2].tolist(), edges[1::2].tolist(), strict=True))
 
 
 def _components(strokes: np.ndarray, start: int) -> np.ndarray:
@@ -250,15 +278,8 @@ def _tile_regions(crowded: np.ndarray, shape: tuple[int, ...]) -> tuple[Region, 
     rows, columns = shape[:2]
     out = []
     for ty in range(crowded.shape[0]):
-        tx = 0
-        while tx < crowded.shape[1]:
-            if not crowded[ty, tx]:
-                tx += 1
-                continue
-            start = tx
-            while tx < crowded.shape[1] and crowded[ty, tx]:
-                tx += 1
+        for start, end in _runs(crowded[ty]):
             y0, x0 = ty * TILE, start * TILE
-            y1, x1 = min(rows, y0 + TILE), min(columns, tx * TILE)
+            y1, x1 = min(rows, y0 + TILE), min(columns, end * TILE)
             out.append(Region(x0, y0, x1, y1, y1 - y0))
     return tuple(out)

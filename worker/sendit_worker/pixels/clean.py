@@ -7,12 +7,12 @@ searched for text (`search`: the first look everywhere, the detector where it po
 what is found is blanked, in every frame of the image (burned-in text stays in place, and over
 a like-coloured background one frame shows it half). A cine whose frames share a still
 background is searched as one: what stays, in its first frame; what moves, in the brightest
-and darkest of every pixel over all frames. Bits above BitsStored that hold anything are
-cleared. Cleaned frames are
-checked again around what was blanked: text still found there is blanked too, once; found
-after that, it withholds the image. A header that says YES withholds the image unless text
-was proven (a detection on a line of glyphs). An image that is mostly lines of text is a
-document: withheld.
+and darkest of every pixel over all frames (short lines in its moving picture looked at as
+the detector sees them, not enlarged: speckle lines up there). Bits above BitsStored that
+hold anything are cleared. Cleaned frames are checked again around what was blanked: text
+still found there is blanked too, once; found after that, it withholds the image. A header
+that says YES withholds the image unless text was proven (a detection on a line of glyphs).
+An image that is mostly lines of text is a document: withheld.
 
 Pixels that need no change pass through as they were; text segments of compressed frames are
 stripped. `withhold`: what the rules flag is withheld, nothing is decoded (text segments of
@@ -30,7 +30,7 @@ import numpy as np
 from pydicom import Dataset
 
 from ..dicom import FLOAT_PIXEL_DATA, PIXEL_DATA
-from .candidates import Region
+from .candidates import Region, moving_tiles
 from .codec import LOSSLESS, CodecError, Frame, Layout, black, frames, rewrite
 from .detect import TextDetector
 from .markers import MarkerError, strip_markers
@@ -143,20 +143,20 @@ class PixelCleaner:
         search = Search(lambda: self.detector, lambda: self.reader)
         result = _Result()
         seen: set[bytes] = set()
-        for frame_views in image.searched(blank=ruled):
+        for frame_views, moving in image.searched(blank=ruled):
             if image.layout.frames > 1:  # a single frame has no twin: nothing to hash
                 key = _digest(frame_views)
                 if key in seen:
                     continue  # an identical frame: looked at once
                 seen.add(key)
-            result.add(search.views(frame_views))
+            result.add(search.views(frame_views, moving))
         for _ in range(ROUNDS):
             if not result.regions:
                 return result
             mask = mask_of(result.regions, image.layout.rows, image.layout.columns)
             blanked = mask if ruled is None else mask | ruled
             again = Found()
-            for frame_views in image.searched(blank=blanked):
+            for frame_views, _ in image.searched(blank=blanked):
                 again.add(search.again(frame_views, blanked, result.regions))
             if _document(image, mask, _rows(result.regions)):
                 result.withheld = "text by nature: the pixels are a document"
@@ -181,6 +181,7 @@ class _Image:
         self.overlay = False
         self._fill: object = None
         self._cine: list[Frame] | None = None
+        self._moving: np.ndarray | None = None  # a cine's moving tiles
         self._decided = layout.frames < CINE_FRAMES
 
     @property
@@ -193,13 +194,15 @@ class _Image:
 
     def searched(self, blank: np.ndarray | None = None):
         """Each searched frame's views (a cine: its first frame and its projections),
-        blanked where `blank` says."""
-        for frame in self._cine_frames() if self._is_cine() else self._frames():
+        blanked where `blank` says, with the tiles where it moves (in a cine's projections)."""
+        cine = self._is_cine()
+        for number, frame in enumerate(self._cine_frames() if cine else self._frames()):
             values = frame.values
             if blank is not None:
                 values = values.copy()
                 values[blank] = self.fill
-            yield views(Frame(frame.index, values, frame.photometric, False), self.shown)
+            shown = views(Frame(frame.index, values, frame.photometric, False), self.shown)
+            yield shown, self._moving if cine and number > 0 else None
 
     def _frames(self):
         darkest = None
@@ -240,6 +243,7 @@ class _Image:
                     Frame(first.index, moves, first.photometric, False),
                     Frame(first.index, low, first.photometric, False),
                 ]
+                self._moving = moving_tiles(~still)
         return self._cine is not None
 
     def _still_tolerance(self, values: np.ndarray) -> int:
@@ -285,7 +289,7 @@ def _document(image: _Image, mask: np.ndarray, lines: int) -> bool:
         return True
     if lines < DOCUMENT_LINES or share <= DOCUMENT_SHARE:
         return False
-    first = next(image.searched())[0]
+    first = next(image.searched())[0][0]
     grey = first if first.ndim == 2 else first.mean(axis=2)
     low, high = float(grey.min()), float(grey.max())
     return high > low and (float(np.median(grey)) - low) / (high - low) > DOCUMENT_LIGHTNESS

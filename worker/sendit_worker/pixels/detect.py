@@ -224,6 +224,11 @@ def _starts(start: int, end: int, side: int, overlap: int) -> list[int]:
     return [*out, end - side]
 
 
+def unenlarged(region: Region) -> Region:
+    """The region, to be looked at at native scale whatever the height of its text."""
+    return replace(region, height=max(region.height, READ_HEIGHT))
+
+
 def _scale(region: Region) -> int:
     """How much a region's crop is enlarged: towards READ_HEIGHT, at most MAX_SCALE times."""
     return min(MAX_SCALE, max(1, -(-READ_HEIGHT // max(region.height, 1))))

@@ -17,8 +17,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .candidates import Region, first_look
-from .detect import Box, TextDetector
+from .candidates import Region, first_look, in_tiles
+from .detect import Box, TextDetector, unenlarged
 from .read import TextReader
 from .views import planes
 
@@ -32,6 +32,10 @@ AROUND_ALONG, AROUND_ACROSS = 1.0, 0.5  # a blanked line is checked again this n
 OUTSIDE = 0.25  # a box found again counts when this share of it lies outside what is blanked
 SUPPORT_GLYPHS = 3  # a line of this many aligned glyphs in a box's rows supports it as text
 ROW_HEIGHTS = 1.5  # a line in a box's rows is at most this many times the box's height
+# Speckle in a cine's projections lines up like glyphs, three at most: a line of fewer than
+# this many aligned glyphs in its moving picture is not enlarged (each enlarged crop costs
+# more than looking at a whole tile).
+MOVING_LINE_GLYPHS = 5
 
 
 @dataclass
@@ -57,8 +61,9 @@ class Search:
         cv2.setNumThreads(1)  # the pool has a process per CPU already
         self.detector, self.reader = detector, reader
 
-    def views(self, views: list[np.ndarray]) -> Found:
-        """Text in any of a frame's views."""
+    def views(self, views: list[np.ndarray], moving: np.ndarray | None = None) -> Found:
+        """Text in any of a frame's views. In the `moving` tiles (a cine's moving picture, in
+        its projections) a short line is asked at native scale, as the shadow mode looks."""
         found = Found()
         for view in views:
             rows, columns = view.shape[:2]
@@ -68,7 +73,11 @@ class Search:
                 look = first_look(plane)
                 if number == 0:  # colourfulness points the detector; only brightness vouches
                     lines.extend(look.lines)  # (Doppler colour lines up like glyphs there)
-                asked.extend(r.grown(ASK_ACROSS, ASK_ALONG, rows, columns) for r in look.lines)
+                for line in look.lines:
+                    region = line.grown(ASK_ACROSS, ASK_ALONG, rows, columns)
+                    short = line.glyphs < MOVING_LINE_GLYPHS
+                    native = short and moving is not None and in_tiles(line, moving)
+                    asked.append(unenlarged(region) if native else region)
                 asked.extend(look.crowded)
             found.add(self.text(view, asked, lines))
         return found
