@@ -345,6 +345,7 @@ def _as_native(ds: Dataset, bits_allocated: int) -> None:
 
 
 def _digest(values: np.ndarray) -> bytes:
-    """A frame's samples, whatever their byte order in memory."""
-    native = values.astype(values.dtype.newbyteorder("="), copy=False)
-    return hashlib.blake2b(np.ascontiguousarray(native).tobytes(), digest_size=16).digest()
+    """A frame's samples, whatever their byte order in memory (hashed in place: a copy of a
+    radiograph's frame would be the pool process's high-water mark)."""
+    native = np.ascontiguousarray(values.astype(values.dtype.newbyteorder("="), copy=False))
+    return hashlib.blake2b(native.data, digest_size=16).digest()
