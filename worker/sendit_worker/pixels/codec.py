@@ -265,12 +265,25 @@ def _chunks(cells: np.ndarray, rows: int = 256) -> Iterator[np.ndarray]:
         yield cells[start : start + rows]
 
 
-def _cleaned(cells: np.ndarray, mask: np.ndarray | None, fill: object, layout: Layout):
+def _cleaned(
+    cells: np.ndarray,
+    mask: np.ndarray | None,
+    fill: object,
+    layout: Layout,
+    into: np.ndarray | None = None,
+) -> np.ndarray:
     """A frame as it is written: its cells as they were (bytes kept), unless bits above
-    BitsStored hold something (then only the stored bits), blanked where the mask says."""
+    BitsStored hold something (then only the stored bits), blanked where the mask says;
+    written `into` the frame's place in new pixel data when given (no copy of its own)."""
     out = _stored_bits(cells, layout) if _overlay(cells, layout) else cells
+    if mask is None and out is cells:
+        return cells
+    if into is not None:
+        into[...] = out
+        out = into
+    elif out is cells:
+        out = out.copy()
     if mask is not None:
-        out = out.copy() if out is cells else out
         out[mask] = fill
     return out
 
@@ -291,19 +304,29 @@ def _rewrite_in_place(
     """Native pixels of whole bytes: changed frames written over their own bytes, in the
     source's layout and byte order; the others' bytes untouched."""
     data = bytearray(ds.PixelData)
-    size = layout.frame_bytes
+    written = _write_frames(ds, layout, masks, fill, data)
+    ds["PixelData"].value = b""  # the source's bytes go before their new copy is made
+    ds.PixelData = bytes(data)  # pydicom takes a bytearray for a list of numbers
+    return written
+
+
+def _write_frames(
+    ds: Dataset, layout: Layout, masks: Sequence[np.ndarray | None], fill: object, data: bytearray
+) -> list[bytes]:
+    """Each cleaned frame straight into its place in `data` (a frame is decoded, never copied
+    again); each frame's digest."""
     order = "<" if layout.syntax.is_little_endian else ">"
     written = []
     for index, ((cells, _), mask) in enumerate(zip(_decoded(ds, layout), masks, strict=True)):
-        out = _cleaned(cells, mask, fill, layout)
-        written.append(_digest(out))
-        if out is cells:
-            continue
-        stored = out.transpose(2, 0, 1) if layout.planar == 1 and out.ndim == 3 else out
-        dtype = stored.dtype.newbyteorder(order)
-        place = np.frombuffer(data, dtype, stored.size, index * size).reshape(stored.shape)
-        place[...] = stored  # straight into the new pixel data: no frame-sized copy between
-    ds.PixelData = bytes(data)  # pydicom takes a bytearray for a list of numbers
+        place = np.frombuffer(
+            data, cells.dtype.newbyteorder(order), cells.size, index * layout.frame_bytes
+        )
+        if layout.planar == 1 and cells.ndim == 3:  # stored a colour plane after another
+            rows, columns, samples = cells.shape
+            logical = place.reshape(samples, rows, columns).transpose(1, 2, 0)
+        else:
+            logical = place.reshape(cells.shape)
+        written.append(_digest(_cleaned(cells, mask, fill, layout, into=logical)))
     return written
 
 

@@ -111,8 +111,7 @@ def process_instance(ctx: Context, ref: str, inst: Instance, ids: PatientIdentif
         if pixels.withheld:
             held = _held(ctx, ref, ds, pixels)
         else:
-            data, relative = _deidentified_bytes(ctx, ds, inst, ids, pixels)
-            metadata = _metadata(ds, ctx.settings.header_json)
+            data, relative, metadata = _deidentified(ctx, ds, inst, ids, pixels)
     except TooLarge as exc:
         return Outcome(ref, "failed", f"could not decode the pixels: {exc}")
     except VerificationError as exc:
@@ -151,9 +150,12 @@ def _held(
     return Item.withheld(ref, pixels.withheld, ds, found, ruled), picture
 
 
-def _deidentified_bytes(
+def _deidentified(
     ctx: Context, ds: Dataset, inst: Instance, ids: PatientIdentifiers, pixels: PixelOutcome
-) -> tuple[bytes, str]:
+) -> tuple[bytes, str, ImageMetadata]:
+    """The de-identified file's bytes, verified, its path and its metadata. The dataset's
+    pixels are let go once written: verification decodes the written ones (a radiograph's
+    pixels are not held three times at once)."""
     transfer_syntax = _transfer_syntax(ds)  # the source's, or the one cleaned pixels went in
     record = PixelRecord.of(ds, pixels.digests)
     scanner = deidentify(ds, ctx.profile, Replacements(ids, inst.item_key, ctx.map_uid))
@@ -166,8 +168,10 @@ def _deidentified_bytes(
     buffer = io.BytesIO()
     ds.save_as(buffer, enforce_file_format=True)
     data = buffer.getvalue()
+    metadata, relative = _metadata(ds, ctx.settings.header_json), output_path(ds)
+    ds.pop(PIXEL_DATA, None)
     verify(data, transfer_syntax=transfer_syntax, pixels=record, scanner=scanner)
-    return data, output_path(ds)
+    return data, relative, metadata
 
 
 def _give_vrs(ds: Dataset) -> None:
