@@ -8,7 +8,7 @@ import pytest
 from pixel_drawing import body, draw_text
 
 from sendit_worker.pixels.candidates import Region
-from sendit_worker.pixels.detect import TILE, TextDetector, merged, tiles
+from sendit_worker.pixels.detect import READ_HEIGHT, TILE, TextDetector, merged, tiles, unenlarged
 
 
 @pytest.fixture(scope="module")
@@ -63,3 +63,15 @@ def test_regions_over_the_same_pixels_are_merged_touching_ones_are_not() -> None
     assert merged([a, b]) == [Region(0, 0, 100, 20, 8)]  # the smaller text decides enlarging
     c = Region(90, 0, 200, 20, 10)
     assert len(merged([a, c])) == 2
+
+
+def test_regions_looked_at_unenlarged_share_a_crop_while_it_costs_no_more() -> None:
+    """Small crops are mostly the network's padding: neighbours go in one crop, far-apart
+    regions stay apart, and none is enlarged."""
+    near = [Region(100, 100, 140, 112, 6), Region(150, 104, 190, 114, 5)]
+    far = [Region(0, 0, 40, 12, 6), Region(400, 300, 440, 312, 6)]
+    assert unenlarged(near) == [Region(100, 100, 190, 114, READ_HEIGHT)]
+    assert unenlarged(far) == [
+        Region(0, 0, 40, 12, READ_HEIGHT),
+        Region(400, 300, 440, 312, READ_HEIGHT),
+    ]

@@ -224,9 +224,30 @@ def _starts(start: int, end: int, side: int, overlap: int) -> list[int]:
     return [*out, end - side]
 
 
-def unenlarged(region: Region) -> Region:
-    """The region, to be looked at at native scale whatever the height of its text."""
-    return replace(region, height=max(region.height, READ_HEIGHT))
+def unenlarged(regions: list[Region]) -> list[Region]:
+    """The regions, to be looked at at native scale whatever the height of their text; joined
+    while one crop of two costs the network no more than two crops (a small crop is mostly
+    its padding)."""
+    out = [replace(r, height=max(r.height, READ_HEIGHT)) for r in regions]
+    joined = True
+    while joined:
+        joined = False
+        for i, a in enumerate(out):
+            for j in range(i + 1, len(out)):
+                both = a.joined(out[j])
+                if _network_pixels(both) <= _network_pixels(a) + _network_pixels(out[j]):
+                    out[i], joined = both, True
+                    del out[j]
+                    break
+            if joined:
+                break
+    return out
+
+
+def _network_pixels(region: Region) -> int:
+    """What the network looks at for a region at native scale: with its context and padding."""
+    width, height = region.x1 - region.x0 + 2 * CONTEXT, region.y1 - region.y0 + 2 * CONTEXT
+    return (_padding(width) + STRIDE) * (_padding(height) + STRIDE)
 
 
 def _scale(region: Region) -> int:

@@ -69,6 +69,7 @@ class Search:
             rows, columns = view.shape[:2]
             lines: list[Region] = []
             asked: list[Region] = []
+            native: list[Region] = []
             for number, plane in enumerate(planes(view)):
                 look = first_look(plane)
                 if number == 0:  # colourfulness points the detector; only brightness vouches
@@ -76,10 +77,10 @@ class Search:
                 for line in look.lines:
                     region = line.grown(ASK_ACROSS, ASK_ALONG, rows, columns)
                     short = line.glyphs < MOVING_LINE_GLYPHS
-                    native = short and moving is not None and in_tiles(line, moving)
-                    asked.append(unenlarged(region) if native else region)
+                    moves = short and moving is not None and in_tiles(line, moving)
+                    (native if moves else asked).append(region)
                 asked.extend(look.crowded)
-            found.add(self.text(view, asked, lines))
+            found.add(self.text(view, asked + unenlarged(native), lines))
         return found
 
     def again(self, views: list[np.ndarray], mask: np.ndarray, blanked: list[Region]) -> Found:
