@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from pixel_drawing import body, draw_text, speckle
 
-from sendit_worker.pixels.candidates import TILE, first_look, moving_tiles
+from sendit_worker.pixels.candidates import TILE, Region, first_look, moving_tiles
 
 
 def _covered(box: tuple[int, int, int, int], regions) -> bool:
@@ -52,6 +52,12 @@ def test_a_thin_strip_is_looked_at() -> None:
 def test_crowded_tiles_are_whole_tiles() -> None:
     look = first_look(speckle(300, 300))
     assert all((r.x0 % TILE, r.y0 % TILE) == (0, 0) for r in look.crowded)
+
+
+def test_crowded_tiles_that_line_up_are_one_rectangle() -> None:
+    """A frame of speckle is handed over as one region (the detector's context and padding
+    paid once; a line on a tile's edge whole), not a region per row of tiles."""
+    assert first_look(speckle(300, 300)).crowded == (Region(0, 0, 300, 300, 300),)
 
 
 def test_a_cines_moving_picture_is_told_from_text_appearing_on_its_still_screen() -> None:
