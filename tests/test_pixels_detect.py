@@ -58,6 +58,14 @@ def test_a_large_region_is_looked_at_in_overlapping_tiles() -> None:
     assert covered.all()
 
 
+def test_tiles_are_of_even_sizes_overlapping_by_a_line() -> None:
+    """A region a little wider than a tile is cut in two halves, not in two whole tiles that
+    overlap by most of their width (each pixel would be looked at twice)."""
+    parts = tiles(Region(0, 0, 640, 480, 480))
+    assert [(r.x0, r.x1) for r in parts] == [(0, 352), (288, 640)]
+    assert all((r.y0, r.y1) == (0, 480) for r in parts)
+
+
 def test_regions_over_the_same_pixels_are_merged_touching_ones_are_not() -> None:
     a, b = Region(0, 0, 100, 20, 10), Region(5, 2, 98, 19, 8)
     assert merged([a, b]) == [Region(0, 0, 100, 20, 8)]  # the smaller text decides enlarging

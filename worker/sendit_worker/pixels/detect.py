@@ -206,22 +206,26 @@ def _shared(a: Region, b: Region) -> float:
 
 def tiles(region: Region, width: int = TILE, height: int = TILE) -> list[Region]:
     """A region in tiles of at most `width` x `height` pixels (what the network sees, enlarged,
-    stays within SCALED_TILE x TILE: its memory is bounded), overlapping by a line (a line cut
-    by one tile's edge is whole in the next)."""
+    stays within SCALED_TILE x TILE: its memory is bounded), of even sizes, overlapping by a
+    line (a line cut by one tile's edge is whole in the next)."""
     if region.x1 - region.x0 <= width and region.y1 - region.y0 <= height:
         return [region]
     return [
-        Region(x, y, min(region.x1, x + width), min(region.y1, y + height), region.height)
-        for y in _starts(region.y0, region.y1, height, min(TILE_OVERLAP, height // 2))
-        for x in _starts(region.x0, region.x1, width, min(TILE_OVERLAP, width // 2))
+        Region(x0, y0, x1, y1, region.height)
+        for y0, y1 in _spans(region.y0, region.y1, height, min(TILE_OVERLAP, height // 2))
+        for x0, x1 in _spans(region.x0, region.x1, width, min(TILE_OVERLAP, width // 2))
     ]
 
 
-def _starts(start: int, end: int, side: int, overlap: int) -> list[int]:
+def _spans(start: int, end: int, side: int, overlap: int) -> list[tuple[int, int]]:
+    """[start, end) as the fewest spans of at most `side`, overlapping by `overlap`, of even
+    sizes (640 in 512s: 352 and 352, not 512 and 512)."""
     if end - start <= side:
-        return [start]
-    out = list(range(start, end - side, side - overlap))
-    return [*out, end - side]
+        return [(start, end)]
+    count = -(-(end - start - overlap) // (side - overlap))
+    size = -(-(end - start + (count - 1) * overlap) // count)
+    starts = [start + i * (size - overlap) for i in range(count - 1)] + [end - size]
+    return [(a, a + size) for a in starts]
 
 
 def unenlarged(regions: list[Region]) -> list[Region]:
