@@ -16,8 +16,10 @@ frame of a cine, on every slice of a series) are looked at once.
 from __future__ import annotations
 
 import hashlib
+import importlib.util
 from collections import OrderedDict
 from dataclasses import dataclass, replace
+from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +27,10 @@ import numpy as np
 
 from .candidates import Region
 
+# The rapidocr-onnxruntime wheel's folder (models, modules), found without importing it.
+RAPIDOCR = Path(
+    (importlib.util.find_spec("rapidocr_onnxruntime").submodule_search_locations or [""])[0]
+)
 STRIDE = 32
 CONTEXT = 8  # pixels of surround on every side of a region
 READ_HEIGHT = 28  # lines lower than this are read enlarged towards it (up to MAX_SCALE times)
@@ -64,15 +70,12 @@ class Box:
 class TextDetector:
     def __init__(self) -> None:
         import cv2
-        import rapidocr_onnxruntime
-        from rapidocr_onnxruntime.ch_ppocr_det.utils import DBPostProcess
 
         self._cv2 = cv2
-        model = Path(rapidocr_onnxruntime.__file__).parent / "models" / "ch_PP-OCRv4_det_infer.onnx"
-        self._session = session(model)
+        self._session = session(rapidocr() / "models" / "ch_PP-OCRv4_det_infer.onnx")
         self._input = self._session.get_inputs()[0].name
         # rapidocr's defaults; lower ones found no more text in the corpus here.
-        self._post = DBPostProcess(
+        self._post = _db_postprocess()(
             thresh=0.3,
             box_thresh=0.5,
             max_candidates=1000,
@@ -160,6 +163,29 @@ class TextDetector:
                 )
             )
         return tuple(b for b in boxes if b.x1 > b.x0 and b.y1 > b.y0)
+
+
+@cache
+def rapidocr() -> Path:
+    """The rapidocr-onnxruntime wheel's folder (its models and modules), found without
+    importing the package."""
+    spec = importlib.util.find_spec("rapidocr_onnxruntime")
+    if spec is None or not spec.submodule_search_locations:
+        raise ImportError("rapidocr-onnxruntime is not installed")
+    return Path(spec.submodule_search_locations[0])
+
+
+def _db_postprocess() -> Any:
+    """rapidocr's DB post-processing (boxes from the network's map), its module loaded on its
+    own: importing the package runs its whole OCR pipeline's imports (requests among them),
+    80 ms a pool process for nothing the detector uses."""
+    path = rapidocr() / "ch_ppocr_det" / "utils.py"
+    spec = importlib.util.spec_from_file_location("sendit_rapidocr_det_utils", path)
+    if spec is None or spec.loader is None:
+        raise ImportError(f"rapidocr-onnxruntime without {path.name}")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.DBPostProcess
 
 
 def session(model: Path) -> Any:

@@ -9,11 +9,9 @@ two letters or digits with some confidence. Loaded on first need, one thread.
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 
-from .detect import session
+from .detect import rapidocr, session
 
 MIN_CHARACTERS = 2
 MIN_CONFIDENCE = 0.5
@@ -24,10 +22,9 @@ PIECE_ASPECT = 12
 
 class TextReader:
     def __init__(self) -> None:
-        import rapidocr_onnxruntime
         from rapidocr_onnxruntime.ch_ppocr_rec.text_recognize import TextRecognizer
 
-        model = Path(rapidocr_onnxruntime.__file__).parent / "models" / "ch_PP-OCRv4_rec_infer.onnx"
+        model = rapidocr() / "models" / "ch_PP-OCRv4_rec_infer.onnx"
         self._recognizer = TextRecognizer(
             {
                 "model_path": str(model),
