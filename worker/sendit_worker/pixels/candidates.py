@@ -191,44 +191,51 @@ def _glyphs(stats: np.ndarray) -> np.ndarray:
 
 
 def _lines(glyphs: np.ndarray) -> list[Region]:
-    """Glyphs linked side by side into lines (union-find over near neighbours)."""
+    """Glyphs linked side by side into lines: the connected groups of near neighbours."""
     if not len(glyphs):
         return []
-    order = np.argsort(glyphs[:, 0], kind="stable")
-    g = glyphs[order]
+    g = glyphs[np.argsort(glyphs[:, 0], kind="stable")]
     x, y, w, h = g[:, 0], g[:, 1], g[:, 2], g[:, 3]
-    parent = np.arange(len(g))
-
-    def root(i: int) -> int:
-        while parent[i] != i:
-            parent[i] = parent[parent[i]]
-            i = parent[i]
-        return i
-
-    right = x + w
-    reach = right + (LINK_GAP * h).astype(np.int64) + 2
-    for i in range(len(g)):
-        end = np.searchsorted(x, reach[i], side="right")
-        if end <= i + 1:
-            continue
-        j = np.arange(i + 1, end)
-        overlap = np.minimum(y[i] + h[i], y[j] + h[j]) - np.maximum(y[i], y[j])
-        similar = np.maximum(h[i], h[j]) <= LINK_HEIGHTS * np.minimum(h[i], h[j])
-        for k in j[(overlap >= 0.5 * np.minimum(h[i], h[j])) & similar]:
-            a, b = root(i), root(int(k))
-            if a != b:
-                parent[b] = a
-    roots = np.array([root(i) for i in range(len(g))])
+    right, bottom = x + w, y + h
+    labels = _linked(x, y, right, h)
+    order = np.argsort(labels, kind="stable")
+    starts = np.flatnonzero(np.diff(labels[order], prepend=-1))
+    ends = np.append(starts[1:], len(order))
+    x0, y0 = np.minimum.reduceat(x[order], starts), np.minimum.reduceat(y[order], starts)
+    x1, y1 = np.maximum.reduceat(right[order], starts), np.maximum.reduceat(bottom[order], starts)
+    height = y1 - y0
+    wide = x1 - x0 >= np.where(ends - starts > 1, 1.0, 1.5) * height
     out = []
-    for r in np.unique(roots):
-        members = roots == r
-        x0, y0 = int(x[members].min()), int(y[members].min())
-        x1, y1 = int(right[members].max()), int((y + h)[members].max())
-        height = y1 - y0
-        many = int(members.sum()) > 1
-        if LINE_MIN <= height <= GLYPH_MAX and x1 - x0 >= (1.0 if many else 1.5) * height:
-            out.append(Region(x0, y0, x1, y1, height, _aligned(h[members], (y + h)[members])))
+    for k in np.flatnonzero((height >= LINE_MIN) & (height <= GLYPH_MAX) & wide):
+        members = order[starts[k] : ends[k]]
+        box = (int(x0[k]), int(y0[k]), int(x1[k]), int(y1[k]), int(height[k]))
+        out.append(Region(*box, _aligned(h[members], bottom[members])))
     return out
+
+
+def _linked(x: np.ndarray, y: np.ndarray, right: np.ndarray, h: np.ndarray) -> np.ndarray:
+    """Each glyph's group (glyphs sorted by x): linked when the next stands within LINK_GAP
+    heights to its right, the two overlap by half the lower one's height and their heights
+    differ less than LINK_HEIGHTS times; groups are what links join, directly or not."""
+    n = len(x)
+    reach = right + (LINK_GAP * h).astype(np.int64) + 2
+    counts = np.maximum(np.searchsorted(x, reach, side="right") - np.arange(1, n + 1), 0)
+    i = np.repeat(np.arange(n), counts)
+    j = np.arange(int(counts.sum())) - np.repeat(np.cumsum(counts) - counts, counts) + i + 1
+    lower = np.minimum(h[i], h[j])
+    overlap = np.minimum(y[i] + h[i], y[j] + h[j]) - np.maximum(y[i], y[j])
+    near = (overlap >= 0.5 * lower) & (np.maximum(h[i], h[j]) <= LINK_HEIGHTS * lower)
+    i, j = i[near], j[near]
+    labels = np.arange(n)
+    while True:  # the smallest index of each group, spread along links, then by jumping
+        joined = labels.copy()
+        smaller = np.minimum(labels[i], labels[j])
+        np.minimum.at(joined, i, smaller)
+        np.minimum.at(joined, j, smaller)
+        joined = joined[joined]
+        if np.array_equal(joined, labels):
+            return labels
+        labels = joined
 
 
 def _aligned(heights: np.ndarray, bottoms: np.ndarray) -> int:
