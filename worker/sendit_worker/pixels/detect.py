@@ -27,10 +27,6 @@ import numpy as np
 
 from .candidates import Region
 
-# The rapidocr-onnxruntime wheel's folder (models, modules), found without importing it.
-RAPIDOCR = Path(
-    (importlib.util.find_spec("rapidocr_onnxruntime").submodule_search_locations or [""])[0]
-)
 STRIDE = 32
 CONTEXT = 8  # pixels of surround on every side of a region
 READ_HEIGHT = 28  # lines lower than this are read enlarged towards it (up to MAX_SCALE times)
