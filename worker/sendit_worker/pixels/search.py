@@ -33,8 +33,8 @@ OUTSIDE = 0.25  # a box found again counts when this share of it lies outside wh
 SUPPORT_GLYPHS = 3  # a line of this many aligned glyphs in a box's rows supports it as text
 ROW_HEIGHTS = 1.5  # a line in a box's rows is at most this many times the box's height
 # Speckle in a cine's projections lines up like glyphs, three at most: a line of fewer than
-# this many aligned glyphs in its moving picture is not enlarged (each enlarged crop costs
-# more than looking at a whole tile).
+# this many aligned glyphs in its moving picture is not enlarged (enlarging every such line
+# cost more than all the rest of a cine's search).
 MOVING_LINE_GLYPHS = 5
 
 
