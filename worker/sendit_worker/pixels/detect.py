@@ -129,14 +129,13 @@ class TextDetector:
                 stretched, None, fx=scale, fy=scale, interpolation=cv2.INTER_CUBIC
             )
         rows, columns = stretched.shape[:2]
-        bottom = _padding(rows) - rows
-        right = _padding(columns) - columns
+        pad = STRIDE // 2
+        bottom, right = _network_side(rows) - rows - pad, _network_side(columns) - columns - pad
         # Padded with its background: repeated edges would smear a line cut by the frame's edge
         # into streaks the network does not read as text.
         background = [int(v) for v in np.median(stretched.reshape(-1, stretched.shape[2]), axis=0)]
-        pad = STRIDE // 2
         padded = cv2.copyMakeBorder(
-            stretched, pad, bottom + pad, pad, right + pad, cv2.BORDER_CONSTANT, value=background
+            stretched, pad, bottom, pad, right, cv2.BORDER_CONSTANT, value=background
         )
         blob = (padded.astype(np.float32) * (2.0 / 255.0) - 1.0).transpose(2, 0, 1)[np.newaxis]
         self.runs += 1
@@ -273,7 +272,7 @@ def unenlarged(regions: list[Region]) -> list[Region]:
 def _network_pixels(region: Region) -> int:
     """What the network looks at for a region at native scale: with its context and padding."""
     width, height = region.x1 - region.x0 + 2 * CONTEXT, region.y1 - region.y0 + 2 * CONTEXT
-    return (_padding(width) + STRIDE) * (_padding(height) + STRIDE)
+    return _network_side(width) * _network_side(height)
 
 
 def _scale(region: Region) -> int:
@@ -281,8 +280,10 @@ def _scale(region: Region) -> int:
     return min(MAX_SCALE, max(1, -(-READ_HEIGHT // max(region.height, 1))))
 
 
-def _padding(size: int) -> int:
-    return -(-size // STRIDE) * STRIDE
+def _network_side(size: int) -> int:
+    """A crop's side as the network sees it: a multiple of its stride, half a stride of
+    background more on either side."""
+    return -(-size // STRIDE) * STRIDE + STRIDE
 
 
 def mask_of(boxes: list[Box], rows: int, columns: int) -> np.ndarray:
