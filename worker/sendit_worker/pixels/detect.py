@@ -170,9 +170,10 @@ def rapidocr() -> Path:
     return Path(spec.submodule_search_locations[0])
 
 
+@cache
 def _db_postprocess() -> Any:
-    """rapidocr's DB post-processing (boxes from the network's map), its module loaded on its
-    own: importing the package runs its whole OCR pipeline's imports (requests among them),
+    """rapidocr's DB post-processing (boxes from the network's map), its module loaded once on
+    its own: importing the package runs its whole OCR pipeline's imports (requests among them),
     80 ms a pool process for nothing the detector uses."""
     path = rapidocr() / "ch_ppocr_det" / "utils.py"
     spec = importlib.util.spec_from_file_location("sendit_rapidocr_det_utils", path)
