@@ -69,3 +69,15 @@ def test_the_check_after_blanking_finds_what_the_blanking_missed(search) -> None
     cleaned[mask] = 0
     left = search.again([cleaned], mask, partial)
     assert mask_of(left.regions, 256, 512)[y0:y1, (x0 + x1) // 2 + 4 : x1].all()
+
+
+def test_a_short_moving_line_is_looked_at_within_the_crowded_tile_beside_it() -> None:
+    """In a cine's projections, a short line next to a tile of speckle shares the tile's crop
+    (one network pass, not two: a small crop is mostly padding), and is found there."""
+    view = np.zeros((256, 384), dtype=np.uint8)
+    view[:128, :128] = speckle(128, 128)  # a crowded tile
+    x0, y0, x1, y1 = draw_text(view, "4 cm", 132, 50, 11, 200)  # a short line beside it
+    detector = TextDetector()
+    found = Search(lambda: detector, TextReader).views([view], np.ones((2, 3), dtype=bool))
+    assert detector.runs == 1
+    assert mask_of(found.regions, 256, 384)[y0:y1, x0:x1].all()

@@ -276,6 +276,11 @@ def _network_pixels(region: Region) -> int:
     return _network_side(width) * _network_side(height)
 
 
+def enlarged(region: Region) -> bool:
+    """The region's text is lower than the network reads well: its crop is enlarged."""
+    return _scale(region) > 1
+
+
 def _scale(region: Region) -> int:
     """How much a region's crop is enlarged: towards READ_HEIGHT, at most MAX_SCALE times."""
     return min(MAX_SCALE, max(1, -(-READ_HEIGHT // max(region.height, 1))))

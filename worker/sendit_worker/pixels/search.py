@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .candidates import Region, first_look, in_tiles
-from .detect import Box, TextDetector, unenlarged
+from .detect import Box, TextDetector, enlarged, unenlarged
 from .read import TextReader
 from .views import planes
 
@@ -63,7 +63,10 @@ class Search:
 
     def views(self, views: list[np.ndarray], moving: np.ndarray | None = None) -> Found:
         """Text in any of a frame's views. In the `moving` tiles (a cine's moving picture, in
-        its projections) a short line is asked at native scale, as the shadow mode looks."""
+        its projections) a short line is asked at native scale, as the shadow mode looks.
+        What is looked at at native scale (those lines, crowded tiles as high as a line is
+        read) shares crops where that costs the network less: a short line beside a crowded
+        tile is looked at within it."""
         found = Found()
         for view in views:
             rows, columns = view.shape[:2]
@@ -79,7 +82,8 @@ class Search:
                     short = line.glyphs < MOVING_LINE_GLYPHS
                     moves = short and moving is not None and in_tiles(line, moving)
                     (native if moves else asked).append(region)
-                asked.extend(look.crowded)
+                for tile in look.crowded:
+                    (asked if enlarged(tile) else native).append(tile)
             found.add(self.text(view, asked + unenlarged(native), lines))
         return found
 
