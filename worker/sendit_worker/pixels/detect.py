@@ -103,7 +103,8 @@ class TextDetector:
         x0, y0 = max(0, region.x0 - CONTEXT), max(0, region.y0 - CONTEXT)
         x1, y1 = min(columns, region.x1 + CONTEXT), min(rows, region.y1 + CONTEXT)
         crop = image[y0:y1, x0:x1]
-        low, high = (int(v) for v in np.percentile(crop, (0.5, 99.5)))
+        counts = sum(_cumulative(crop))
+        low, high = _quantile(counts, 0.005), _quantile(counts, 0.995)
         if high - low < FLAT:
             return []
         scale = _scale(region)
@@ -133,7 +134,7 @@ class TextDetector:
         bottom, right = _network_side(rows) - rows - pad, _network_side(columns) - columns - pad
         # Padded with its background: repeated edges would smear a line cut by the frame's edge
         # into streaks the network does not read as text.
-        background = [int(v) for v in np.median(stretched.reshape(-1, stretched.shape[2]), axis=0)]
+        background = [_quantile(counts, 0.5) for counts in _cumulative(stretched)]
         padded = cv2.copyMakeBorder(
             stretched, pad, bottom, pad, right, cv2.BORDER_CONSTANT, value=background
         )
@@ -182,6 +183,28 @@ def _db_postprocess() -> Any:
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module.DBPostProcess
+
+
+def _cumulative(image: np.ndarray) -> list[np.ndarray]:
+    """Each channel's cumulative histogram of an 8-bit image: its quantiles without sorting
+    it (a crop's sort cost a tenth of the network's pass on it)."""
+    import cv2
+
+    channels = 1 if image.ndim == 2 else image.shape[2]
+    return [
+        np.cumsum(cv2.calcHist([image], [c], None, [256], (0, 256)).ravel().astype(np.int64))
+        for c in range(channels)
+    ]
+
+
+def _quantile(cumulative: np.ndarray, q: float) -> int:
+    """The q quantile of the values counted, between ranks as numpy's percentile and median
+    interpolate, truncated."""
+    position = q * (int(cumulative[-1]) - 1)
+    rank = int(position)
+    low = int(np.searchsorted(cumulative, rank, side="right"))
+    high = int(np.searchsorted(cumulative, rank + 1, side="right")) if position > rank else low
+    return int(low + (high - low) * (position - rank))
 
 
 def session(model: Path) -> Any:
