@@ -205,12 +205,11 @@ def _lines(glyphs: np.ndarray) -> list[Region]:
     x1, y1 = np.maximum.reduceat(right[order], starts), np.maximum.reduceat(bottom[order], starts)
     height = y1 - y0
     wide = x1 - x0 >= np.where(ends - starts > 1, 1.0, 1.5) * height
-    out = []
-    for k in np.flatnonzero((height >= LINE_MIN) & (height <= GLYPH_MAX) & wide):
-        members = order[starts[k] : ends[k]]
-        box = (int(x0[k]), int(y0[k]), int(x1[k]), int(y1[k]), int(height[k]))
-        out.append(Region(*box, _aligned(h[members], bottom[members])))
-    return out
+    aligned = _aligned(h[order], bottom[order], starts, ends - starts)
+    return [
+        Region(int(x0[k]), int(y0[k]), int(x1[k]), int(y1[k]), int(height[k]), int(aligned[k]))
+        for k in np.flatnonzero((height >= LINE_MIN) & (height <= GLYPH_MAX) & wide)
+    ]
 
 
 def _linked(x: np.ndarray, y: np.ndarray, right: np.ndarray, h: np.ndarray) -> np.ndarray:
@@ -238,13 +237,26 @@ def _linked(x: np.ndarray, y: np.ndarray, right: np.ndarray, h: np.ndarray) -> n
         labels = joined
 
 
-def _aligned(heights: np.ndarray, bottoms: np.ndarray) -> int:
-    """Glyphs of the line's own size standing on its baseline: text's are, a texture's
-    blobs (speckle, Doppler colour) are not."""
-    size, base = float(np.median(heights)), float(np.median(bottoms))
+def _aligned(
+    heights: np.ndarray, bottoms: np.ndarray, starts: np.ndarray, counts: np.ndarray
+) -> np.ndarray:
+    """Each line's glyphs of its own size standing on its baseline (its median height and
+    bottom): text's are, a texture's blobs (speckle, Doppler colour) are not. Glyphs come
+    grouped by line, each group from `starts`, `counts` long."""
+    line = np.repeat(np.arange(len(starts)), counts)
+    size, base = _medians(heights, line, starts, counts), _medians(bottoms, line, starts, counts)
+    size, base = np.repeat(size, counts), np.repeat(base, counts)
     same = np.abs(heights - size) <= ALIGNED * size
     level = np.abs(bottoms - base) <= ALIGNED * size
-    return int((same & level).sum())
+    return np.add.reduceat((same & level).astype(np.int64), starts)
+
+
+def _medians(
+    values: np.ndarray, group: np.ndarray, starts: np.ndarray, counts: np.ndarray
+) -> np.ndarray:
+    """The median of each group of `values` (grouped in order, `group` naming each one's)."""
+    ordered = values[np.lexsort((values, group))]
+    return (ordered[starts + (counts - 1) // 2] + ordered[starts + counts // 2]) / 2
 
 
 def _strokes_across(strokes: np.ndarray, line: Region) -> float:
