@@ -199,7 +199,9 @@ class _Image:
         for number, frame in enumerate(self._cine_frames() if cine else self._frames()):
             values = frame.values
             if blank is not None:
-                values = values.copy()
+                # A frame is decoded afresh for each search: blanked in place (a radiograph's
+                # copy was the largest thing the check after blanking held); a cine's are kept.
+                values = values.copy() if cine else values
                 values[blank] = self.fill
             shown = views(Frame(frame.index, values, frame.photometric, False), self.shown)
             yield shown, self._moving if cine and number > 0 else None
