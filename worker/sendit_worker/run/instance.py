@@ -98,6 +98,7 @@ def process_instance(ctx: Context, ref: str, inst: Instance, ids: PatientIdentif
     try:
         stored = inst.path.read_bytes()
         ds = pydicom.dcmread(io.BytesIO(stored), force=True)
+        ds.buffer = None  # pydicom keeps what it read from (for reads it defers: none here)
         problem = _integrity_problem(ds, stored)
         if ctx.settings.quarantine is None:
             del stored  # kept only for a quarantine's copy: a radiograph is not held twice
