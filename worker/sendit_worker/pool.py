@@ -1,7 +1,8 @@
-"""The worker pool: as many processes as this process may use CPUs, each dying with the run; one
-inline "pool" for one worker; a map that streams its tasks (never more than a window of them
-under way); and how a run stops on SIGINT or SIGTERM. Light to import: the command line's help
-text asks it for the CPU count."""
+"""The worker pool: as many processes as this process may use CPUs, each dying with the run and
+giving large blocks back to the system when it frees them; one inline "pool" for one worker; a
+map that streams its tasks (never more than a window of them under way); and how a run stops
+on SIGINT or SIGTERM. Light to import: the command line's help text asks it for the CPU
+count."""
 
 from __future__ import annotations
 
