@@ -20,8 +20,12 @@ process it waited for), the default over the header path as a ratio, wall second
 peak RSS of the largest process of the tree (of the pool process, unless sendit's own main
 process held more).
 
+--rounds N runs each pair (header path, then default) N times in turn and prints medians: the
+ratio is the median of each round's ratio, with its range (a shared machine's noise on a run
+of a few seconds is larger than a few percent). Outcomes are those of the first round.
+
     python bench/pixels.py [--families large,layouts,...] [--quick] [--seed N] [--workers N]
-                           [--sendit PATH] [--keep DIR]
+                           [--rounds N] [--sendit PATH] [--keep DIR]
 
 --quick makes the families small (large: 3000 x 2400 only; timing: 20 CT and 10 MR slices,
 one CR, one cine, two SC): its CPU ratios carry each process's start-up, so judge them on a
@@ -107,6 +111,7 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="small families: a fast run")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--workers", type=int, default=0, help="sendit run --workers (0: its own)")
+    parser.add_argument("--rounds", type=int, default=1, help="runs of each pair, in turn")
     parser.add_argument("--sendit", default=str(Path(sys.executable).with_name("sendit")))
     parser.add_argument("--keep", type=Path, help="write inputs and outputs here, and keep them")
     args = parser.parse_args()
@@ -117,7 +122,7 @@ def main() -> None:
     print("baseline: the header path (sendit run --pixels withhold) of the same sendit, same run")
     with tempfile.TemporaryDirectory(prefix="sendit-bench-pixels-") as tmp:
         root = args.keep or Path(tmp)
-        processes: dict[tuple[str, str], Process] = {}
+        processes: dict[tuple[str, str], list[Process]] = defaultdict(list)
         images: dict[str, int] = {}
         for name in names:
             cases = pixel_corpus.family(name, args.seed, args.quick)
@@ -126,14 +131,17 @@ def main() -> None:
                 folder = root / "in" / group.replace(":", "-")
                 _write(members, folder)
                 images[group] = len(members)
-                for policy in POLICIES:
-                    out = root / policy / group.replace(":", "-")
-                    report = root / f"{policy}-{group.replace(':', '-')}.json"
-                    processes[group, policy] = _sendit(args, folder, out, report, policy)
-                    outcomes = _outcomes(members, folder, out, report)
-                    for case in members:
-                        _tally(tallies[policy], case, outcomes[case.name])
-                        case.release()
+                for first in [True] + [False] * (args.rounds - 1):
+                    for policy in POLICIES:
+                        out = root / policy / group.replace(":", "-")
+                        report = root / f"{policy}-{group.replace(':', '-')}.json"
+                        processes[group, policy].append(_sendit(args, folder, out, report, policy))
+                        if not first:
+                            continue
+                        outcomes = _outcomes(members, folder, out, report)
+                        for case in members:
+                            _tally(tallies[policy], case, outcomes[case.name])
+                            case.release()
             _print_family(name, len(cases), tallies)
     _print_processes(processes, images)
     print(f"\nbench took {time.perf_counter() - started:.0f} s")
@@ -310,19 +318,31 @@ def _changes(t: Tally) -> str:
     return f"{statistics.median(shares):.1%} / {max(shares):.1%}"
 
 
-def _print_processes(processes: dict[tuple[str, str], Process], images: dict[str, int]) -> None:
+def _print_processes(
+    processes: dict[tuple[str, str], list[Process]], images: dict[str, int]
+) -> None:
+    rounds = len(next(iter(processes.values()), []))
     print("\nCPU seconds of the process tree per image; the default over the header path")
+    if rounds > 1:
+        print(f"  medians of {rounds} rounds; the ratio's range in brackets; the highest peak RSS")
     print(
         f"  {'run':16} {'images':>6} {'header':>9} {'default':>9} {'ratio':>7}"
         f" {'wall h | d (s)':>16} {'peak RSS h | d (MB)':>20}"
     )
     for group, count in images.items():
         h, d = processes[group, "header"], processes[group, "default"]
+        ratios = sorted(b.cpu / a.cpu for a, b in zip(h, d, strict=True))
+        spread = f"  [{ratios[0]:.2f}-{ratios[-1]:.2f}]" if rounds > 1 else ""
         print(
-            f"  {group:16} {count:6} {h.cpu / count:9.3f} {d.cpu / count:9.3f}"
-            f" {d.cpu / h.cpu:6.1f}x {h.wall:7.1f} | {d.wall:6.1f}"
-            f" {h.rss / 2**20:9.0f} | {d.rss / 2**20:7.0f}"
+            f"  {group:16} {count:6} {_median(h, 'cpu') / count:9.3f}"
+            f" {_median(d, 'cpu') / count:9.3f} {statistics.median(ratios):6.2f}x"
+            f" {_median(h, 'wall'):7.1f} | {_median(d, 'wall'):6.1f}"
+            f" {max(p.rss for p in h) / 2**20:9.0f} | {max(p.rss for p in d) / 2**20:7.0f}{spread}"
         )
+
+
+def _median(runs: list[Process], figure: str) -> float:
+    return statistics.median(getattr(p, figure) for p in runs)
 
 
 if __name__ == "__main__":
